@@ -1,0 +1,50 @@
+# dsalab: two commands. `make run` sets up and runs the main job; `make test` sets up and runs every test.
+# Set-up: a .venv from the pinned requirements, the native module built by pip (cffi API mode), and a
+# Chromium for static plot export (Debian's package, installed with apt when missing and possible).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+NATIVE := $(wildcard native/*.c native/*.h native/*.py) setup.py pyproject.toml
+SWEEP ?= data/sweeps/quick.toml
+
+.PHONY: run test setup lint bench clean chromium info
+
+run: setup
+	$(BIN)/dsalab info
+	$(BIN)/python benchmarks/bench_kernels.py
+
+test: setup
+	$(BIN)/python -m pytest
+
+setup: $(VENV)/.stamp-native chromium
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.stamp-deps: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# editable install: the native module is built in place, so notebooks and tests use this checkout
+$(VENV)/.stamp-native: $(VENV)/.stamp-deps $(NATIVE)
+	$(BIN)/python -m pip install --quiet --no-build-isolation --no-deps -e .
+	touch $@
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      echo "installing Debian's chromium for static plot export (kaleido)"; \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
+	      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; \
+	    else echo "warning: no chromium found; PNG/SVG export needs one (apt-get install chromium)"; fi; }
+
+lint: setup
+	$(BIN)/ruff check dsalab tests benchmarks notebooks native
+	$(BIN)/ruff format --check dsalab tests benchmarks notebooks native
+
+bench: setup
+	$(BIN)/python benchmarks/bench_kernels.py
+
+clean:
+	rm -rf $(VENV) build dsalab/_native*.so dsalab/_native.c *.egg-info

@@ -1,0 +1,200 @@
+"""The one module that touches the compiled ``dsalab._native`` (``ffi`` and ``lib``).
+
+Every other module calls the small typed wrappers here. A non-zero native status becomes an exception from
+:mod:`dsalab.errors`; the C status codes are mirrored by :class:`Status`. At import, the ABI version and the
+source hash the module was built from are checked, so that a stale build (for example in a Jupyter kernel
+started before ``make``) fails loudly instead of misbehaving.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import pathlib
+
+import numpy as np
+
+from dsalab import errors
+
+_ABI_VERSION = 1
+_REBUILD = "rebuild it (`make setup`, or `pip install --no-build-isolation -e .`) and restart the Python kernel"
+
+try:
+    from dsalab._native import ffi, lib
+except ImportError as exc:  # pragma: no cover - only without a build
+    raise errors.StaleBuildError(f"dsalab's native module is not built: {exc}; {_REBUILD}") from exc
+
+
+class Status(enum.IntEnum):
+    """Native status codes (``DSL_*``)."""
+
+    OK = lib.DSL_OK
+    EINVAL = lib.DSL_EINVAL
+    ENOMEM = lib.DSL_ENOMEM
+    ENODEV = lib.DSL_ENODEV
+    EQUEUE_FULL = lib.DSL_EQUEUE_FULL
+    EGONE = lib.DSL_EGONE
+    ETIMEDOUT = lib.DSL_ETIMEDOUT
+    EIO = lib.DSL_EIO
+    EUNSUPPORTED = lib.DSL_EUNSUPPORTED
+    EPERM = lib.DSL_EPERM
+
+
+_EXCEPTIONS: dict[Status, type[errors.NativeError]] = {
+    Status.EINVAL: errors.NativeInvalidArgument,
+    Status.ENOMEM: errors.NativeOutOfMemory,
+    Status.ENODEV: errors.DeviceNotFound,
+    Status.EQUEUE_FULL: errors.QueueFull,
+    Status.EGONE: errors.DeviceGone,
+    Status.ETIMEDOUT: errors.DeviceTimeout,
+    Status.EIO: errors.NativeIOError,
+    Status.EUNSUPPORTED: errors.Unsupported,
+    Status.EPERM: errors.DevicePermissionError,
+}
+
+
+def check(status: int, what: str) -> None:
+    """Raise the exception of a non-zero native ``status``; ``what`` says which call, with its arguments."""
+    if status == Status.OK:
+        return
+    try:
+        st = Status(status)
+    except ValueError:
+        raise errors.NativeError(f"{what}: unknown native status {status}", status) from None
+    raise _EXCEPTIONS[st](f"{what}: {st.name}", int(st))
+
+
+def source_build_id(native_dir: pathlib.Path) -> str | None:
+    """Hash of the C sources in ``native_dir`` (as ``native/build_native.py`` computes it), or None."""
+    files = sorted(native_dir.glob("*.[ch]"))
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def check_build(
+    built_abi: int, built_id: str, *, expected_abi: int = _ABI_VERSION, source_id: str | None = None
+) -> None:
+    """Raise :class:`~dsalab.errors.StaleBuildError` if the compiled module does not match this code."""
+    if built_abi != expected_abi:
+        raise errors.StaleBuildError(
+            f"dsalab._native was built for native ABI {built_abi} but this dsalab needs ABI {expected_abi}: "
+            f"{_REBUILD}"
+        )
+    if source_id is not None and source_id != built_id and os.environ.get("DSALAB_ALLOW_STALE") != "1":
+        raise errors.StaleBuildError(
+            f"dsalab._native was built from other native sources (build {built_id}, sources now {source_id}): "
+            f"{_REBUILD} (DSALAB_ALLOW_STALE=1 skips this check)"
+        )
+
+
+def build_id() -> str:
+    """Hash of the native sources the loaded module was built from."""
+    return ffi.string(lib.dsl_build_id()).decode()
+
+
+_checkout_native = pathlib.Path(__file__).resolve().parent.parent / "native"
+check_build(lib.dsl_abi_version(), build_id(), source_id=source_build_id(_checkout_native))
+
+
+# ---------------------------------------------------------------- build and CPU facts
+
+
+def build_facts() -> dict[str, bool | int | str]:
+    """What the native module was compiled with."""
+    return {
+        "native_abi": int(lib.dsl_abi_version()),
+        "native_build_id": build_id(),
+        "built_with_idxd_h": bool(lib.dsl_built_with_idxd_h()),
+        "built_with_portal_isa": bool(lib.dsl_built_with_portal_isa()),
+        "built_with_waitpkg": bool(lib.dsl_built_with_waitpkg()),
+        "kernel_isa": ffi.string(lib.dsl_kernel_isa()).decode(),
+    }
+
+
+def cpu_has(feature: str) -> bool:
+    """Run-time CPU feature test (CPUID): avx2, avx512f, avx512bw, enqcmd, movdir64b, waitpkg."""
+    r = lib.dsl_cpu_has(feature.encode())
+    if r < 0:
+        raise errors.InvalidArgument(
+            f"unknown CPU feature {feature!r}; allowed: avx2, avx512f, avx512bw, enqcmd, movdir64b, waitpkg"
+        )
+    return bool(r)
+
+
+def set_kernel_isa(isa: str) -> None:
+    """Force the native kernels' code path: "avx512", "avx2", "scalar" or "auto" (tests use this)."""
+    st = lib.dsl_set_kernel_isa(isa.encode())
+    if st == Status.EINVAL:
+        raise errors.InvalidArgument(f"unknown kernel ISA {isa!r}; allowed: auto, avx512, avx2, scalar")
+    check(st, f"set_kernel_isa({isa!r})")
+
+
+def kernel_isa() -> str:
+    """The native kernels' code path in use."""
+    return ffi.string(lib.dsl_kernel_isa()).decode()
+
+
+def set_thread_name(name: str) -> None:
+    """Name the calling OS thread (what /proc/self/task/*/comm shows; 15 characters at most)."""
+    check(lib.dsl_set_thread_name(name.encode()), f"set_thread_name({name!r})")
+
+
+# ---------------------------------------------------------------- kernels
+
+
+def _ptr(arr: np.ndarray):
+    return ffi.from_buffer("uint8_t[]", arr, require_writable=False)
+
+
+def is_zero(view: np.ndarray) -> bool:
+    """Native zero test of a 1-D uint8 view (any length)."""
+    return bool(lib.dsl_is_zero(_ptr(view), view.nbytes))
+
+
+def find_zero_pages(view: np.ndarray, page_size: int, threads: int) -> np.ndarray:
+    """Native zero-page bitmap of a 1-D uint8 view that is a whole number of pages."""
+    n = view.nbytes // page_size
+    out = np.empty(n, dtype=np.bool_)
+    st = lib.dsl_find_zero_pages(ffi.from_buffer(view), n, page_size, ffi.from_buffer(out), threads)
+    if st:
+        check(st, f"find_zero_pages(page_size={page_size}, threads={threads})")
+    return out
+
+
+def find_zero_pages_with(fn_address: int, view: np.ndarray, page_size: int) -> np.ndarray:
+    """Zero-page bitmap computed by the C function at ``fn_address`` (``int f(const void*, size_t)``)."""
+    n = view.nbytes // page_size
+    out = np.empty(n, dtype=np.uint8)
+    fn = ffi.cast("dsl_zero_fn", fn_address)
+    check(
+        lib.dsl_find_zero_pages_fn(fn, _ptr(view), n, page_size, ffi.from_buffer("uint8_t[]", out)),
+        f"find_zero_pages_fn(page_size={page_size})",
+    )
+    return out.view(np.bool_)
+
+
+def compare_pages(a: np.ndarray, b: np.ndarray, page_size: int, threads: int) -> np.ndarray:
+    """Native page-equality bitmap of two equal-length 1-D uint8 views."""
+    n = a.nbytes // page_size
+    out = np.empty(n, dtype=np.uint8)
+    check(
+        lib.dsl_compare_pages(_ptr(a), _ptr(b), n, page_size, ffi.from_buffer("uint8_t[]", out), threads),
+        f"compare_pages(page_size={page_size}, threads={threads})",
+    )
+    return out.view(np.bool_)
+
+
+def or_reduce(view: np.ndarray, threads: int) -> int:
+    """OR of every 64-bit word of a 1-D uint8 view, without early exit (the memory-read bandwidth reference)."""
+    return int(lib.dsl_or_reduce(_ptr(view), view.nbytes, threads))
+
+
+def native_zero_fn_address() -> int:
+    """Address of the native ``int dsl_is_zero(const void*, size_t)``, for loops that take a function pointer."""
+    return int(ffi.cast("uintptr_t", lib.dsl_native_zero_fn()))

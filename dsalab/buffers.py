@@ -1,0 +1,80 @@
+"""Validation of buffers and page sizes: every public entry point that takes memory goes through here."""
+
+from __future__ import annotations
+
+import mmap
+import numbers
+
+import numpy as np
+
+from dsalab.config import MIN_PAGE_SIZE
+from dsalab.errors import InvalidArgument, InvalidType
+
+BufferLike = np.ndarray | bytes | bytearray | memoryview | mmap.mmap
+
+
+def check_page_size(page_size: object, name: str = "page_size") -> int:
+    """Return ``page_size`` as an int, bytes; raise unless it is a power of two of at least 64."""
+    if type(page_size) is int and page_size >= MIN_PAGE_SIZE and not page_size & (page_size - 1):
+        return page_size  # fast path
+    if isinstance(page_size, bool) or not isinstance(page_size, numbers.Integral):
+        raise InvalidType(f"{name} must be an int (bytes), got {type(page_size).__name__} {page_size!r}")
+    ps = int(page_size)
+    if ps < MIN_PAGE_SIZE or ps & (ps - 1):
+        raise InvalidArgument(
+            f"{name}={ps} is not allowed: it must be a power of two of at least {MIN_PAGE_SIZE} bytes "
+            "(e.g. 4096, 2097152)"
+        )
+    return ps
+
+
+def check_threads(threads: object, name: str = "threads") -> int:
+    """Return ``threads`` as an int; raise unless it is an int of at least 1."""
+    if type(threads) is int and threads >= 1:
+        return threads  # fast path
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise InvalidType(f"{name} must be an int >= 1 or None, got {type(threads).__name__} {threads!r}")
+    if int(threads) < 1:
+        raise InvalidArgument(f"{name}={threads} is not allowed: it must be at least 1 (or None for all CPUs)")
+    return int(threads)
+
+
+def byte_view(buf: BufferLike, name: str = "buf") -> np.ndarray:
+    """A read-only 1-D uint8 numpy view of any C-contiguous buffer, without copying."""
+    if isinstance(buf, np.ndarray):
+        if buf.ndim == 1 and buf.dtype == np.uint8 and buf.flags.c_contiguous:
+            return buf  # fast path
+        if not buf.flags.c_contiguous:
+            raise InvalidArgument(
+                f"{name} is a non-contiguous numpy array (shape {buf.shape}, strides {buf.strides}); "
+                "a C-contiguous buffer is required: pass np.ascontiguousarray(...)"
+            )
+        return buf.reshape(-1).view(np.uint8) if buf.ndim else buf.reshape(1).view(np.uint8)
+    if isinstance(buf, str):
+        raise InvalidType(f"{name} must be a buffer (bytes, bytearray, memoryview, mmap, numpy array), got str")
+    try:
+        mv = memoryview(buf)
+    except TypeError:
+        raise InvalidType(
+            f"{name} must be a buffer (bytes, bytearray, memoryview, mmap, numpy array), "
+            f"got {type(buf).__name__}"
+        ) from None
+    if not mv.c_contiguous:
+        raise InvalidArgument(
+            f"{name} is a non-contiguous memoryview (shape {mv.shape}, strides {mv.strides}); "
+            "a C-contiguous buffer is required"
+        )
+    return np.frombuffer(mv.cast("B") if mv.ndim != 1 or mv.format != "B" else mv, dtype=np.uint8)
+
+
+def page_view(buf: BufferLike, page_size: object, name: str = "buf") -> tuple[np.ndarray, int]:
+    """Validate ``buf`` and ``page_size``; return (1-D uint8 view, page size in bytes)."""
+    ps = check_page_size(page_size)
+    view = byte_view(buf, name)
+    if view.nbytes % ps:
+        lo = view.nbytes - view.nbytes % ps
+        raise InvalidArgument(
+            f"{name} is {view.nbytes} bytes, not a whole number of {ps}-byte pages "
+            f"({view.nbytes / ps:.3f} pages); allowed: a multiple of {ps}, e.g. {lo} or {lo + ps}"
+        )
+    return view, ps

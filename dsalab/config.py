@@ -1,0 +1,24 @@
+"""Options shared by the whole package, kept in one place (numba flags, defaults)."""
+
+from __future__ import annotations
+
+import os
+
+import numba
+
+#: numba options of every private kernel: no GIL (callers split work over threads), cached on disk.
+NUMBA_OPTIONS = {"nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
+
+#: the one jit alias of the package (datashader's ``ngjit`` idea)
+ngjit = numba.njit(**NUMBA_OPTIONS)
+
+#: default page size of guest memory, bytes
+PAGE_SIZE = 4096
+
+#: smallest page size the kernels accept, bytes (one cache line)
+MIN_PAGE_SIZE = 64
+
+
+def default_threads() -> int:
+    """Threads a kernel uses when the caller does not say: the CPUs this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)))

@@ -1,0 +1,126 @@
+"""Discovery of DSA devices and work queues from sysfs (``/sys/bus/dsa``) and ``/dev/dsa``.
+
+Reads only; opening a queue for submission is :mod:`dsalab.devices`. The roots are arguments so that tests can
+point them at a fake tree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import mmap
+import os
+import pathlib
+
+SYSFS_ROOT = pathlib.Path("/sys/bus/dsa/devices")
+DEV_ROOT = pathlib.Path("/dev/dsa")
+PORTAL_BYTES = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkQueue:
+    """One DSA work queue as sysfs and /dev describe it."""
+
+    name: str  #: "wq0.0"
+    device: str  #: "dsa0"
+    path: str  #: character device, "/dev/dsa/wq0.0"
+    mode: str  #: "dedicated" or "shared"
+    size: int  #: work queue depth, descriptors
+    priority: int
+    state: str  #: "enabled", "disabled", ...
+    type: str  #: "user", "kernel", ...
+    wq_name: str  #: the name accel-config gave it
+    max_batch_size: int  #: descriptors per batch (0 where unknown)
+    max_transfer_size: int  #: bytes per descriptor (0 where unknown)
+    dev_exists: bool  #: the character device exists
+    access: str  #: "portal" (may mmap: ENQCMD/MOVDIR64B), "write" (must use write()), or "none: <why>"
+
+    @property
+    def advice(self) -> str:
+        """What to do about this queue's access, in one line."""
+        if self.access == "portal":
+            return "ready: descriptors go straight to the portal (ENQCMD/MOVDIR64B)"
+        if self.access == "write":
+            return (
+                "usable through write() (the kernel forbids mapping the portal without CAP_SYS_RAWIO since "
+                "Linux 6.10): batches are split into single descriptors; run with CAP_SYS_RAWIO to map it"
+            )
+        return f"not usable: {self.access}; check the queue is enabled, of type user, and readable by you"
+
+
+def _read(p: pathlib.Path, default: str = "") -> str:
+    try:
+        return p.read_text().strip()
+    except OSError:
+        return default
+
+
+def _read_int(p: pathlib.Path) -> int:
+    try:
+        return int(_read(p, "0"), 0)
+    except ValueError:
+        return 0
+
+
+def portal_access(path: pathlib.Path) -> str:
+    """Whether this process may map the queue's 4 KiB portal ("portal"), only write() to it ("write"), or
+    neither ("none: reason")."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError as exc:
+        return f"none: cannot open {path}: {exc.strerror}"
+    try:
+        m = mmap.mmap(fd, PORTAL_BYTES, flags=mmap.MAP_SHARED, prot=mmap.PROT_WRITE)
+    except OSError:
+        return "write"
+    else:
+        m.close()
+        return "portal"
+    finally:
+        os.close(fd)
+
+
+def work_queues(sysfs_root: pathlib.Path = SYSFS_ROOT, dev_root: pathlib.Path = DEV_ROOT) -> list[WorkQueue]:
+    """Every work queue the kernel's idxd driver shows, sorted by name."""
+    if not sysfs_root.is_dir():
+        return []
+    queues = []
+    for wq in sorted(sysfs_root.glob("wq*.*")):
+        device = "dsa" + wq.name[2:].split(".")[0]
+        dev = dev_root / wq.name
+        queues.append(
+            WorkQueue(
+                name=wq.name,
+                device=device,
+                path=str(dev),
+                mode=_read(wq / "mode", "unknown"),
+                size=_read_int(wq / "size"),
+                priority=_read_int(wq / "priority"),
+                state=_read(wq / "state", "unknown"),
+                type=_read(wq / "type", "unknown"),
+                wq_name=_read(wq / "name"),
+                max_batch_size=_read_int(wq / "max_batch_size"),
+                max_transfer_size=_read_int(wq / "max_transfer_size"),
+                dev_exists=dev.exists(),
+                access=portal_access(dev) if dev.exists() else f"none: {dev} does not exist",
+            )
+        )
+    return queues
+
+
+def devices(sysfs_root: pathlib.Path = SYSFS_ROOT) -> list[dict[str, str | int]]:
+    """Every DSA device (``dsaN``): state, max batch size, engines and groups counts."""
+    if not sysfs_root.is_dir():
+        return []
+    out = []
+    for d in sorted(sysfs_root.glob("dsa[0-9]*")):
+        out.append(
+            {
+                "name": d.name,
+                "state": _read(d / "state", "unknown"),
+                "max_batch_size": _read_int(d / "max_batch_size"),
+                "max_work_queues": _read_int(d / "max_work_queues"),
+                "max_engines": _read_int(d / "max_engines"),
+                "numa_node": _read_int(d / "numa_node"),
+            }
+        )
+    return out
