@@ -83,8 +83,7 @@ def check_build(
     """Raise :class:`~dsalab.errors.StaleBuildError` if the compiled module does not match this code."""
     if built_abi != expected_abi:
         raise errors.StaleBuildError(
-            f"dsalab._native was built for native ABI {built_abi} but this dsalab needs ABI {expected_abi}: "
-            f"{_REBUILD}"
+            f"dsalab._native was built for native ABI {built_abi} but this dsalab needs ABI {expected_abi}: {_REBUILD}"
         )
     if source_id is not None and source_id != built_id and os.environ.get("DSALAB_ALLOW_STALE") != "1":
         raise errors.StaleBuildError(

@@ -56,8 +56,7 @@ def byte_view(buf: BufferLike, name: str = "buf") -> np.ndarray:
         mv = memoryview(buf)
     except TypeError:
         raise InvalidType(
-            f"{name} must be a buffer (bytes, bytearray, memoryview, mmap, numpy array), "
-            f"got {type(buf).__name__}"
+            f"{name} must be a buffer (bytes, bytearray, memoryview, mmap, numpy array), got {type(buf).__name__}"
         ) from None
     if not mv.c_contiguous:
         raise InvalidArgument(

@@ -46,10 +46,7 @@ def _config() -> tuple[list[str], list[tuple[str, str | None]]]:
     macros: list[tuple[str, str | None]] = [("DSL_BUILD_ID", f'"{_build_id()}"')]
     if _compiles("#include <linux/idxd.h>\nstruct dsa_hw_desc d;\n", []):
         macros.append(("DSL_HAVE_IDXD_H", "1"))
-    portal = (
-        "#include <immintrin.h>\n"
-        "int f(void *p, const void *d) { _movdir64b(p, d); return _enqcmd(p, d); }\n"
-    )
+    portal = "#include <immintrin.h>\nint f(void *p, const void *d) { _movdir64b(p, d); return _enqcmd(p, d); }\n"
     if os.environ.get("DSALAB_NO_PORTAL") != "1" and _compiles(portal, ["-menqcmd", "-mmovdir64b"]):
         macros.append(("DSL_HAVE_PORTAL_ISA", "1"))
     if _compiles("#include <immintrin.h>\nvoid f(void) { _umwait(0, 0); }\n", ["-mwaitpkg"]):
