@@ -52,7 +52,7 @@ def aligned_buffer(nbytes: int) -> np.ndarray:
     return arr
 
 
-def write_json(path: pathlib.Path, benchmark: str, parameters: dict, results: Sequence[dict]) -> pathlib.Path:
+def write_json(path: pathlib.Path, benchmark: str, parameters: dict, results: Sequence[dict] | dict) -> pathlib.Path:
     """Write results with machine metadata (schema :data:`BENCH_SCHEMA`); returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -60,7 +60,7 @@ def write_json(path: pathlib.Path, benchmark: str, parameters: dict, results: Se
         "schema": BENCH_SCHEMA,
         "machine": machine.info(),
         "parameters": parameters,
-        "results": list(results),
+        "results": results if isinstance(results, dict) else list(results),
     }
     path.write_text(json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n")
     return path

@@ -69,6 +69,116 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print the provenanc
     typer.echo("\n".join(lines))
 
 
+def _trial_from_options(**opts: object):
+    from dsalab.migration import Trial
+
+    devices = opts.pop("devices")
+    if devices is not None:
+        opts["devices"] = int(devices) if devices.isdigit() else tuple(d for d in devices.split(";") if d)
+    return Trial(**{k: v for k, v in opts.items() if v is not None})
+
+
+@app.command()
+def run(
+    guest: str = typer.Option("256MiB", "--guest", help="Guest RAM, e.g. 4GiB."),
+    normal_ratio: float = typer.Option(0.5, help="Fraction of guest pages that are normal (non-zero)."),
+    force_normal_ratio: float = typer.Option(0.0, help="Fraction of zero pages sent as normal anyway."),
+    channels: int = typer.Option(2, help="multifd channels."),
+    packet: str = typer.Option("512KiB", "--packet", help="multifd packet size, e.g. 512KiB."),
+    detector: str = typer.Option("cpu-numba", help="cpu-numba, cpu-native, dsa-emulated or dsa-hardware."),
+    devices: str = typer.Option(None, help="DSA devices: a count, or specs separated by ';'."),
+    batch_size: int = typer.Option(128, help="Pages per DSA batch descriptor."),
+    completion: str = typer.Option("thread", help="DSA completion waiting: thread, poll or umwait."),
+    cpu_fraction: float = typer.Option(0.0, help="Fraction of each detection done on the CPU."),
+    max_bandwidth: str = typer.Option("0", help="Bandwidth limit in bytes/s, e.g. 1GiB (0 = unlimited)."),
+    dirty_rate: str = typer.Option("0", help="Guest dirtying rate in bytes/s, e.g. 100MiB."),
+    downtime_limit_ms: float = typer.Option(300.0, help="Downtime limit, ms."),
+    page_size: int = typer.Option(4096, help="Page size, bytes."),
+    seed: int = typer.Option(0, help="Seed of guest memory and dirtying."),
+    huge_pages: bool = typer.Option(False, help="Back guest memory with transparent huge pages."),
+    out: str = typer.Option(None, "--out", help="Write the result dataset (netCDF) here."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+) -> None:
+    """Run one migration trial over loopback TCP and print a table laid out like the seed's."""
+    from tqdm import tqdm
+
+    from dsalab.errors import DsalabError
+    from dsalab.migration import run_trial
+
+    try:
+        trial = _trial_from_options(
+            guest_bytes=guest,
+            normal_ratio=normal_ratio,
+            force_normal_ratio=force_normal_ratio,
+            channels=channels,
+            packet_bytes=packet,
+            detector=detector,
+            devices=devices,
+            batch_size=batch_size,
+            completion=completion,
+            cpu_fraction=cpu_fraction,
+            max_bandwidth_bytes=max_bandwidth,
+            dirty_rate_bytes_per_s=dirty_rate,
+            downtime_limit_ms=downtime_limit_ms,
+            page_size=page_size,
+            seed=seed,
+            huge_pages=huge_pages,
+        )
+    except (ValueError, TypeError) as exc:
+        _fail(str(exc))
+    bar = tqdm(
+        total=trial.guest_bytes // trial.page_size,
+        unit="page",
+        unit_scale=True,
+        disable=quiet,
+        desc=f"{trial.detector} {trial.channels}ch",
+    )
+
+    def progress(done: int, total: int) -> None:
+        bar.total = max(total, done)
+        bar.n = done
+        bar.refresh()
+
+    try:
+        result = run_trial(trial, progress=progress)
+    except (DsalabError, OSError) as exc:
+        bar.close()
+        _fail(str(exc))
+    bar.close()
+    typer.echo(result.table())
+    if out:
+        from dsalab import results
+
+        path = results.write_trial(result, out)
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+def scenarios(
+    guest: str = typer.Option("1GiB", "--guest", help="Guest RAM of each trial, e.g. 1GiB."),
+    channels: int = typer.Option(8, help="multifd channels (the seed used 8)."),
+    cpu_detector: str = typer.Option("cpu-numba", help="The baseline detector."),
+    dsa_detector: str = typer.Option("dsa-emulated", help="dsa-emulated, or dsa-hardware with real queues."),
+    seed: int = typer.Option(0),
+) -> None:
+    """The cover letter's scenarios 1 (50% normal) and 2 (all zero), CPU vs DSA, beside the published figures."""
+    from dsalab import scenarios as sc
+    from dsalab.errors import DsalabError
+
+    try:
+        table, _ = sc.compare_seed_scenarios(
+            guest,
+            channels=channels,
+            cpu_detector=cpu_detector,
+            dsa_detector=dsa_detector,
+            seed=seed,
+            progress=lambda msg: typer.echo(msg, err=True),
+        )
+    except (DsalabError, ValueError, TypeError, OSError) as exc:
+        _fail(str(exc))
+    typer.echo(sc.format_comparison(table))
+
+
 def main() -> None:
     """Entry point of the ``dsalab`` script."""
     app()

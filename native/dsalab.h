@@ -38,3 +38,73 @@ int dsl_find_zero_pages_fn(dsl_zero_fn fn, const void *buf, size_t npages, size_
 int dsl_compare_pages(const void *a, const void *b, size_t npages, size_t page_size, uint8_t *out, int threads);
 uint64_t dsl_or_reduce(const void *buf, size_t len, int threads);  /* bandwidth reference: ORs every byte */
 dsl_zero_fn dsl_native_zero_fn(void);
+
+/* ---- guest memory ---- */
+/* Fill pages: where normal[i] is 1, page i gets pseudo-random bytes (reproducible from seed and i, never all
+ * zero); where it is 0 and touch_zero is 1, the page is written with zeros (so it is backed by real memory). */
+int dsl_fill_pages(uint8_t *buf, size_t npages, size_t page_size, const uint8_t *normal, uint64_t seed,
+                   int touch_zero, int threads);
+
+/* ---- multifd migration engine (native/multifd.c) ---- */
+typedef int (*dsl_detect_fn)(void *ctx, const void *buf, size_t npages, size_t page_size, uint8_t *out_zero,
+                             int device_hint);
+
+typedef struct dsl_mig dsl_mig;
+
+typedef struct {
+    uint8_t *src;               /* source guest memory */
+    uint8_t *dst;               /* destination guest memory, same size */
+    size_t npages;
+    size_t page_size;           /* bytes */
+    int channels;
+    const int *send_fds;        /* connected TCP sockets, source side, one per channel */
+    const int *recv_fds;        /* the accepted ends, destination side */
+    size_t packet_pages;        /* pages per multifd packet */
+    dsl_zero_fn zero_fn;        /* CPU detection, called per page; or NULL */
+    dsl_detect_fn detect_fn;    /* batch detection (the DSA offload layer); or NULL */
+    void *detect_ctx;
+    int detect_devices;         /* devices behind detect_fn: channel i uses device i % detect_devices */
+    double force_normal_ratio;  /* fraction of zero pages sent as normal pages anyway */
+    uint64_t seed;
+    uint64_t max_bandwidth;     /* bytes/s on the wire, 0 = unlimited */
+    uint64_t io_timeout_ms;     /* longest wait without progress before a channel is declared failed */
+    int fail_channel;           /* fault injection (tests): -1 none */
+    uint64_t fail_after_packets;
+    int fail_mode;              /* 1 receiver exits, 2 receiver resets the connection, 3 receiver stalls */
+} dsl_mig_config;
+
+typedef struct {
+    uint64_t packets;
+    uint64_t pages;
+    uint64_t zero_pages;         /* found zero by the detector */
+    uint64_t normal_pages;       /* found non-zero */
+    uint64_t forced_normal_pages;/* found zero, sent with payload (force_normal_ratio) */
+    uint64_t bytes_sent;         /* headers and payload */
+    uint64_t payload_bytes;
+    uint64_t syncs;
+    uint64_t detect_cpu_ns;      /* sender thread CPU in zero-page detection */
+    uint64_t send_cpu_ns;        /* sender thread CPU in sendmsg */
+    uint64_t sender_cpu_ns;      /* sender thread CPU in total (at park) */
+    uint64_t receiver_cpu_ns;
+    uint64_t recv_pages_written;
+    uint64_t recv_zero_pages_cleared; /* zero pages cleared because they had been received before */
+    int sender_tid;
+    int receiver_tid;
+} dsl_chan_stats;
+
+int dsl_mig_create(const dsl_mig_config *cfg, dsl_mig **out);
+/* Send the pages whose bit is set in bitmap (NULL: every page), then sync every channel (each receiver has
+ * written everything it got). Called by the live_migration thread; blocks without the GIL. */
+int dsl_mig_send_pages(dsl_mig *m, const uint64_t *bitmap, uint64_t *pages_queued);
+int dsl_mig_finish(dsl_mig *m);         /* END on every channel; threads park until destroy */
+void dsl_mig_destroy(dsl_mig *m);       /* join every thread, free */
+const char *dsl_mig_error(dsl_mig *m);  /* the first failure, naming the channel; "" if none */
+int dsl_mig_channel_stats(dsl_mig *m, int channel, dsl_chan_stats *out);
+uint64_t dsl_mig_bytes_sent(dsl_mig *m);
+uint64_t dsl_mig_pages_sent(dsl_mig *m);
+/* dirty tracking: a guest_dirty thread writes one word into a random page at rate bytes/s of pages */
+int dsl_mig_dirtier_start(dsl_mig *m, uint64_t rate_bytes_per_s, uint64_t seed);
+uint64_t dsl_mig_dirtier_stop(dsl_mig *m);             /* returns pages dirtied */
+uint64_t dsl_mig_dirty_sync(dsl_mig *m, uint64_t *out_bitmap);  /* take and clear the dirty bitmap; count */
+int dsl_mig_dirtier_tid(dsl_mig *m);
+uint64_t dsl_mig_dirtier_cpu_ns(dsl_mig *m);  /* CPU time of the stopped guest_dirty thread, ns */

@@ -1,0 +1,95 @@
+"""How a trial's sender threads find zero pages: a CPU kernel behind a C function pointer, or the DSA offload
+layer behind a batch function. Each detector knows its backend label and its counters."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from dsalab import kernels
+from dsalab.migration.trial import Trial
+
+
+@dataclasses.dataclass
+class Detector:
+    """What the native engine needs: a per-page zero check, or a batch detector with its context."""
+
+    backend: str
+    zero_fn_address: int = 0
+    detect_fn_address: int = 0
+    detect_ctx: Any = None
+    devices: int = 0
+    offloader: Any = None
+
+    def stats(self) -> dict[str, Any]:
+        """Offload counters (zeros for CPU detectors)."""
+        if self.offloader is None:
+            return {
+                "pages_offloaded": 0,
+                "fallback_pages": 0,
+                "fallback_pages_by_reason": {},
+                "queue_full_retries": 0,
+                "page_faults": 0,
+                "device_busy_ms": 0.0,
+            }
+        return offload_counters(self.offloader.stats())
+
+    def close(self) -> None:
+        """Release devices."""
+        if self.offloader is not None:
+            self.offloader.close()
+            self.offloader = None
+
+
+def offload_counters(stats: dict[str, Any]) -> dict[str, Any]:
+    """The trial-level counters from an Offloader's ``stats()``."""
+    by_reason = {k: int(v) for k, v in stats.get("pages_cpu_by_reason", {}).items()}
+    return {
+        "pages_offloaded": int(stats.get("pages_offloaded", 0)),
+        "fallback_pages": int(sum(by_reason.values())),
+        "fallback_pages_by_reason": by_reason,
+        "queue_full_retries": int(stats.get("queue_full_retries", stats.get("retries", 0))),
+        "page_faults": int(stats.get("page_faults", 0)),
+        "device_busy_ms": float(stats.get("device_busy_ms", 0.0)),
+    }
+
+
+def make_detector(trial: Trial) -> Detector:
+    """Open what ``trial.detector`` needs (devices for DSA detectors)."""
+    if trial.detector == "cpu-numba":
+        return Detector("cpu-numba", zero_fn_address=kernels.numba_zero_check_address())
+    if trial.detector == "cpu-native":
+        return Detector("cpu-native", zero_fn_address=kernels.native_zero_check_address())
+    return _dsa_detector(trial)
+
+
+def _dsa_detector(trial: Trial) -> Detector:
+    from dsalab import devices, offload
+
+    specs = trial.device_specs
+    if trial.detector == "dsa-hardware" and not specs:
+        found = [q.path for q in devices.discover() if q.access != "none" and not q.access.startswith("none")]
+        count = trial.devices if isinstance(trial.devices, int) else len(found)
+        specs = tuple(found[:count])
+        if len(specs) < count:
+            from dsalab.errors import DeviceNotFound
+
+            raise DeviceNotFound(
+                f"detector dsa-hardware needs {count} usable DSA work queue(s) but this machine has "
+                f"{len(found)} ({', '.join(found) or 'none'}); use detector dsa-emulated, or see `dsalab devices`"
+            )
+    opened = [devices.open_device(s) for s in specs]
+    backends = {d.backend for d in opened}
+    off = offload.Offloader(
+        opened,
+        batch_size=trial.batch_size,
+        completion=trial.completion,
+        cpu_fraction=trial.cpu_fraction,
+    )
+    return Detector(
+        backend="dsa-hardware" if "dsa-hardware" in backends else "dsa-emulated",
+        detect_fn_address=off._native_detect_fn_address(),
+        detect_ctx=off._native_handle(),
+        devices=len(opened),
+        offloader=off,
+    )

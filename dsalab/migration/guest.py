@@ -1,0 +1,130 @@
+"""Guest memory: a page-aligned anonymous mapping filled reproducibly from a seed."""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+
+import numpy as np
+
+from dsalab import _binding
+from dsalab.buffers import check_page_size
+from dsalab.config import PAGE_SIZE, default_threads
+from dsalab.errors import InvalidArgument
+from dsalab.units import parse_bytes
+
+
+def _check_ratio(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+        raise InvalidArgument(f"{name}={value!r} is not allowed: it must be a number from 0.0 to 1.0")
+    return float(value)
+
+
+def anonymous_mapping(nbytes: int, *, huge_pages: bool = False, populate: bool = False) -> mmap.mmap:
+    """A private anonymous mapping (page-aligned, zero-filled); with ``huge_pages`` it is advised for
+    transparent huge pages; with ``populate`` every page is faulted in now."""
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+    if populate:
+        flags |= mmap.MAP_POPULATE
+    m = mmap.mmap(-1, max(nbytes, 1), flags=flags)
+    if huge_pages:
+        m.madvise(mmap.MADV_HUGEPAGE)
+    return m
+
+
+def memfd_mapping(nbytes: int, name: str) -> tuple[int, mmap.mmap]:
+    """A shared mapping of a new memfd of ``nbytes`` (zero-filled): another process (QEMU) can map the same
+    memory through ``/proc/<pid>/fd/<fd>``. Returns (fd, mapping); close both when done."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, max(nbytes, 1))
+        return fd, mmap.mmap(fd, max(nbytes, 1), flags=mmap.MAP_SHARED)
+    except OSError:
+        os.close(fd)
+        raise
+
+
+class GuestMemory:
+    """Guest RAM for a migration trial.
+
+    A fraction ``normal_ratio`` of the pages, at positions drawn from ``seed``, holds pseudo-random
+    (incompressible) bytes; every other page is zero. The same arguments always give the same bytes.
+    Every page is written, so zero pages are backed by real memory (as in a guest that has used its RAM),
+    not by the kernel's shared zero page.
+
+    Parameters
+    ----------
+    guest_bytes : size in bytes, or a string such as ``"4GiB"``; a whole number of pages
+    normal_ratio : fraction of pages that are normal (non-zero), 0.0 to 1.0
+    seed : seed of the page positions and contents
+    page_size : bytes per page, a power of two >= 64
+    huge_pages : advise transparent huge pages for the mapping
+    shared : back the memory with a memfd that another process (a real QEMU) can map: see :attr:`memfd_path`
+    """
+
+    def __init__(
+        self,
+        guest_bytes: int | str,
+        *,
+        normal_ratio: float,
+        seed: int,
+        page_size: int = PAGE_SIZE,
+        huge_pages: bool = False,
+        shared: bool = False,
+    ) -> None:
+        self.page_size = check_page_size(page_size)
+        self.guest_bytes = parse_bytes(guest_bytes, "guest_bytes")
+        if self.guest_bytes <= 0 or self.guest_bytes % self.page_size:
+            raise InvalidArgument(
+                f"guest_bytes={self.guest_bytes} is not allowed: it must be a positive whole number of "
+                f"{self.page_size}-byte pages"
+            )
+        self.normal_ratio = _check_ratio("normal_ratio", normal_ratio)
+        self.seed = int(seed)
+        self.npages = self.guest_bytes // self.page_size
+        rng = np.random.default_rng(self.seed)
+        n_normal = round(self.normal_ratio * self.npages)
+        normal = np.zeros(self.npages, dtype=np.uint8)
+        normal[rng.permutation(self.npages)[:n_normal]] = 1
+        self.memfd: int | None = None
+        if shared:
+            self.memfd, self._map = memfd_mapping(self.guest_bytes, f"dsalab-guest-{self.seed}")
+        else:
+            self._map = anonymous_mapping(self.guest_bytes, huge_pages=huge_pages)
+        self.array = np.frombuffer(self._map, dtype=np.uint8)[: self.guest_bytes]
+        _binding.fill_pages(self.array, self.page_size, normal, self.seed, True, default_threads())
+        #: truth: True where the page is zero
+        self.truth = normal == 0
+        self.zero_pages = int(self.truth.sum())
+        self.normal_pages = self.npages - self.zero_pages
+
+    @property
+    def memfd_path(self) -> str:
+        """A path another process can open to map this memory (``shared=True`` only)."""
+        if self.memfd is None:
+            raise InvalidArgument("this GuestMemory was made with shared=False: it has no memfd")
+        return f"/proc/{os.getpid()}/fd/{self.memfd}"
+
+    @property
+    def buffer(self) -> memoryview:
+        """A writable view of the guest's memory."""
+        return memoryview(self._map)[: self.guest_bytes]
+
+    def __len__(self) -> int:
+        return self.guest_bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"GuestMemory({self.guest_bytes} bytes, {self.npages} pages of {self.page_size}, "
+            f"{self.normal_pages} normal, {self.zero_pages} zero, seed={self.seed})"
+        )
+
+    def close(self) -> None:
+        """Unmap the memory now if no view of it is alive (otherwise when the last view goes)."""
+        self.array = np.zeros(0, dtype=np.uint8)
+        with contextlib.suppress(BufferError):  # a caller still holds a view: the mapping goes with it
+            self._map.close()
+        if self.memfd is not None:
+            os.close(self.memfd)
+            self.memfd = None

@@ -1,0 +1,157 @@
+"""The outcome of one trial: query-migrate-like statistics, per-thread CPU, device counters, verification."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+
+from dsalab import results
+from dsalab.migration.accounting import DESTINATION_THREADS, SOURCE_THREADS, thread_order
+from dsalab.migration.trial import Trial
+
+
+@dataclasses.dataclass
+class TrialResult:
+    """Statistics of one migration (names follow QEMU's ``query-migrate`` where it has one; units in names).
+
+    ``thread_cpu_ms`` maps thread names (``live_migration``, ``multifdsend_<i>``, ``dsa_completion``,
+    ``multifdrecv_<i>``, ``dsa_engine_<d>_<e>``, ``guest_dirty``) to CPU ms. ``host_cpu_ms`` sums the source side as
+    the seed does; destination and emulated-device time are reported apart from it.
+    """
+
+    trial: Trial
+    backend: str
+    total_time_ms: float
+    setup_time_ms: float
+    downtime_ms: float
+    throughput_mbps: float
+    transferred_bytes: int
+    total_bytes: int
+    zero_pages: int
+    normal_pages: int
+    forced_normal_pages: int
+    pages_sent: int
+    iterations: int
+    dirty_sync_count: int
+    dirtied_pages: int
+    converged: bool
+    thread_cpu_ms: dict[str, float]
+    host_cpu_ms: float
+    destination_cpu_ms: float
+    device_cpu_ms: float
+    device_busy_ms: float
+    guest_cpu_ms: float
+    detect_cpu_ms: float
+    send_cpu_ms: float
+    sender_cpu_ms: float
+    packets: int
+    pages_offloaded: int
+    fallback_pages: int
+    fallback_pages_by_reason: dict[str, int]
+    queue_full_retries: int
+    page_faults: int
+    verified: bool
+    mismatched_pages: int
+    channel_stats: list[dict[str, int]] = dataclasses.field(default_factory=list)
+
+    @property
+    def host_cpu_ms_per_gb(self) -> float:
+        """Host CPU per GB (1e9 bytes) of guest RAM migrated, ms/GB."""
+        return self.host_cpu_ms / (self.total_bytes / 1e9)
+
+    @property
+    def packet_overhead_fraction(self) -> float:
+        """Sender CPU outside zero-page detection and sendmsg, as a fraction of sender CPU."""
+        if self.sender_cpu_ms <= 0:
+            return 0.0
+        return max(0.0, self.sender_cpu_ms - self.detect_cpu_ms - self.send_cpu_ms) / self.sender_cpu_ms
+
+    def metrics(self) -> dict[str, float | int | bool]:
+        """Every scalar metric of :data:`dsalab.results.METRICS`."""
+        out = {}
+        for name in results.METRICS:
+            if name != "thread_cpu_ms":
+                out[name] = getattr(self, name)
+        return out
+
+    def to_dataset(self):
+        """An ``xarray.Dataset``: scalar metrics and ``thread_cpu_ms`` over ``thread``, each with ``units`` and
+        ``long_name``; the trial and backend as attributes."""
+        import xarray as xr
+
+        names = sorted(self.thread_cpu_ms, key=thread_order)
+        data_vars: dict[str, Any] = {}
+        for name, value in self.metrics().items():
+            data_vars[name] = ((), np.int8(value) if isinstance(value, bool | np.bool_) else value)
+        data_vars["thread_cpu_ms"] = (("thread",), np.array([self.thread_cpu_ms[n] for n in names], dtype=float))
+        ds = xr.Dataset(data_vars, coords={"thread": np.array(names, dtype=str)})
+        for name in ds.data_vars:
+            ds[name].attrs.update(units=results.units(name), long_name=results.long_name(name))
+        ds.attrs.update(
+            schema_version=results.SCHEMA_VERSION,
+            backend=self.backend,
+            trial=self.trial.to_json(),
+            fallback_pages_by_reason=json.dumps(self.fallback_pages_by_reason, sort_keys=True),
+        )
+        return ds
+
+    def table(self) -> str:
+        """A text report laid out like the seed's tables: per-thread runtime with the total, then total time,
+        downtime, throughput, transferred and total RAM."""
+        src = sorted((n for n in self.thread_cpu_ms if SOURCE_THREADS.match(n)), key=thread_order)
+        other = sorted((n for n in self.thread_cpu_ms if not SOURCE_THREADS.match(n)), key=thread_order)
+        w = 18
+        rule = "|" + "|".join(["-" * w] * 3) + "|"
+        lines = [
+            f"{self.backend}: {self.trial.guest_bytes >> 20} MiB guest, normal_ratio {self.trial.normal_ratio}, "
+            f"{self.trial.channels} channels, packet {self.trial.packet_bytes >> 10} KiB",
+            "CPU usage",
+            rule,
+            f"|{'comm':<{w}}|{'runtime(msec)':<{w}}|{'totaltime(msec)':<{w}}|",
+            rule,
+        ]
+        for i, n in enumerate(src):
+            total = f"{self.host_cpu_ms:.0f}" if i == len(src) - 1 else ""
+            lines.append(f"|{n:<{w}}|{self.thread_cpu_ms[n]:<{w}.3f}|{total:<{w}}|")
+        lines.append(rule)
+        if other:
+            lines.append("not in the total: destination, device engines (device time), guest")
+            for n in other:
+                lines.append(f"|{n:<{w}}|{self.thread_cpu_ms[n]:<{w}.3f}|{'':<{w}}|")
+            lines.append(rule)
+        heads = ["total time", "down time", "throughput", "transferred-ram", "total-ram"]
+        vals = [
+            f"{self.total_time_ms:.0f} ms",
+            f"{self.downtime_ms:.0f} ms",
+            f"{self.throughput_mbps:.2f} mbps",
+            f"{self.transferred_bytes // 1024} kb",
+            f"{self.total_bytes // 1024} kb",
+        ]
+        lines += [
+            "Latency",
+            "|" + "|".join(f"{h:<{w}}" for h in heads) + "|",
+            "|" + "|".join(f"{v:<{w}}" for v in vals) + "|",
+        ]
+        extra = (
+            f"zero pages {self.zero_pages}, normal pages {self.normal_pages}, forced normal "
+            f"{self.forced_normal_pages}, iterations {self.iterations}, dirty syncs {self.dirty_sync_count}, "
+            f"destination CPU {self.destination_cpu_ms:.0f} ms, verified {'yes' if self.verified else 'NO'}"
+        )
+        lines.append(extra)
+        if self.backend.startswith("dsa"):
+            lines.append(
+                f"device: {self.pages_offloaded} pages offloaded, {self.fallback_pages} on the CPU "
+                f"{self.fallback_pages_by_reason}, busy {self.device_busy_ms:.0f} ms, engine CPU "
+                f"{self.device_cpu_ms:.0f} ms (device time)"
+            )
+        return "\n".join(lines)
+
+
+def split_threads(cpu: dict[str, float]) -> tuple[float, float]:
+    """(source-side total, destination total) of a per-thread CPU map, ms."""
+    src = sum(v for n, v in cpu.items() if SOURCE_THREADS.match(n))
+    dst = sum(v for n, v in cpu.items() if DESTINATION_THREADS.match(n))
+    return src, dst
