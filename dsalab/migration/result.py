@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
-
-import numpy as np
 
 from dsalab import results
 from dsalab.migration.accounting import DESTINATION_THREADS, SOURCE_THREADS, thread_order
@@ -78,25 +75,17 @@ class TrialResult:
         return out
 
     def to_dataset(self):
-        """An ``xarray.Dataset``: scalar metrics and ``thread_cpu_ms`` over ``thread``, each with ``units`` and
-        ``long_name``; the trial and backend as attributes."""
-        import xarray as xr
+        """An ``xarray.Dataset`` in the layout of :mod:`dsalab.results` (no swept parameter, one repeat): every
+        metric with ``units`` and ``long_name``, ``thread_cpu_ms`` over ``thread``; the trial, backend and
+        CPU-fallback reasons as attributes."""
+        from dsalab.results import TrialRecord, build_dataset
 
-        names = sorted(self.thread_cpu_ms, key=thread_order)
-        data_vars: dict[str, Any] = {}
-        for name, value in self.metrics().items():
-            data_vars[name] = ((), np.int8(value) if isinstance(value, bool | np.bool_) else value)
-        data_vars["thread_cpu_ms"] = (("thread",), np.array([self.thread_cpu_ms[n] for n in names], dtype=float))
-        ds = xr.Dataset(data_vars, coords={"thread": np.array(names, dtype=str)})
-        for name in ds.data_vars:
-            ds[name].attrs.update(units=results.units(name), long_name=results.long_name(name))
-        ds.attrs.update(
-            schema_version=results.SCHEMA_VERSION,
-            backend=self.backend,
-            trial=self.trial.to_json(),
-            fallback_pages_by_reason=json.dumps(self.fallback_pages_by_reason, sort_keys=True),
-        )
-        return ds
+        attrs = {
+            "backend": self.backend,
+            "trial": self.trial.to_json(),
+            "fallback_pages_by_reason": json.dumps(self.fallback_pages_by_reason, sort_keys=True),
+        }
+        return build_dataset([TrialRecord({}, 0, self)], {}, 1, attrs)
 
     def table(self) -> str:
         """A text report laid out like the seed's tables: per-thread runtime with the total, then total time,

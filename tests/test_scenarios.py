@@ -1,0 +1,36 @@
+"""The seed's scenarios: our runs beside the published figures."""
+
+from __future__ import annotations
+
+import pytest
+
+from dsalab import reference, scenarios
+
+
+def test_reference_tables_load():
+    cpu = reference.cpu_runtime()
+    stats = reference.migration_stats()
+    assert set(cpu["mode"]) == {"cpu", "dsa"} and "dsa_completion" in set(cpu["thread"])
+    assert len(stats) == 4 and stats["total_ram_kb"].iloc[0] == 102400520
+    for (scenario, mode), total in reference.STATED_TOTALS_MS.items():
+        rows = cpu[(cpu.scenario == scenario) & (cpu["mode"] == mode)]
+        assert abs(rows.runtime_ms.sum() - total) < 10  # the cover letter's rounding
+
+
+def test_scenario_trials():
+    trials = scenarios.scenario_trials("64MiB", channels=4)
+    assert trials[(1, "cpu")].normal_ratio == 0.5 and trials[(2, "dsa")].normal_ratio == 0.0
+    assert trials[(1, "dsa")].detector == "dsa-emulated" and trials[(1, "cpu")].channels == 4
+
+
+@pytest.mark.timeout(300)
+def test_compare_with_cpu_detectors_only():
+    """The comparison machinery with two CPU detectors (the DSA mode is covered by the offload tests)."""
+    table, results = scenarios.compare_seed_scenarios(
+        "16MiB", channels=2, cpu_detector="cpu-numba", dsa_detector="cpu-native"
+    )
+    assert set(table.source) == {"seed", "dsalab"} and len(table) == 8
+    seed1 = table[(table.source == "seed") & (table.scenario == 1) & (table["mode"] == "dsa")]
+    assert seed1.cpu_saved_pct.iloc[0] == pytest.approx(100 * (41922 - 32568) / 41922)
+    assert all(r.verified for r in results.values())
+    assert "host_cpu_ms_per_gb" in scenarios.format_comparison(table)
