@@ -69,6 +69,40 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print the provenanc
     typer.echo("\n".join(lines))
 
 
+@app.command()
+def devices(
+    suggest_config: str = typer.Option(None, "--suggest-config", help="Write an accel-config JSON here."),
+    device: list[str] = typer.Option(None, "--device", help="Devices to configure (dsa0, ...); default: those found."),
+    sysfs_root: str = typer.Option("/sys/bus/dsa/devices", help="Where the idxd driver shows devices."),
+    dev_root: str = typer.Option("/dev/dsa", help="Where the work queues' character devices are."),
+) -> None:
+    """DSA work queues of this machine (mode, size, priority, max batch, portal or write()), and a suggested
+    accel-config setup."""
+    import pathlib
+
+    from dsalab import devices as dv
+
+    queues = dv.discover(pathlib.Path(sysfs_root), pathlib.Path(dev_root))
+    if not queues:
+        typer.echo(f"no DSA work queues under {sysfs_root}: dsalab uses the emulated device ('emu').")
+    for q in queues:
+        typer.echo(
+            f"{q.name}  {q.path}  mode {q.mode}, size {q.size}, priority {q.priority}, max batch "
+            f"{q.max_batch_size}, {q.state}, type {q.type}, name {q.wq_name or '-'}\n    access: {q.access}: {q.advice}"
+        )
+    if suggest_config:
+        try:
+            config = dv.suggest_accel_config(device or None, sysfs_root=pathlib.Path(sysfs_root))
+        except ValueError as exc:
+            _fail(str(exc))
+        pathlib.Path(suggest_config).write_text(json.dumps(config, indent=2) + "\n")
+        names = ", ".join(c["dev"] for c in config)
+        typer.echo(
+            f"wrote {suggest_config}: one shared user queue 'dsalab' of 128 descriptors on {names}.\n"
+            f"load it as root with: accel-config load-config -c {suggest_config} -e"
+        )
+
+
 def _trial_from_options(**opts: object):
     from dsalab.migration import Trial
 

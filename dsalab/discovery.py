@@ -70,7 +70,7 @@ def portal_access(path: pathlib.Path) -> str:
         return f"none: cannot open {path}: {exc.strerror}"
     try:
         m = mmap.mmap(fd, PORTAL_BYTES, flags=mmap.MAP_SHARED, prot=mmap.PROT_WRITE)
-    except OSError:
+    except (OSError, ValueError):  # EPERM without CAP_SYS_RAWIO (Linux >= 6.10); ValueError: nothing to map
         return "write"
     else:
         m.close()

@@ -60,7 +60,7 @@ ffibuilder.cdef((HERE / "dsalab.h").read_text())
 _flags, _macros = _config()
 ffibuilder.set_source(
     "dsalab._native",
-    '#include "dsl.h"\n',
+    '#include "dsa.h"\n',
     # setuptools wants paths relative to the project root, where pip runs this script
     sources=[f"native/{s}" for s in SOURCES],
     include_dirs=["native"],

@@ -1,0 +1,572 @@
+/* The emulated DSA device: a work queue ring, engine threads executing the real descriptors of <linux/idxd.h>
+ * and writing the real completion records, a timing model, and fault injection.
+ *
+ * - Work queue: a ring of wq_size 64-byte descriptors, copied at submission as the hardware does. A shared queue
+ *   refuses a submission when full (ENQCMD's "retry"); a dedicated one silently drops it (MOVDIR64B has no
+ *   answer: keeping within the queue size is the submitter's job, and a dropped descriptor never completes).
+ * - Engines: `engines` threads named dsa_engine_<dev>_<i>, asleep on a condition variable while the ring is
+ *   empty. A batch descriptor is fetched and its descriptors executed by the engine that took it.
+ * - Timing model: the device is busy for bytes / (gbps GB/s) per descriptor, one after another on a virtual
+ *   clock, plus latency_us per submitted descriptor; a completion record is never written before that time
+ *   (engines sleep until it). gbps = 0 turns the model off. Modelled busy time is device time.
+ * - Faults: fault_rate is the probability that a descriptor (or a batch's descriptor list) meets a page fault:
+ *   partial completion (DSA_COMP_PAGE_FAULT_NOBOF with bytes_completed and fault_addr) unless a difference was
+ *   found before the fault, as the hardware would; queue_full_rate refuses submissions as if the queue were full;
+ *   vanish_after makes the device disappear after that many descriptors (submissions fail, nothing in flight
+ *   completes).
+ * - The write() path: dsl_emu_serve_fd reads 64-byte descriptors from a pipe or socket, as the kernel's idxd
+ *   driver receives them from write(), and queues them; like the kernel it refuses batch descriptors. */
+#include "dsa.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SLICE_NS 50000000ull /* engines re-check for shutdown at least this often */
+
+struct emu {
+    struct dsl_device base; /* first: a struct emu * is a dsl_device * */
+    dsl_emu_config cfg;
+    struct dsa_hw_desc *ring;
+    int head, count;
+    pthread_mutex_t lock;
+    pthread_cond_t nonempty;
+    pthread_t *engines;
+    int next_engine, nengines_started;
+    int stop, gone;
+    uint64_t device_free_ns; /* the timing model's clock, under lock */
+    uint64_t rng;            /* under lock: queue-full injection */
+    uint64_t executed, page_faults, bad_descriptors, dropped; /* atomic */
+    /* the write() path */
+    int serve_fd;
+    pthread_t reader;
+    int reader_started;
+};
+
+/* ---------------------------------------------------------------- descriptors */
+
+static void desc_common(struct dsa_hw_desc *d, int opcode, struct dsa_completion_record *cr)
+{
+    memset(d, 0, sizeof *d);
+    d->opcode = (uint32_t)opcode;
+    d->flags = IDXD_OP_FLAG_CRAV | IDXD_OP_FLAG_RCR; /* completion record requested; no block-on-fault */
+    d->completion_addr = (uint64_t)(uintptr_t)cr;
+}
+
+void dsl_desc_compval(struct dsa_hw_desc *d, const void *src, uint32_t len, uint64_t pattern,
+                      struct dsa_completion_record *cr)
+{
+    desc_common(d, DSA_OPCODE_COMPVAL, cr);
+    d->src_addr = (uint64_t)(uintptr_t)src;
+    d->comp_pattern = pattern;
+    d->xfer_size = len;
+}
+
+void dsl_desc_compare(struct dsa_hw_desc *d, const void *a, const void *b, uint32_t len,
+                      struct dsa_completion_record *cr)
+{
+    desc_common(d, DSA_OPCODE_COMPARE, cr);
+    d->src_addr = (uint64_t)(uintptr_t)a;
+    d->src2_addr = (uint64_t)(uintptr_t)b;
+    d->xfer_size = len;
+}
+
+void dsl_desc_batch(struct dsa_hw_desc *d, const struct dsa_hw_desc *list, uint32_t count,
+                    struct dsa_completion_record *cr)
+{
+    desc_common(d, DSA_OPCODE_BATCH, cr);
+    d->desc_list_addr = (uint64_t)(uintptr_t)list;
+    d->desc_count = count;
+}
+
+size_t dsl_desc_size(void) { return sizeof(struct dsa_hw_desc); }
+size_t dsl_cr_size(void) { return sizeof(struct dsa_completion_record); }
+
+/* Offsets of the fields the spec fixes (checked against the specification by the tests). */
+long dsl_layout(const char *field)
+{
+    static struct dsa_hw_desc d;
+    static struct dsa_completion_record c;
+    const char *base_d = (const char *)&d, *base_c = (const char *)&c;
+    if (!strcmp(field, "desc.completion_addr"))
+        return (const char *)&d.completion_addr - base_d;
+    if (!strcmp(field, "desc.src_addr"))
+        return (const char *)&d.src_addr - base_d;
+    if (!strcmp(field, "desc.desc_list_addr"))
+        return (const char *)&d.desc_list_addr - base_d;
+    if (!strcmp(field, "desc.dst_addr"))
+        return (const char *)&d.dst_addr - base_d;
+    if (!strcmp(field, "desc.src2_addr"))
+        return (const char *)&d.src2_addr - base_d;
+    if (!strcmp(field, "desc.comp_pattern"))
+        return (const char *)&d.comp_pattern - base_d;
+    if (!strcmp(field, "desc.xfer_size"))
+        return (const char *)&d.xfer_size - base_d;
+    if (!strcmp(field, "desc.desc_count"))
+        return (const char *)&d.desc_count - base_d;
+    if (!strcmp(field, "desc.int_handle"))
+        return (const char *)&d.int_handle - base_d;
+    if (!strcmp(field, "cr.status"))
+        return (const char *)&c.status - base_c;
+    if (!strcmp(field, "cr.result"))
+        return (const char *)&c.result - base_c;
+    if (!strcmp(field, "cr.bytes_completed"))
+        return (const char *)&c.bytes_completed - base_c;
+    if (!strcmp(field, "cr.fault_addr"))
+        return (const char *)&c.fault_addr - base_c;
+    return -1;
+}
+
+/* The word holding opcode (bits 31:24) and flags (bits 23:0), at byte 4 of a descriptor. */
+uint32_t dsl_desc_word1(const void *desc)
+{
+    uint32_t w;
+    memcpy(&w, (const uint8_t *)desc + 4, 4);
+    return w;
+}
+
+/* ---------------------------------------------------------------- execution */
+
+static uint64_t next_rand(uint64_t *s) { return dsl_splitmix64(s); }
+static double rand01(uint64_t *s) { return (double)(next_rand(s) >> 11) * 0x1.0p-53; }
+
+/* First offset in [0, n) where src differs from the 8-byte pattern, or n. */
+static size_t first_mismatch_pattern(const uint8_t *src, size_t n, uint64_t pattern)
+{
+    if (pattern == 0) {
+        /* the fast path of the zero check: whole blocks with the native kernel, then locate */
+        size_t off = 0;
+        for (; off + 256 <= n; off += 256)
+            if (!dsl_is_zero(src + off, 256))
+                break;
+        for (; off < n; off++)
+            if (src[off])
+                return off;
+        return n;
+    }
+    for (size_t off = 0; off < n; off++)
+        if (src[off] != (uint8_t)(pattern >> (8 * (off % 8))))
+            return off;
+    return n;
+}
+
+static size_t first_mismatch_pair(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    size_t off = 0;
+    for (; off + 256 <= n; off += 256)
+        if (memcmp(a + off, b + off, 256))
+            break;
+    for (; off < n; off++)
+        if (a[off] != b[off])
+            return off;
+    return n;
+}
+
+/* Execute one non-batch descriptor: fill cr (status last, by the caller's publish). Returns the status. */
+static uint8_t execute(struct emu *e, const struct dsa_hw_desc *d, struct dsa_completion_record *cr, uint64_t *rng)
+{
+    uint32_t n = d->xfer_size;
+    cr->result = 0;
+    cr->bytes_completed = 0;
+    cr->fault_addr = 0;
+    if (d->opcode != DSA_OPCODE_COMPVAL && d->opcode != DSA_OPCODE_COMPARE && d->opcode != DSA_OPCODE_NOOP) {
+        __atomic_add_fetch(&e->bad_descriptors, 1, __ATOMIC_RELAXED);
+        return DSA_COMP_BAD_OPCODE;
+    }
+    if (d->opcode == DSA_OPCODE_NOOP)
+        return DSA_COMP_SUCCESS;
+    /* a page fault somewhere in the source: at a 4 KiB boundary, as translation works in pages */
+    size_t limit = n;
+    int fault = e->cfg.fault_rate > 0 && !(d->flags & IDXD_OP_FLAG_BOF) && rand01(rng) < e->cfg.fault_rate;
+    if (fault)
+        limit = (n > 4096 ? (size_t)(next_rand(rng) % (n / 4096)) * 4096 : 0);
+    const uint8_t *src = (const uint8_t *)(uintptr_t)d->src_addr;
+    size_t at = d->opcode == DSA_OPCODE_COMPVAL ? first_mismatch_pattern(src, limit, d->comp_pattern)
+                                               : first_mismatch_pair(src, (const uint8_t *)(uintptr_t)d->src2_addr, limit);
+    if (at < limit) { /* a difference before any fault: the operation completes */
+        cr->result = 1;
+        cr->bytes_completed = (uint32_t)at;
+        return DSA_COMP_SUCCESS;
+    }
+    if (fault) {
+        __atomic_add_fetch(&e->page_faults, 1, __ATOMIC_RELAXED);
+        cr->bytes_completed = (uint32_t)limit;
+        cr->fault_addr = d->src_addr + limit;
+        return DSA_COMP_PAGE_FAULT_NOBOF;
+    }
+    cr->bytes_completed = n;
+    return DSA_COMP_SUCCESS;
+}
+
+static void publish(struct dsa_completion_record *cr, uint8_t status)
+{
+    __atomic_store_n(&cr->status, status, __ATOMIC_RELEASE);
+}
+
+/* The timing model: reserve bytes on the device clock; returns when the completion may be written. */
+static uint64_t model_done(struct emu *e, uint64_t bytes)
+{
+    if (e->cfg.gbps <= 0)
+        return 0;
+    uint64_t now = dsl_now_ns(), busy = (uint64_t)((double)bytes / e->cfg.gbps); /* GB/s = bytes/ns */
+    pthread_mutex_lock(&e->lock);
+    uint64_t start = e->device_free_ns > now ? e->device_free_ns : now;
+    e->device_free_ns = start + busy;
+    pthread_mutex_unlock(&e->lock);
+    __atomic_add_fetch(&e->base.busy_ns, busy, __ATOMIC_RELAXED);
+    return start + busy + (uint64_t)(e->cfg.latency_us * 1000.0);
+}
+
+static void sleep_until(uint64_t t_ns)
+{
+    if (!t_ns)
+        return;
+    struct timespec ts = {(time_t)(t_ns / 1000000000ull), (long)(t_ns % 1000000000ull)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+}
+
+static void run_descriptor(struct emu *e, const struct dsa_hw_desc *d, uint64_t *rng)
+{
+    struct dsa_completion_record *cr = (struct dsa_completion_record *)(uintptr_t)d->completion_addr;
+    if (d->opcode != DSA_OPCODE_BATCH) {
+        struct dsa_completion_record tmp;
+        uint8_t st = execute(e, d, &tmp, rng);
+        sleep_until(model_done(e, d->xfer_size));
+        __atomic_add_fetch(&e->executed, 1, __ATOMIC_RELAXED);
+        if (cr && (d->flags & IDXD_OP_FLAG_RCR)) {
+            cr->result = tmp.result;
+            cr->bytes_completed = tmp.bytes_completed;
+            cr->fault_addr = tmp.fault_addr;
+            publish(cr, st);
+        }
+        return;
+    }
+    uint32_t count = d->desc_count;
+    const struct dsa_hw_desc *list = (const struct dsa_hw_desc *)(uintptr_t)d->desc_list_addr;
+    uint8_t bst = DSA_COMP_SUCCESS;
+    uint32_t done = 0;
+    if (count < 2 || count > (uint32_t)e->base.max_batch) {
+        bst = DSA_COMP_DESC_CNT_ERANGE;
+    } else if (e->cfg.fault_rate > 0 && rand01(rng) < e->cfg.fault_rate) {
+        __atomic_add_fetch(&e->page_faults, 1, __ATOMIC_RELAXED);
+        bst = DSA_COMP_BATCH_PAGE_FAULT; /* the descriptor list itself faulted: nothing ran */
+        if (cr)
+            cr->fault_addr = d->desc_list_addr;
+    } else {
+        /* execute every descriptor; write their records when the model says the batch is done */
+        enum { CHUNK = 64 };
+        struct dsa_completion_record tmp[CHUNK];
+        uint8_t st[CHUNK];
+        uint64_t bytes = 0;
+        for (uint32_t i = 0; i < count; i++)
+            bytes += list[i].opcode == DSA_OPCODE_BATCH ? 0 : list[i].xfer_size;
+        uint64_t t_done = 0;
+        for (uint32_t base = 0; base < count; base += CHUNK) {
+            uint32_t m = count - base < CHUNK ? count - base : CHUNK;
+            for (uint32_t i = 0; i < m; i++) {
+                const struct dsa_hw_desc *s = &list[base + i];
+                st[i] = s->opcode == DSA_OPCODE_BATCH ? DSA_COMP_BAD_OPCODE : execute(e, s, &tmp[i], rng);
+            }
+            if (base == 0)
+                t_done = model_done(e, bytes);
+            if (base + m >= count)
+                sleep_until(t_done);
+            for (uint32_t i = 0; i < m; i++) {
+                const struct dsa_hw_desc *s = &list[base + i];
+                struct dsa_completion_record *scr = (struct dsa_completion_record *)(uintptr_t)s->completion_addr;
+                if (st[i] != DSA_COMP_SUCCESS)
+                    bst = DSA_COMP_BATCH_FAIL;
+                else
+                    done++;
+                if (scr && (s->flags & IDXD_OP_FLAG_RCR)) {
+                    scr->result = tmp[i].result;
+                    scr->bytes_completed = tmp[i].bytes_completed;
+                    scr->fault_addr = tmp[i].fault_addr;
+                    publish(scr, st[i]);
+                }
+            }
+        }
+        __atomic_add_fetch(&e->executed, count, __ATOMIC_RELAXED);
+    }
+    if (cr) {
+        cr->bytes_completed = done; /* descriptors completed successfully */
+        publish(cr, bst);
+    }
+}
+
+static void *engine_main(void *arg)
+{
+    struct emu *e = arg;
+    pthread_mutex_lock(&e->lock);
+    int idx = e->next_engine++;
+    pthread_mutex_unlock(&e->lock);
+    char name[16];
+    snprintf(name, sizeof name, "dsa_engine_%d_%d", e->base.id, idx);
+    dsl_set_thread_name(name);
+    pthread_mutex_lock(&e->lock);
+    e->nengines_started++; /* named: dsl_emu_open may return */
+    pthread_cond_broadcast(&e->nonempty);
+    pthread_mutex_unlock(&e->lock);
+    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* the timing model sleeps in microseconds */
+    uint64_t rng = e->cfg.seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(idx + 1));
+    for (;;) {
+        pthread_mutex_lock(&e->lock);
+        while (!e->count && !e->stop) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += (long)SLICE_NS;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&e->nonempty, &e->lock, &ts);
+        }
+        if (e->stop) {
+            pthread_mutex_unlock(&e->lock);
+            break;
+        }
+        struct dsa_hw_desc d = e->ring[e->head];
+        e->head = (e->head + 1) % e->base.wq_size;
+        e->count--;
+        int gone = e->gone;
+        pthread_mutex_unlock(&e->lock);
+        if (gone)
+            continue; /* a vanished device completes nothing */
+        run_descriptor(e, &d, &rng);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- submission */
+
+static int emu_submit(dsl_device *dev, const struct dsa_hw_desc *desc)
+{
+    struct emu *e = (struct emu *)dev;
+    pthread_mutex_lock(&e->lock);
+    int rc = DSL_OK;
+    if (e->gone) {
+        rc = DSL_EGONE;
+    } else if (e->cfg.vanish_after && dev->submitted >= e->cfg.vanish_after) {
+        e->gone = 1; /* the device disappears now: what is queued will never complete */
+        __atomic_store_n(&dev->gone, 1, __ATOMIC_RELEASE);
+        rc = DSL_EGONE;
+    } else if (e->cfg.queue_full_rate > 0 && rand01(&e->rng) < e->cfg.queue_full_rate) {
+        rc = DSL_EQUEUE_FULL; /* injected: as if other tenants had filled the queue */
+    } else if (e->count == dev->wq_size) {
+        if (dev->shared)
+            rc = DSL_EQUEUE_FULL;
+        else
+            __atomic_add_fetch(&e->dropped, 1, __ATOMIC_RELAXED); /* MOVDIR64B into a full queue: lost */
+    } else {
+        e->ring[(e->head + e->count) % dev->wq_size] = *desc;
+        e->count++;
+        pthread_cond_signal(&e->nonempty);
+    }
+    if (rc == DSL_OK)
+        dev->submitted++;
+    else if (rc == DSL_EQUEUE_FULL)
+        dev->refused_full++;
+    else
+        dev->refused_gone++;
+    pthread_mutex_unlock(&e->lock);
+    return rc;
+}
+
+static void emu_close(dsl_device *dev)
+{
+    struct emu *e = (struct emu *)dev;
+    pthread_mutex_lock(&e->lock);
+    e->stop = 1;
+    pthread_cond_broadcast(&e->nonempty);
+    pthread_mutex_unlock(&e->lock);
+    if (e->reader_started) {
+        pthread_join(e->reader, NULL);
+    }
+    for (int i = 0; i < e->cfg.engines; i++)
+        if (e->engines[i])
+            pthread_join(e->engines[i], NULL);
+    pthread_cond_destroy(&e->nonempty);
+    pthread_mutex_destroy(&e->lock);
+    free(e->engines);
+    free(e->ring);
+    free(e);
+}
+
+static const struct dsl_device_ops emu_ops = {emu_submit, emu_close};
+
+int dsl_emu_open(const dsl_emu_config *cfg, dsl_device **out)
+{
+    *out = NULL;
+    if (cfg->engines < 1 || cfg->engines > 64 || cfg->wq_size < 1 || cfg->wq_size > 4096 || cfg->gbps < 0 ||
+        cfg->latency_us < 0 || cfg->fault_rate < 0 || cfg->fault_rate > 1 || cfg->queue_full_rate < 0 ||
+        cfg->queue_full_rate > 1 || cfg->max_batch < 2 || cfg->max_batch > 4096)
+        return DSL_EINVAL;
+    struct emu *e = calloc(1, sizeof *e);
+    if (!e)
+        return DSL_ENOMEM;
+    e->cfg = *cfg;
+    e->base.ops = &emu_ops;
+    e->base.backend = DSL_BACKEND_EMU;
+    e->base.submit_path = DSL_SUBMIT_RING;
+    e->base.id = cfg->device_id;
+    e->base.shared = cfg->shared;
+    e->base.wq_size = cfg->wq_size;
+    e->base.max_batch = cfg->max_batch;
+    snprintf(e->base.name, sizeof e->base.name, "emu%d", cfg->device_id);
+    e->rng = cfg->seed ^ 0xD1B54A32D192ED03ull;
+    e->serve_fd = -1;
+    e->ring = aligned_alloc(64, (size_t)cfg->wq_size * sizeof(struct dsa_hw_desc));
+    e->engines = calloc((size_t)cfg->engines, sizeof(pthread_t));
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->nonempty, NULL);
+    if (!e->ring || !e->engines) {
+        free(e->ring);
+        free(e->engines);
+        free(e);
+        return DSL_ENOMEM;
+    }
+    for (int i = 0; i < cfg->engines; i++)
+        if (pthread_create(&e->engines[i], NULL, engine_main, e) != 0) {
+            e->engines[i] = 0;
+            emu_close(&e->base);
+            return DSL_ENOMEM;
+        }
+    /* return once every engine has its name, so per-thread accounting sees them from the start */
+    pthread_mutex_lock(&e->lock);
+    for (int waited = 0; e->nengines_started < cfg->engines && waited < 100; waited++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&e->nonempty, &e->lock, &ts);
+    }
+    pthread_mutex_unlock(&e->lock);
+    *out = &e->base;
+    return DSL_OK;
+}
+
+/* ---------------------------------------------------------------- the write() path's far end */
+
+static void *reader_main(void *arg)
+{
+    struct emu *e = arg;
+    dsl_set_thread_name("dsa_wq_reader");
+    uint8_t buf[DSL_DESC_BYTES];
+    size_t have = 0;
+    for (;;) {
+        struct pollfd p = {e->serve_fd, POLLIN, 0};
+        int pr = poll(&p, 1, 50);
+        if (__atomic_load_n(&e->stop, __ATOMIC_ACQUIRE))
+            break;
+        if (pr == 0 || (pr < 0 && errno == EINTR))
+            continue;
+        ssize_t n = read(e->serve_fd, buf + have, sizeof buf - have);
+        if (n == 0)
+            break; /* the submitter closed its end */
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (__atomic_load_n(&e->stop, __ATOMIC_ACQUIRE))
+                    break;
+                continue; /* SO_RCVTIMEO / non-blocking: check for shutdown */
+            }
+            break;
+        }
+        have += (size_t)n;
+        if (have < sizeof buf)
+            continue;
+        have = 0;
+        struct dsa_hw_desc d;
+        memcpy(&d, buf, sizeof d);
+        if (d.opcode == DSA_OPCODE_BATCH) { /* the kernel refuses batches on the write() path */
+            __atomic_add_fetch(&e->bad_descriptors, 1, __ATOMIC_RELAXED);
+            struct dsa_completion_record *cr = (struct dsa_completion_record *)(uintptr_t)d.completion_addr;
+            if (cr)
+                publish(cr, DSA_COMP_BAD_OPCODE);
+            continue;
+        }
+        /* like the kernel's enqcmds loop: retry a full shared queue a while, then drop with an error record */
+        int rc = DSL_EQUEUE_FULL;
+        for (int tries = 0; tries < 100000 && rc == DSL_EQUEUE_FULL; tries++) {
+            rc = emu_submit(&e->base, &d);
+            if (rc == DSL_EQUEUE_FULL) {
+                struct timespec ts = {0, 1000};
+                nanosleep(&ts, NULL);
+            }
+        }
+        if (rc != DSL_OK) {
+            struct dsa_completion_record *cr = (struct dsa_completion_record *)(uintptr_t)d.completion_addr;
+            if (cr && rc == DSL_EQUEUE_FULL)
+                publish(cr, DSA_COMP_HW_ERR1);
+        }
+        if (__atomic_load_n(&e->stop, __ATOMIC_ACQUIRE))
+            break;
+    }
+    return NULL;
+}
+
+int dsl_emu_serve_fd(dsl_device *dev, int fd)
+{
+    if (!dev || dev->backend != DSL_BACKEND_EMU || fd < 0)
+        return DSL_EINVAL;
+    struct emu *e = (struct emu *)dev;
+    if (e->reader_started)
+        return DSL_EINVAL;
+    e->serve_fd = fd;
+    if (pthread_create(&e->reader, NULL, reader_main, e) != 0)
+        return DSL_ENOMEM;
+    e->reader_started = 1;
+    return DSL_OK;
+}
+
+/* ---------------------------------------------------------------- common device entry points */
+
+int dsl_device_submit(dsl_device *dev, const void *desc)
+{
+    if (!dev || !desc)
+        return DSL_EINVAL;
+    return dev->ops->submit(dev, (const struct dsa_hw_desc *)desc);
+}
+
+void dsl_device_close(dsl_device *dev)
+{
+    if (dev)
+        dev->ops->close(dev);
+}
+
+int dsl_device_get_info(dsl_device *dev, dsl_device_info *out)
+{
+    if (!dev || !out)
+        return DSL_EINVAL;
+    memset(out, 0, sizeof *out);
+    out->backend = dev->backend;
+    out->submit_path = dev->submit_path;
+    out->id = dev->id;
+    out->shared = dev->shared;
+    out->wq_size = dev->wq_size;
+    out->max_batch = dev->max_batch;
+    out->submitted = __atomic_load_n(&dev->submitted, __ATOMIC_RELAXED);
+    out->refused_full = __atomic_load_n(&dev->refused_full, __ATOMIC_RELAXED);
+    out->refused_gone = __atomic_load_n(&dev->refused_gone, __ATOMIC_RELAXED);
+    out->busy_ns = __atomic_load_n(&dev->busy_ns, __ATOMIC_RELAXED);
+    if (dev->backend == DSL_BACKEND_EMU) {
+        struct emu *e = (struct emu *)dev;
+        out->executed = __atomic_load_n(&e->executed, __ATOMIC_RELAXED);
+        out->page_faults = __atomic_load_n(&e->page_faults, __ATOMIC_RELAXED);
+        out->bad_descriptors = __atomic_load_n(&e->bad_descriptors, __ATOMIC_RELAXED);
+        out->dropped = __atomic_load_n(&e->dropped, __ATOMIC_RELAXED);
+    }
+    out->gone = __atomic_load_n(&dev->gone, __ATOMIC_RELAXED);
+    return DSL_OK;
+}

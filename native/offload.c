@@ -1,0 +1,595 @@
+/* The offload layer: zero checks and compares of many pages, batched onto DSA devices, with bounded retry and
+ * CPU fallback for whatever a device does not do. Nothing here ever aborts or waits without a bound:
+ *
+ * - a request of N pages becomes tasks of batch_size descriptors (a BATCH descriptor, or single descriptors
+ *   where batches are not possible: a batch of 1, or the write() path); tasks go to the hinted device or
+ *   round-robin over the devices; cpu_fraction of the pages are checked on the CPU while the device works;
+ * - submission retries a full queue max_retries times (with a growing pause), then the CPU does that task;
+ * - completion is awaited by a dsa_completion thread (completion = THREAD), by the submitter polling its own
+ *   records (POLL), or with UMONITOR/UMWAIT (UMWAIT, where the CPU has WAITPKG); every wait ends at a deadline,
+ *   and a task that did not complete by then is done on the CPU (its memory is kept until the offloader is
+ *   destroyed, since the device may still write to it);
+ * - a page fault (partial completion) leaves only the rest of that page to the CPU.
+ * Every outcome is counted in dsl_offload_stats. */
+#include "dsa.h"
+
+#include <errno.h>
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+
+enum reason { R_OK, R_FRACTION, R_PAGE_FAULT, R_QUEUE_FULL, R_GONE, R_TIMEOUT, R_ERROR };
+enum op { OP_ZERO, OP_COMPARE };
+
+struct call;
+
+struct task {
+    struct dsa_hw_desc batch __attribute__((aligned(64)));
+    struct dsa_completion_record bcr __attribute__((aligned(32)));
+    struct dsa_hw_desc *descs;          /* capacity batch_size, 64-byte aligned */
+    struct dsa_completion_record *crs;  /* capacity batch_size, 32-byte aligned */
+    int n, dev, mode_batch, accepted, submit_reason;
+    size_t first; /* index of the task's first page in the request */
+    uint64_t deadline_ns;
+    int done, timed_out; /* set by whoever observed completion (under o->lock in THREAD mode) */
+    struct call *call;
+    struct task *next; /* the completion thread's list; the free list; the graveyard */
+};
+
+struct call {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int pending; /* tasks of this window still outstanding */
+};
+
+struct dsl_offload {
+    dsl_device **devs;
+    int ndev;
+    dsl_offload_config cfg;
+    uint64_t rr;                   /* atomic round-robin counter */
+    uint64_t *ns_per_kib;          /* per device: observed completion time per KiB (EWMA), to sleep wisely */
+    pthread_mutex_t lock;          /* the lists below */
+    struct task *free_list, *graveyard;
+    /* the completion thread */
+    pthread_t cthread;
+    int cthread_started, stop;
+    pthread_cond_t cwork;
+    struct task *outstanding;
+    /* stats (atomic) */
+    dsl_offload_stats st;
+};
+
+#define ADD(field, v) __atomic_add_fetch(&o->st.field, (uint64_t)(v), __ATOMIC_RELAXED)
+
+/* ---------------------------------------------------------------- tasks */
+
+static struct task *task_get(dsl_offload *o)
+{
+    pthread_mutex_lock(&o->lock);
+    struct task *t = o->free_list;
+    if (t)
+        o->free_list = t->next;
+    pthread_mutex_unlock(&o->lock);
+    if (t)
+        return t;
+    t = aligned_alloc(64, sizeof *t);
+    if (!t)
+        return NULL;
+    memset(t, 0, sizeof *t);
+    size_t cap = (size_t)o->cfg.batch_size;
+    t->descs = aligned_alloc(64, cap * sizeof(struct dsa_hw_desc));
+    t->crs = aligned_alloc(32, ((cap * sizeof(struct dsa_completion_record) + 31) / 32) * 32);
+    if (!t->descs || !t->crs) {
+        free(t->descs);
+        free(t->crs);
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static void task_put(dsl_offload *o, struct task *t, int abandoned)
+{
+    pthread_mutex_lock(&o->lock);
+    if (abandoned) { /* the device may still write its records: keep the memory until destroy */
+        t->next = o->graveyard;
+        o->graveyard = t;
+    } else {
+        t->next = o->free_list;
+        o->free_list = t;
+    }
+    pthread_mutex_unlock(&o->lock);
+}
+
+static void free_list_of(struct task *t)
+{
+    while (t) {
+        struct task *n = t->next;
+        free(t->descs);
+        free(t->crs);
+        free(t);
+        t = n;
+    }
+}
+
+static int device_gone(dsl_device *d) { return __atomic_load_n(&d->gone, __ATOMIC_ACQUIRE); }
+
+/* ---------------------------------------------------------------- submission */
+
+static void backoff(int attempt)
+{
+    int spins = 1 << (attempt < 10 ? attempt : 10);
+    for (int i = 0; i < spins; i++)
+        _mm_pause();
+}
+
+/* Submit one descriptor with bounded retry: DSL_OK, DSL_EQUEUE_FULL (gave up), DSL_EGONE, or an error. */
+static int submit_one(dsl_offload *o, dsl_device *d, const struct dsa_hw_desc *desc)
+{
+    for (int attempt = 0;; attempt++) {
+        int rc;
+        if (!d->shared && __atomic_load_n(&d->inflight, __ATOMIC_ACQUIRE) >= (uint64_t)d->wq_size)
+            rc = DSL_EQUEUE_FULL; /* a dedicated queue: no credit left, do not overfill */
+        else
+            rc = d->ops->submit(d, desc);
+        if (rc == DSL_OK) {
+            __atomic_add_fetch(&d->inflight, 1, __ATOMIC_RELEASE);
+            return DSL_OK;
+        }
+        if (rc != DSL_EQUEUE_FULL)
+            return rc;
+        if (attempt >= o->cfg.max_retries)
+            return DSL_EQUEUE_FULL;
+        ADD(retries, 1);
+        backoff(attempt);
+    }
+}
+
+static int reason_of(int rc)
+{
+    return rc == DSL_EQUEUE_FULL ? R_QUEUE_FULL : rc == DSL_EGONE ? R_GONE : R_ERROR;
+}
+
+/* Build and submit a task of n pages starting at page `first`. */
+static void task_submit(dsl_offload *o, struct task *t, int op, const uint8_t *a, const uint8_t *b, size_t first,
+                        int n, size_t ps)
+{
+    dsl_device *d = o->devs[t->dev];
+    t->n = n;
+    t->first = first;
+    t->done = t->timed_out = 0;
+    t->accepted = 0;
+    t->submit_reason = R_OK;
+    for (int i = 0; i < n; i++) {
+        const uint8_t *pa = a + (first + (size_t)i) * ps;
+        memset(&t->crs[i], 0, sizeof t->crs[i]);
+        if (op == OP_ZERO)
+            dsl_desc_compval(&t->descs[i], pa, (uint32_t)ps, 0, &t->crs[i]);
+        else
+            dsl_desc_compare(&t->descs[i], pa, b + (first + (size_t)i) * ps, (uint32_t)ps, &t->crs[i]);
+    }
+    t->mode_batch = n >= 2 && d->max_batch >= n;
+    uint64_t now = dsl_now_ns();
+    t->deadline_ns = now + o->cfg.timeout_ns;
+    if (t->mode_batch) {
+        memset(&t->bcr, 0, sizeof t->bcr);
+        dsl_desc_batch(&t->batch, t->descs, (uint32_t)n, &t->bcr);
+        int rc = submit_one(o, d, &t->batch);
+        if (rc == DSL_OK) {
+            t->accepted = n;
+            ADD(batches, 1);
+            ADD(descriptors, n);
+        } else {
+            t->submit_reason = reason_of(rc);
+        }
+        return;
+    }
+    for (int i = 0; i < n; i++) { /* single descriptors: a batch of one, or no batches on this path */
+        int rc = submit_one(o, d, &t->descs[i]);
+        if (rc != DSL_OK) {
+            t->submit_reason = reason_of(rc);
+            break;
+        }
+        t->accepted++;
+        ADD(descriptors, 1);
+    }
+}
+
+/* ---------------------------------------------------------------- waiting */
+
+/* The status byte that says a task is complete: the batch record, or the last accepted single record. */
+static volatile uint8_t *task_status(struct task *t)
+{
+    if (t->mode_batch)
+        return &t->bcr.status;
+    return t->accepted ? &t->crs[t->accepted - 1].status : NULL;
+}
+
+static int singles_done(struct task *t)
+{
+    for (int i = 0; i < t->accepted; i++)
+        if (!__atomic_load_n(&t->crs[i].status, __ATOMIC_ACQUIRE))
+            return 0;
+    return 1;
+}
+
+static int task_complete(struct task *t)
+{
+    volatile uint8_t *st = task_status(t);
+    if (!st)
+        return 1; /* nothing was accepted: nothing to wait for */
+    if (!__atomic_load_n(st, __ATOMIC_ACQUIRE))
+        return 0;
+    return t->mode_batch || singles_done(t);
+}
+
+static void nap(uint64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+    nanosleep(&ts, NULL);
+}
+
+/* Wait for one task in POLL or UMWAIT mode: sleep through most of the expected device time, then spin briefly,
+ * then nap in growing steps; give up at the deadline or when the device is gone. */
+static void wait_task(dsl_offload *o, struct task *t, size_t ps)
+{
+    if (task_complete(t))
+        return;
+    dsl_device *d = o->devs[t->dev];
+    uint64_t expect = __atomic_load_n(&o->ns_per_kib[t->dev], __ATOMIC_RELAXED) * ((uint64_t)t->accepted * ps / 1024);
+    uint64_t t0 = dsl_now_ns();
+    if (expect > 20000)
+        nap(expect - expect / 8);
+    uint64_t step = 2000;
+    for (;;) {
+        uint64_t spin_until = dsl_now_ns() + o->cfg.spin_ns;
+        do {
+            if (task_complete(t))
+                goto done;
+            if (o->cfg.completion == DSL_COMPLETION_UMWAIT) {
+                volatile uint8_t *st = task_status(t);
+                if (st)
+                    dsl_umwait_u8(st, dsl_rdtsc() + 20000);
+            } else {
+                for (int i = 0; i < 32; i++)
+                    _mm_pause();
+            }
+        } while (dsl_now_ns() < spin_until);
+        uint64_t now = dsl_now_ns();
+        if (now >= t->deadline_ns || device_gone(d)) {
+            if (!task_complete(t)) {
+                t->timed_out = 1;
+                return;
+            }
+            goto done;
+        }
+        nap(step);
+        step = step < 200000 ? step * 2 : step;
+    }
+done:;
+    /* learn the device's pace (EWMA over completions) */
+    uint64_t kib = (uint64_t)t->accepted * ps / 1024;
+    if (kib) {
+        uint64_t per = (dsl_now_ns() - t0) / kib, old = o->ns_per_kib[t->dev];
+        __atomic_store_n(&o->ns_per_kib[t->dev], old ? (old * 7 + per) / 8 : per, __ATOMIC_RELAXED);
+    }
+}
+
+/* The dsa_completion thread: polls every outstanding task's record, wakes the submitter's call. */
+static void *completion_main(void *arg)
+{
+    dsl_offload *o = arg;
+    dsl_set_thread_name("dsa_completion");
+    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+    uint64_t step = 1000;
+    pthread_mutex_lock(&o->lock);
+    while (!o->stop) {
+        if (!o->outstanding) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 50000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&o->cwork, &o->lock, &ts);
+            continue;
+        }
+        int progressed = 0;
+        uint64_t now = dsl_now_ns();
+        struct task **pp = &o->outstanding;
+        while (*pp) {
+            struct task *t = *pp;
+            int complete = task_complete(t);
+            if (!complete && (now >= t->deadline_ns || device_gone(o->devs[t->dev])))
+                t->timed_out = 1;
+            if (complete || t->timed_out) {
+                *pp = t->next;
+                t->done = 1;
+                progressed = 1;
+                struct call *c = t->call;
+                pthread_mutex_lock(&c->lock);
+                if (--c->pending == 0)
+                    pthread_cond_signal(&c->cond);
+                pthread_mutex_unlock(&c->lock);
+            } else {
+                pp = &t->next;
+            }
+        }
+        pthread_mutex_unlock(&o->lock);
+        if (progressed) {
+            step = 1000;
+        } else { /* spin a little, then nap in growing steps while nothing completes */
+            uint64_t until = dsl_now_ns() + o->cfg.spin_ns;
+            while (dsl_now_ns() < until)
+                for (int i = 0; i < 32; i++)
+                    _mm_pause();
+            nap(step);
+            step = step < 100000 ? step * 2 : step;
+        }
+        pthread_mutex_lock(&o->lock);
+    }
+    pthread_mutex_unlock(&o->lock);
+    return NULL;
+}
+
+static void wait_window(dsl_offload *o, struct task **w, int nw, struct call *c, size_t ps)
+{
+    if (o->cfg.completion != DSL_COMPLETION_THREAD) {
+        for (int i = 0; i < nw; i++)
+            wait_task(o, w[i], ps);
+        return;
+    }
+    pthread_mutex_lock(&c->lock);
+    while (c->pending > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1; /* the completion thread times tasks out; this only guards against its absence */
+        if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT && __atomic_load_n(&o->stop, __ATOMIC_ACQUIRE))
+            break;
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* ---------------------------------------------------------------- results */
+
+static int page_on_cpu(int op, const uint8_t *a, const uint8_t *b, size_t from, size_t ps)
+{
+    if (op == OP_ZERO)
+        return dsl_is_zero(a + from, ps - from);
+    return memcmp(a + from, b + from, ps - from) == 0;
+}
+
+static void count_cpu(dsl_offload *o, int reason, uint64_t pages)
+{
+    switch (reason) {
+    case R_FRACTION: ADD(pages_cpu_fraction, pages); break;
+    case R_PAGE_FAULT: ADD(pages_cpu_page_fault, pages); break;
+    case R_QUEUE_FULL: ADD(pages_cpu_queue_full, pages); break;
+    case R_GONE: ADD(pages_cpu_device_gone, pages); break;
+    case R_TIMEOUT: ADD(pages_cpu_timeout, pages); break;
+    default: ADD(pages_cpu_error, pages); break;
+    }
+}
+
+/* Turn a finished (or timed-out) task into answers; the CPU does whatever the device did not. */
+static void task_results(dsl_offload *o, struct task *t, int op, const uint8_t *a, const uint8_t *b, size_t ps,
+                         uint8_t *out)
+{
+    dsl_device *d = o->devs[t->dev];
+    int gone = t->timed_out && device_gone(d);
+    uint8_t bst = t->mode_batch ? (uint8_t)(t->bcr.status & DSA_COMP_STATUS_MASK) : DSA_COMP_SUCCESS;
+    for (int i = 0; i < t->n; i++) {
+        size_t page = t->first + (size_t)i;
+        const uint8_t *pa = a + page * ps, *pb = b ? b + page * ps : NULL;
+        int reason;
+        size_t from = 0;
+        uint8_t st = (uint8_t)(__atomic_load_n(&t->crs[i].status, __ATOMIC_ACQUIRE) & DSA_COMP_STATUS_MASK);
+        if (i >= t->accepted)
+            reason = t->submit_reason;
+        else if (st == DSA_COMP_SUCCESS) {
+            out[page] = t->crs[i].result == 0;
+            ADD(pages_offloaded, 1);
+            continue;
+        } else if (st == DSA_COMP_PAGE_FAULT_NOBOF || st == DSA_COMP_PAGE_FAULT_IR) {
+            ADD(page_faults, 1);
+            from = t->crs[i].bytes_completed < ps ? t->crs[i].bytes_completed : 0;
+            ADD(partial_bytes_on_cpu, ps - from);
+            reason = R_PAGE_FAULT;
+        } else if (st == DSA_COMP_NONE && bst == DSA_COMP_BATCH_PAGE_FAULT) {
+            reason = R_PAGE_FAULT;
+        } else if (st == DSA_COMP_NONE && t->timed_out) {
+            reason = gone ? R_GONE : R_TIMEOUT;
+        } else {
+            reason = R_ERROR;
+        }
+        out[page] = (uint8_t)page_on_cpu(op, pa, pb, from, ps);
+        count_cpu(o, reason, 1);
+    }
+    if (t->mode_batch && bst == DSA_COMP_BATCH_PAGE_FAULT)
+        ADD(page_faults, 1);
+    if (t->timed_out)
+        ADD(timeouts, 1);
+    /* the descriptors are no longer in the queue: give back the dedicated-queue credits */
+    if (!t->timed_out)
+        __atomic_sub_fetch(&d->inflight, (uint64_t)(t->mode_batch ? (t->accepted ? 1 : 0) : t->accepted),
+                           __ATOMIC_RELEASE);
+}
+
+/* ---------------------------------------------------------------- the request */
+
+#define WINDOW 32
+
+static int run_request(dsl_offload *o, int op, const void *av, const void *bv, size_t npages, size_t ps, uint8_t *out,
+                       int hint)
+{
+    if (!o || (!av && npages) || !out || ps < 64 || (ps & (ps - 1)) || ps > UINT32_MAX || (op == OP_COMPARE && !bv && npages))
+        return DSL_EINVAL;
+    const uint8_t *a = av, *b = bv;
+    ADD(requests, 1);
+    ADD(pages, npages);
+    size_t ncpu = (size_t)((double)npages * o->cfg.cpu_fraction);
+    size_t ndev = npages - ncpu;
+    struct call c;
+    pthread_mutex_init(&c.lock, NULL);
+    pthread_cond_init(&c.cond, NULL);
+    int cpu_done = ncpu == 0;
+    size_t next = 0;
+    int bs = o->cfg.batch_size;
+    while (next < ndev || !cpu_done) {
+        struct task *w[WINDOW];
+        int nw = 0;
+        c.pending = 0;
+        while (next < ndev && nw < WINDOW) {
+            struct task *t = task_get(o);
+            if (!t)
+                break;
+            int n = (int)(ndev - next < (size_t)bs ? ndev - next : (size_t)bs);
+            int dev = hint >= 0 ? hint % o->ndev
+                                : (int)(__atomic_fetch_add(&o->rr, 1, __ATOMIC_RELAXED) % (uint64_t)o->ndev);
+            t->dev = dev;
+            t->call = &c;
+            task_submit(o, t, op, a, b, next, n, ps);
+            next += (size_t)n;
+            w[nw++] = t;
+            if (o->cfg.completion == DSL_COMPLETION_THREAD && t->accepted) {
+                pthread_mutex_lock(&o->lock);
+                c.pending++;
+                t->next = o->outstanding;
+                o->outstanding = t;
+                pthread_cond_signal(&o->cwork);
+                pthread_mutex_unlock(&o->lock);
+            }
+        }
+        if (nw == 0 && next < ndev) { /* out of memory for tasks: the CPU does the rest */
+            for (size_t p = next; p < ndev; p++)
+                out[p] = (uint8_t)page_on_cpu(op, a + p * ps, b ? b + p * ps : NULL, 0, ps);
+            count_cpu(o, R_ERROR, ndev - next);
+            next = ndev;
+        }
+        if (!cpu_done) { /* the CPU's share, while the device works (as Intel DTO splits a request) */
+            for (size_t p = ndev; p < npages; p++)
+                out[p] = (uint8_t)page_on_cpu(op, a + p * ps, b ? b + p * ps : NULL, 0, ps);
+            count_cpu(o, R_FRACTION, ncpu);
+            cpu_done = 1;
+        }
+        wait_window(o, w, nw, &c, ps);
+        for (int i = 0; i < nw; i++) {
+            task_results(o, w[i], op, a, b, ps, out);
+            task_put(o, w[i], w[i]->timed_out);
+        }
+    }
+    pthread_cond_destroy(&c.cond);
+    pthread_mutex_destroy(&c.lock);
+    return DSL_OK;
+}
+
+int dsl_offload_zero_pages(dsl_offload *o, const void *buf, size_t npages, size_t page_size, uint8_t *out_zero,
+                           int device_hint)
+{
+    return run_request(o, OP_ZERO, buf, NULL, npages, page_size, out_zero, device_hint);
+}
+
+int dsl_offload_compare_pages(dsl_offload *o, const void *a, const void *b, size_t npages, size_t page_size,
+                              uint8_t *out_equal, int device_hint)
+{
+    return run_request(o, OP_COMPARE, a, b, npages, page_size, out_equal, device_hint);
+}
+
+static int detect_adapter(void *ctx, const void *buf, size_t npages, size_t page_size, uint8_t *out_zero, int hint)
+{
+    return dsl_offload_zero_pages(ctx, buf, npages, page_size, out_zero, hint);
+}
+
+dsl_detect_fn dsl_offload_detect_fn(void) { return detect_adapter; }
+
+int dsl_offload_device_count(dsl_offload *o) { return o ? o->ndev : 0; }
+
+/* ---------------------------------------------------------------- life cycle */
+
+int dsl_offload_create(dsl_device **devs, int ndev, const dsl_offload_config *cfg, dsl_offload **out)
+{
+    *out = NULL;
+    if (!devs || ndev < 1 || cfg->batch_size < 1 || cfg->batch_size > 4096 || cfg->max_retries < 0 ||
+        cfg->cpu_fraction < 0 || cfg->cpu_fraction > 1 || cfg->timeout_ns == 0 ||
+        (cfg->completion != DSL_COMPLETION_THREAD && cfg->completion != DSL_COMPLETION_POLL &&
+         cfg->completion != DSL_COMPLETION_UMWAIT))
+        return DSL_EINVAL;
+    for (int i = 0; i < ndev; i++)
+        if (!devs[i])
+            return DSL_EINVAL;
+    if (cfg->completion == DSL_COMPLETION_UMWAIT && !dsl_umwait_supported())
+        return DSL_EUNSUPPORTED;
+    dsl_offload *o = calloc(1, sizeof *o);
+    if (!o)
+        return DSL_ENOMEM;
+    o->devs = malloc((size_t)ndev * sizeof *o->devs);
+    o->ns_per_kib = calloc((size_t)ndev, sizeof *o->ns_per_kib);
+    if (!o->devs || !o->ns_per_kib) {
+        free(o->devs);
+        free(o->ns_per_kib);
+        free(o);
+        return DSL_ENOMEM;
+    }
+    memcpy(o->devs, devs, (size_t)ndev * sizeof *devs);
+    o->ndev = ndev;
+    o->cfg = *cfg;
+    pthread_mutex_init(&o->lock, NULL);
+    pthread_cond_init(&o->cwork, NULL);
+    if (cfg->completion == DSL_COMPLETION_THREAD) {
+        if (pthread_create(&o->cthread, NULL, completion_main, o) != 0) {
+            dsl_offload_destroy(o);
+            return DSL_ENOMEM;
+        }
+        o->cthread_started = 1;
+    }
+    *out = o;
+    return DSL_OK;
+}
+
+void dsl_offload_destroy(dsl_offload *o)
+{
+    if (!o)
+        return;
+    pthread_mutex_lock(&o->lock);
+    o->stop = 1;
+    pthread_cond_broadcast(&o->cwork);
+    pthread_mutex_unlock(&o->lock);
+    if (o->cthread_started)
+        pthread_join(o->cthread, NULL);
+    free_list_of(o->free_list);
+    /* the graveyard: tasks that timed out. Free one only once its device has written it or is gone; give a slow
+     * device a second; a task still pending after that is leaked, never freed under a device's feet. */
+    uint64_t until = dsl_now_ns() + 1000000000ull;
+    for (struct task *t = o->graveyard, *n; t; t = n) {
+        n = t->next;
+        while (!task_complete(t) && !device_gone(o->devs[t->dev]) && dsl_now_ns() < until)
+            nap(100000);
+        if (task_complete(t) || device_gone(o->devs[t->dev])) {
+            t->next = NULL;
+            free_list_of(t);
+        }
+    }
+    pthread_cond_destroy(&o->cwork);
+    pthread_mutex_destroy(&o->lock);
+    free(o->devs);
+    free(o->ns_per_kib);
+    free(o);
+}
+
+void dsl_offload_get_stats(dsl_offload *o, dsl_offload_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!o)
+        return;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    *out = o->st;
+    uint64_t busy = 0;
+    for (int i = 0; i < o->ndev; i++)
+        busy += __atomic_load_n(&o->devs[i]->busy_ns, __ATOMIC_RELAXED);
+    out->device_busy_ns = busy;
+}
