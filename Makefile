@@ -10,9 +10,13 @@ SWEEP ?= data/sweeps/quick.toml
 
 .PHONY: run test setup lint bench clean chromium info
 
+# the main job: machine info, then the sweep $(SWEEP) (resumed if an earlier `make run` was interrupted), written
+# to data/results/<hostname>/<date>-<sweep>-<commit8>.nc, then its summary. `make run SWEEP=data/sweeps/x.toml`
+# runs another sweep file; `make bench` runs the kernel benchmark.
 run: setup
 	$(BIN)/dsalab info
-	$(BIN)/python benchmarks/bench_kernels.py
+	$(BIN)/dsalab sweep $(SWEEP) --resume
+	# figures of the latest result go here (plots are added by the plotting work)
 
 test: setup
 	$(BIN)/python -m pytest
