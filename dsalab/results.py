@@ -284,7 +284,7 @@ def validate(ds) -> None:
         if d not in ds.coords:
             problems.append(f"dimension {d} has no coordinate")
     if "status" in ds:
-        bad = set(np.unique(ds["status"].values.astype(str))) - {"ok", "failed"}
+        bad = {str(v) for v in np.unique(ds["status"].values.astype(str))} - {"ok", "failed"}
         if bad:
             problems.append(f"status holds {sorted(bad)}; allowed: ok, failed")
     for key, value in ds.attrs.items():
@@ -376,7 +376,7 @@ def combine(datasets: Sequence[Any], names: Sequence[str]):
         data_vars="all",
         coords="different",
         compat="equals",
-        combine_attrs="drop",
+        combine_attrs="override",
     )
     for name in METRICS:
         if name in INT_METRICS:
@@ -393,7 +393,7 @@ def combine(datasets: Sequence[Any], names: Sequence[str]):
             arr = np.array([str(v) for v in values], dtype=object)
         out[f"run_{k}"] = ("run", arr)
     out["run"] = ("run", np.array(list(names), dtype=object))
-    out.attrs.update(common)
+    out.attrs = dict(common)
     out.attrs["schema_version"] = SCHEMA_VERSION
     validate(out)
     return out
