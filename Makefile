@@ -13,10 +13,11 @@ SWEEP ?= data/sweeps/quick.toml
 # the main job: machine info, then the sweep $(SWEEP) (resumed if an earlier `make run` was interrupted), written
 # to data/results/<hostname>/<date>-<sweep>-<commit8>.nc, then its summary. `make run SWEEP=data/sweeps/x.toml`
 # runs another sweep file; `make bench` runs the kernel benchmark.
+# Figures: add their command after the sweep line (the newest result is the last file of
+# data/results/$$(hostname)/*-<sweep name>-*.nc).
 run: setup
 	$(BIN)/dsalab info
 	$(BIN)/dsalab sweep $(SWEEP) --resume
-	# figures of the latest result go here (plots are added by the plotting work)
 
 test: setup
 	$(BIN)/python -m pytest
