@@ -334,6 +334,9 @@ def open(path_or_glob: str | pathlib.Path | Sequence[str | pathlib.Path]):
         paths = [str(p) for p in path_or_glob]
     if not paths:
         raise SchemaError(f"no result files match {path_or_glob!s}")
+    missing = [p for p in paths if not pathlib.Path(p).is_file()]
+    if missing:
+        raise SchemaError(f"no result file {missing[0]}: give a netCDF file written by dsalab, or a glob of them")
     datasets = [read(p) for p in paths]
     if len(datasets) == 1:
         return datasets[0]

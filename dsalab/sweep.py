@@ -252,7 +252,8 @@ def run_sweep(
 
 
 def _run_on_dask(client: Any, todo: list[Task], runner: str, finished: Callable[[Task, dict], None]) -> None:
-    """Keep exactly one trial in flight per worker (whatever its thread count) until ``todo`` is done."""
+    """Keep one trial in flight per worker (whatever its thread count) until ``todo`` is done. Restrictions are
+    loose, so a trial whose worker dies runs elsewhere instead of waiting forever."""
     from distributed import as_completed
 
     queue = list(reversed(todo))
@@ -263,7 +264,7 @@ def _run_on_dask(client: Any, todo: list[Task], runner: str, finished: Callable[
 
     def submit(worker: str) -> None:
         task = queue.pop()
-        fut = client.submit(execute, task.trial, runner, workers=[worker], allow_other_workers=False, pure=False)
+        fut = client.submit(execute, task.trial, runner, workers=[worker], allow_other_workers=True, pure=False)
         in_flight[fut] = (task, worker)
 
     for w in workers:
