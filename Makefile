@@ -10,9 +10,14 @@ SWEEP ?= data/sweeps/quick.toml
 
 .PHONY: run test setup lint bench clean chromium info
 
+# the main job: machine info, then the sweep $(SWEEP) (resumed if an earlier `make run` was interrupted), written
+# to data/results/<hostname>/<date>-<sweep>-<commit8>.nc, then its summary. `make run SWEEP=data/sweeps/x.toml`
+# runs another sweep file; `make bench` runs the kernel benchmark.
+# Figures: add their command after the sweep line (the newest result is the last file of
+# data/results/$$(hostname)/*-<sweep name>-*.nc).
 run: setup
 	$(BIN)/dsalab info
-	$(BIN)/python benchmarks/bench_kernels.py
+	$(BIN)/dsalab sweep $(SWEEP) --resume
 
 test: setup
 	$(BIN)/python -m pytest

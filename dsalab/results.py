@@ -9,24 +9,37 @@ Layout of a result dataset (:func:`build_dataset`):
 - variables: every metric of :data:`METRICS` over (parameters..., repeat), with ``units`` and ``long_name``;
   floats are NaN and integers -1 where a trial failed; ``verified`` and ``converged`` are int8 (1/0, -1 failed);
   ``status`` ("ok"/"failed"), ``error``, ``backend`` and ``worker`` (host that ran the trial) are strings;
-- attributes: ``schema_version`` and whatever provenance the caller adds (str/int/float only).
+- attributes: ``schema_version`` and flat provenance (str/int/float only, nested values as JSON strings):
+  machine, versions, git commit and dirty flag, date (:func:`provenance`), and for sweeps the sweep file's
+  content, name, seed, repeats, warm-ups, runner and scheduler (:func:`dsalab.sweep.sweep_attrs`);
+- combined datasets (:func:`open` of several files) gain a ``run`` dimension (one per file); provenance that
+  differs between files becomes ``run_<attribute>`` variables over ``run``.
 
-``TrialResult.to_dataset`` (one trial) and the sweep layer (many trials) both build datasets from here.
+``TrialResult.to_dataset`` (one trial) and the sweep layer (many trials) both build datasets from here;
+:func:`validate` checks the layout on :func:`write` and on :func:`read`. Files are netCDF-4 written with the
+h5netcdf engine (int64 kept) under ``data/results/<hostname>/<date>-<sweep>-<commit8>.nc`` (:func:`default_path`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from dsalab.errors import DsalabError
+
 #: version of the dataset layout; changes:
 #: 1 - first version: scalar metrics of one trial, thread_cpu_ms over the "thread" dimension
 #: 2 - datasets of many trials: one dimension per swept parameter + repeat; status/error/backend/worker
-SCHEMA_VERSION = 2
+#: 3 - sweep provenance attributes (sweep_file, sweep_name, seed, ...); validate() on write and read; the ``run``
+#:     dimension and run_<attribute> variables of combined datasets
+SCHEMA_VERSION = 3
+#: versions :func:`read` accepts (2 has the same variables, without sweep provenance)
+READABLE_VERSIONS = (2, 3)
 
 #: metric name -> (units, long name); every variable of a result dataset is listed here
 METRICS: dict[str, tuple[str, str]] = {
@@ -212,11 +225,196 @@ def provenance() -> dict[str, str | int | float]:
 
 def write_trial(result, path):
     """Write one TrialResult as netCDF (h5netcdf) with provenance attributes; returns the path."""
-    import pathlib
-
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ds = result.to_dataset()
     ds.attrs.update(provenance())
-    ds.to_netcdf(path, engine="h5netcdf")
+    return write(ds, path)
+
+
+class SchemaError(DsalabError, ValueError):
+    """A dataset does not follow the result schema; the message lists what is wrong."""
+
+
+#: dimensions that are not swept parameters
+RESERVED_DIMS = ("run", "repeat", "thread")
+#: what each string variable of a failed, never-run point holds (also the fill of combined datasets)
+_STRING_FILL = {"status": "failed", "error": "not run", "backend": "", "worker": ""}
+
+
+def param_dims(ds) -> list[str]:
+    """Swept parameter dimensions of a result dataset, in order (``run``, ``repeat``, ``thread`` left out)."""
+    return [d for d in ds["status"].dims if d not in RESERVED_DIMS]
+
+
+def validate(ds) -> None:
+    """Check that ``ds`` follows the result schema; raise :class:`SchemaError` listing every problem.
+
+    Checked: the schema version; every metric of :data:`METRICS` and every string variable is present over the
+    same dimensions (``repeat`` among them, plus ``thread`` for ``thread_cpu_ms``) with its ``units`` and
+    ``long_name``; integer metrics are int64 and flags int8; every dimension has a coordinate; ``status`` holds
+    only "ok"/"failed"; attributes are str, int or float (what netCDF stores).
+    """
+    problems: list[str] = []
+    version = ds.attrs.get("schema_version")
+    if not isinstance(version, int | np.integer) or int(version) not in READABLE_VERSIONS:
+        problems.append(f"schema_version is {version!r}; this dsalab reads {', '.join(map(str, READABLE_VERSIONS))}")
+    if "status" not in ds:
+        raise SchemaError("not a dsalab result dataset: no 'status' variable")
+    dims = tuple(ds["status"].dims)
+    if "repeat" not in dims:
+        problems.append(f"status has dimensions {dims}; 'repeat' is missing")
+    for name in [*METRICS, *STRING_VARS]:
+        if name not in ds:
+            problems.append(f"variable {name} is missing")
+            continue
+        var = ds[name]
+        want = (*dims, "thread") if name == "thread_cpu_ms" else dims
+        if set(var.dims) != set(want):
+            problems.append(f"{name} has dimensions {var.dims}; expected {want}")
+        if name in METRICS:
+            for key, value in (("units", units(name)), ("long_name", long_name(name))):
+                if var.attrs.get(key) != value:
+                    problems.append(f"{name}.attrs[{key!r}] is {var.attrs.get(key)!r}; expected {value!r}")
+            if name in INT_METRICS and var.dtype != np.int64:
+                problems.append(f"{name} is {var.dtype}; expected int64")
+            elif name in FLAG_METRICS and var.dtype != np.int8:
+                problems.append(f"{name} is {var.dtype}; expected int8")
+            elif name not in INT_METRICS | FLAG_METRICS and var.dtype.kind != "f":
+                problems.append(f"{name} is {var.dtype}; expected a float")
+    for d in ds.dims:
+        if d not in ds.coords:
+            problems.append(f"dimension {d} has no coordinate")
+    if "status" in ds:
+        bad = {str(v) for v in np.unique(ds["status"].values.astype(str))} - {"ok", "failed"}
+        if bad:
+            problems.append(f"status holds {sorted(bad)}; allowed: ok, failed")
+    for key, value in ds.attrs.items():
+        if not isinstance(value, str | int | float | np.integer | np.floating) or isinstance(value, bool):
+            problems.append(f"attribute {key} is a {type(value).__name__}; netCDF attributes are str, int or float")
+    if problems:
+        raise SchemaError("result dataset does not follow the schema: " + "; ".join(problems))
+
+
+def write(ds, path: str | pathlib.Path) -> pathlib.Path:
+    """Validate ``ds`` and write it as netCDF-4 (h5netcdf engine, int64 kept); returns the path."""
+    path = pathlib.Path(path)
+    validate(ds)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    ds.to_netcdf(tmp, engine="h5netcdf")
+    tmp.replace(path)  # never leave a half-written result under the final name
     return path
+
+
+def read(path: str | pathlib.Path):
+    """Load one result file into memory (the file is closed) and validate it."""
+    import xarray as xr
+
+    ds = xr.load_dataset(path, engine="h5netcdf")
+    try:
+        validate(ds)
+    except SchemaError as exc:
+        raise SchemaError(f"{path}: {exc}") from None
+    return ds
+
+
+def open(path_or_glob: str | pathlib.Path | Sequence[str | pathlib.Path]):
+    """Open result files: one path, a glob (``"data/results/*/*-quick-*.nc"``) or a list of paths.
+
+    One file gives its dataset as written. Several give one dataset with a ``run`` dimension (coordinate: the
+    file names without ``.nc``), parameter coordinates joined (points a file lacks are "not run"), attributes
+    equal in every file kept, and attributes that differ (host, date, commit, ...) as ``run_<name>``
+    variables over ``run``. Files must sweep the same parameters.
+    """
+    import glob as globmod
+
+    if isinstance(path_or_glob, str | pathlib.Path):
+        text = str(path_or_glob)
+        paths = sorted(globmod.glob(text)) if any(c in text for c in "*?[") else [text]
+    else:
+        paths = [str(p) for p in path_or_glob]
+    if not paths:
+        raise SchemaError(f"no result files match {path_or_glob!s}")
+    missing = [p for p in paths if not pathlib.Path(p).is_file()]
+    if missing:
+        raise SchemaError(f"no result file {missing[0]}: give a netCDF file written by dsalab, or a glob of them")
+    datasets = [read(p) for p in paths]
+    if len(datasets) == 1:
+        return datasets[0]
+    return combine(datasets, [pathlib.Path(p).name.removesuffix(".nc") for p in paths])
+
+
+def combine(datasets: Sequence[Any], names: Sequence[str]):
+    """Several result datasets as one over a new ``run`` dimension (see :func:`open`)."""
+    import pandas as pd
+    import xarray as xr
+
+    if len(set(names)) != len(names):
+        raise SchemaError(f"run names must differ, got {list(names)}")
+    dims0 = param_dims(datasets[0])
+    for name, ds in zip(names, datasets, strict=True):
+        if "run" in ds.dims:
+            raise SchemaError(f"{name} is already a combined dataset (it has a run dimension)")
+        if set(param_dims(ds)) != set(dims0):
+            raise SchemaError(
+                f"{name} sweeps {param_dims(ds)} but {names[0]} sweeps {dims0}; only files sweeping the same "
+                "parameters combine"
+            )
+    keys = {k for ds in datasets for k in ds.attrs}
+    common, differing = {}, []
+    for k in sorted(keys):
+        values = [ds.attrs.get(k) for ds in datasets]
+        if all(v is not None and type(v) is type(values[0]) and v == values[0] for v in values):
+            common[k] = values[0]
+        else:
+            differing.append(k)
+    fill: dict[str, Any] = dict(_STRING_FILL)
+    for name in METRICS:
+        fill[name] = -1 if name in INT_METRICS | FLAG_METRICS else np.nan
+    stripped = [ds.drop_attrs(deep=False) for ds in datasets]
+    out = xr.concat(
+        stripped,
+        dim=pd.Index(list(names), name="run"),
+        join="outer",
+        fill_value=fill,
+        data_vars="all",
+        coords="different",
+        compat="equals",
+        combine_attrs="override",
+    )
+    for name in METRICS:
+        if name in INT_METRICS:
+            out[name] = out[name].astype(np.int64)
+        elif name in FLAG_METRICS:
+            out[name] = out[name].astype(np.int8)
+    for k in differing:
+        values = [ds.attrs.get(k, "") for ds in datasets]
+        if all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
+            arr = np.array(values, dtype=np.int64)
+        elif all(isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in values):
+            arr = np.array(values, dtype=np.float64)
+        else:
+            arr = np.array([str(v) for v in values], dtype=object)
+        out[f"run_{k}"] = ("run", arr)
+    out["run"] = ("run", np.array(list(names), dtype=object))
+    out.attrs = dict(common)
+    out.attrs["schema_version"] = SCHEMA_VERSION
+    validate(out)
+    return out
+
+
+def default_path(
+    sweep_name: str, *, root: str | pathlib.Path = "data/results", when=None, commit: str = ""
+) -> pathlib.Path:
+    """Where a sweep's result goes: ``<root>/<hostname>/<date>-<sweep>-<commit8>.nc``.
+
+    ``date`` is UTC ``YYYY-MM-DDTHHMMSS`` (sortable, one file per run); ``commit`` defaults to this checkout's git
+    commit ("unknown" outside a checkout).
+    """
+    import datetime
+
+    when = when or datetime.datetime.now(datetime.UTC)
+    if not commit:
+        from dsalab import machine
+
+        commit = str(machine.git()["git_commit"])
+    return pathlib.Path(root) / socket.gethostname() / f"{when:%Y-%m-%dT%H%M%S}-{sweep_name}-{commit[:8]}.nc"

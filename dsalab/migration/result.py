@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from dsalab import results
+from dsalab.errors import InvalidArgument
 from dsalab.migration.accounting import DESTINATION_THREADS, SOURCE_THREADS, thread_order
 from dsalab.migration.trial import Trial
 
@@ -65,6 +68,26 @@ class TrialResult:
         if self.sender_cpu_ms <= 0:
             return 0.0
         return max(0.0, self.sender_cpu_ms - self.detect_cpu_ms - self.send_cpu_ms) / self.sender_cpu_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON-ready values (the trial as :meth:`Trial.to_dict`); :meth:`from_dict` inverts."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["trial"] = self.trial.to_dict()
+        out["thread_cpu_ms"] = dict(self.thread_cpu_ms)
+        out["fallback_pages_by_reason"] = dict(self.fallback_pages_by_reason)
+        out["channel_stats"] = [dict(c) for c in self.channel_stats]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialResult:
+        """A TrialResult from :meth:`to_dict`'s output (e.g. read back from JSON)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise InvalidArgument(f"TrialResult.from_dict: unknown fields {sorted(unknown)}; allowed: {sorted(names)}")
+        fields = dict(data)
+        fields["trial"] = Trial(**fields["trial"])
+        return cls(**fields)
 
     def metrics(self) -> dict[str, float | int | bool]:
         """Every scalar metric of :data:`dsalab.results.METRICS`."""

@@ -1,0 +1,297 @@
+"""Running a sweep: every (grid point, repeat) of a :class:`~dsalab.sweepfile.SweepSpec`, serially or on Dask.
+
+- Serial by default: on a shared machine, timings are only honest one trial at a time.
+- Warm-ups (``warmups`` passes over the grid, with their own seeds) run first and are thrown away.
+- Measured trials run repeat by repeat (the whole grid for repeat 0, then repeat 1, ...), so slow drift of the
+  machine spreads over every point instead of biasing one.
+- Every finished trial is appended to a partial file (JSON lines, flushed and fsynced), so a crash loses at most
+  the trial in flight and :func:`run_sweep` with ``resume=True`` continues where it stopped.
+- A trial that raises is recorded as failed with its error; the sweep goes on.
+- With a Dask ``client`` each worker runs one trial at a time and the host it ran on is recorded per trial.
+
+The result is the dataset of :func:`dsalab.results.build_dataset`, with :func:`sweep_attrs` provenance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import socket
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from dsalab import results
+from dsalab.errors import SweepFileError
+from dsalab.migration.trial import Trial
+from dsalab.results import TrialRecord
+from dsalab.sweepfile import SweepSpec
+
+#: version of the partial-file layout (a header line, then one JSON object per finished trial)
+PARTIAL_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One trial to run: its grid point, repeat, whether it is a warm-up, and the Trial."""
+
+    point: dict[str, Any]
+    repeat: int
+    warmup: bool
+    trial: Trial
+
+    @property
+    def key(self) -> str:
+        """Identity in the partial file: warm-up flag, repeat and point (JSON, sorted keys)."""
+        return json.dumps([self.warmup, self.repeat, _plain(self.point)], sort_keys=True)
+
+
+def tasks(spec: SweepSpec) -> Iterator[Task]:
+    """Warm-up passes first, then the measured repeats, each a pass over the whole grid."""
+    points = list(spec.points())
+    for w in range(spec.warmups):
+        for p in points:
+            yield Task(p, w, True, spec.trial(p, w, warmup=True))
+    for r in range(spec.repeats):
+        for p in points:
+            yield Task(p, r, False, spec.trial(p, r))
+
+
+def execute(trial: Trial, runner: str = "engine") -> dict[str, Any]:
+    """Run one trial and return {"result": TrialResult.to_dict() or None, "error": str, "worker": hostname}.
+
+    Never raises for a failing trial: the error (type and message) is returned, so one bad point does not stop a
+    sweep. This is also the function Dask workers run.
+    """
+    worker = socket.gethostname()
+    try:
+        if runner != "engine":
+            raise SweepFileError(f"runner {runner!r} is not available; allowed: engine")
+        from dsalab.migration import run_trial
+
+        result = run_trial(trial)
+    except Exception as exc:  # a failed trial is data, not the end of the sweep
+        message = f"{type(exc).__name__}: {exc}".strip()
+        if not str(exc):
+            message += " " + traceback.format_exc(limit=1).strip().splitlines()[-1]
+        return {"result": None, "error": message, "worker": worker}
+    return {"result": result.to_dict(), "error": "", "worker": worker}
+
+
+def sweep_attrs(spec: SweepSpec, scheduler: str = "serial") -> dict[str, str | int | float]:
+    """Flat, netCDF-safe provenance of a sweep: :func:`dsalab.results.provenance` plus the sweep file's content,
+    name, path, SHA-256, seed, repeats, warm-ups, runner, base trial (JSON), swept parameters and scheduler."""
+    attrs = results.provenance()
+    attrs.update(
+        {
+            "sweep_name": spec.name,
+            "sweep_description": spec.description,
+            "sweep_path": spec.path,
+            "sweep_file": spec.text,
+            "sweep_sha256": spec.sha256,
+            "seed": spec.seed,
+            "repeats": spec.repeats,
+            "warmups": spec.warmups,
+            "runner": spec.runner,
+            "base_trial": json.dumps(Trial(**spec.base).to_dict(), sort_keys=True),
+            "swept": ",".join(spec.dims),
+            "scheduler": scheduler,
+        }
+    )
+    return attrs
+
+
+def default_partial_path(spec: SweepSpec, root: str | pathlib.Path = "data/partial") -> pathlib.Path:
+    """Partial file of a sweep run without ``--out``: ``<root>/<hostname>/<name>-<sha12>.jsonl``."""
+    return pathlib.Path(root) / socket.gethostname() / f"{spec.name}-{spec.sha256[:12]}.jsonl"
+
+
+def partial_path_for(out: str | pathlib.Path) -> pathlib.Path:
+    """Partial file beside an explicit output path: ``<out>.partial.jsonl``."""
+    out = pathlib.Path(out)
+    return out.with_name(out.name + ".partial.jsonl")
+
+
+class PartialFile:
+    """Append-only JSON lines: a header naming the sweep (its SHA-256), then one line per finished trial."""
+
+    def __init__(self, path: str | pathlib.Path, spec: SweepSpec, *, resume: bool) -> None:
+        self.path = pathlib.Path(path)
+        self.done: dict[str, dict[str, Any]] = {}
+        if self.path.exists() and not resume:
+            raise SweepFileError(
+                f"partial file {self.path} of an earlier run exists: pass --resume to continue it, or delete it"
+            )
+        if self.path.exists():
+            self._load(spec)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        self._fh = self.path.open("a", encoding="utf-8")
+        if fresh:
+            header = {"kind": "header", "version": PARTIAL_VERSION, "sweep": spec.name, "sha256": spec.sha256}
+            self._write(header)
+
+    def _load(self, spec: SweepSpec) -> None:
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        good = 0
+        for i, line in enumerate(lines):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:  # the line being written when the process died
+                    break
+                raise SweepFileError(f"partial file {self.path}: line {i + 1} is not JSON; delete the file") from None
+            if i == 0:
+                if obj.get("kind") != "header" or obj.get("sha256") != spec.sha256:
+                    raise SweepFileError(
+                        f"partial file {self.path} belongs to another sweep file (or another version of it): "
+                        "delete it or run without --resume elsewhere"
+                    )
+            else:
+                self.done[obj["key"]] = obj
+            good += len(line.encode()) + 1
+        with self.path.open("r+b") as fh:  # drop a torn last line so appends stay valid JSON lines
+            fh.truncate(good)
+
+    def _write(self, obj: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(obj, sort_keys=True) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def append(self, task: Task, outcome: dict[str, Any]) -> None:
+        """Record a finished trial."""
+        obj = {"kind": "trial", "key": task.key, **outcome}
+        self._write(obj)
+        self.done[task.key] = obj
+
+    def close(self) -> None:
+        """Close the file (it stays on disk until the sweep's result is written)."""
+        self._fh.close()
+
+
+#: called after each finished trial with (task, outcome dict, trials done, trials total)
+OnTrial = Callable[[Task, dict[str, Any], int, int], None]
+
+
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    partial: str | pathlib.Path | None = None,
+    resume: bool = False,
+    client: Any = None,
+    progress: bool = True,
+    on_trial: OnTrial | None = None,
+    scheduler: str = "serial",
+):
+    """Run every trial of ``spec`` and return the result dataset (not yet written; see :func:`dsalab.results.write`).
+
+    Parameters
+    ----------
+    spec : the validated sweep file
+    partial : JSON-lines file every finished trial is appended to (default :func:`default_partial_path`)
+    resume : continue the trials of an existing partial file (otherwise an existing one is an error)
+    client : a ``dask.distributed.Client``: run trials on its workers, one per worker at a time
+    progress : show a tqdm bar with the estimated time left
+    on_trial : called after each finished trial (and after it is in the partial file)
+    scheduler : how trials ran, for the ``scheduler`` attribute ("serial", "local:4", "tcp://...")
+
+    The partial file is left on disk; delete it once the dataset is written (the CLI does).
+    """
+    from tqdm import tqdm
+
+    partial_file = PartialFile(partial or default_partial_path(spec), spec, resume=resume)
+    all_tasks = list(tasks(spec))
+    todo = [t for t in all_tasks if t.key not in partial_file.done]
+    bar = tqdm(
+        total=len(all_tasks),
+        initial=len(all_tasks) - len(todo),
+        unit="trial",
+        desc=spec.name,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    count = len(all_tasks) - len(todo)
+
+    def finished(task: Task, outcome: dict[str, Any]) -> None:
+        nonlocal count
+        partial_file.append(task, outcome)
+        count += 1
+        bar.update(1)
+        status = "failed" if outcome["result"] is None else "ok"
+        bar.set_postfix_str(f"{'warm-up' if task.warmup else f'repeat {task.repeat}'} {status}")
+        if on_trial is not None:
+            on_trial(task, outcome, count, len(all_tasks))
+
+    try:
+        if client is None:
+            for task in todo:
+                finished(task, execute(task.trial, spec.runner))
+        else:
+            _run_on_dask(client, todo, spec.runner, finished)
+    finally:
+        bar.close()
+        partial_file.close()
+    records = []
+    for task in all_tasks:
+        if task.warmup:
+            continue
+        obj = partial_file.done[task.key]
+        result = None
+        if obj["result"] is not None:
+            from dsalab.migration.result import TrialResult
+
+            result = TrialResult.from_dict(obj["result"])
+        records.append(TrialRecord(task.point, task.repeat, result, obj["error"], obj["worker"]))
+    ds = results.build_dataset(records, spec.params, spec.repeats, sweep_attrs(spec, scheduler))
+    backends = sorted({r.result.backend for r in records if r.result is not None})
+    ds.attrs["backend"] = ",".join(backends)
+    ds.attrs["trials_failed"] = sum(r.result is None for r in records)
+    return ds
+
+
+def _run_on_dask(client: Any, todo: list[Task], runner: str, finished: Callable[[Task, dict], None]) -> None:
+    """Keep one trial in flight per worker (whatever its thread count) until ``todo`` is done. Restrictions are
+    loose, so a trial whose worker dies runs elsewhere instead of waiting forever."""
+    from distributed import as_completed
+
+    queue = list(reversed(todo))
+    workers = list(client.scheduler_info(n_workers=-1)["workers"]) if queue else []
+    if queue and not workers:
+        raise SweepFileError(f"the Dask scheduler {client.scheduler.address} has no workers")
+    in_flight = {}
+
+    def submit(worker: str) -> None:
+        task = queue.pop()
+        fut = client.submit(execute, task.trial, runner, workers=[worker], allow_other_workers=True, pure=False)
+        in_flight[fut] = (task, worker)
+
+    for w in workers:
+        if queue:
+            submit(w)
+    pending = as_completed(list(in_flight))
+    for fut in pending:
+        task, worker = in_flight.pop(fut)
+        try:
+            outcome = fut.result()
+        except Exception as exc:  # the worker died or the task could not run: record, go on
+            outcome = {"result": None, "error": f"dask: {type(exc).__name__}: {exc}", "worker": worker}
+        finished(task, outcome)
+        if queue:
+            alive = set(client.scheduler_info(n_workers=-1)["workers"])
+            target = worker if worker in alive else next(iter(alive), None)
+            if target is None:
+                raise SweepFileError("every Dask worker is gone; resume the sweep with --resume")
+            submit(target)
+            new = next(reversed(in_flight))
+            pending.add(new)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy (tuples of device specs become lists)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value

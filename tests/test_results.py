@@ -1,0 +1,191 @@
+"""The result schema: validate() catches layout mistakes, provenance is complete and netCDF-safe, files combine
+over a ``run`` dimension, and the summary finds the right points on a constructed dataset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from dsalab import analysis, results, sweepfile
+from dsalab.migration import Trial, run_trial
+from dsalab.results import SchemaError, TrialRecord
+from dsalab.sweep import sweep_attrs
+
+TEXT = """
+name = "made"
+repeats = 3
+seed = 3
+[base]
+guest_bytes = "4MiB"
+[sweep]
+detector = ["cpu-numba", "dsa-emulated"]
+batch_size = [32, 128]
+packet_bytes = ["64KiB", "256KiB"]
+"""
+
+
+@pytest.fixture(scope="module")
+def one_result():
+    return run_trial(Trial(guest_bytes="4MiB", detector="cpu-native"))
+
+
+def made(one_result, text: str = TEXT) -> xr.Dataset:
+    """A dataset in the sweep layout whose every point holds the same real result (tests then set metrics)."""
+    spec = sweepfile.loads(text, "made.toml")
+    records = [TrialRecord(p, r, one_result) for r in range(spec.repeats) for p in spec.points()]
+    return results.build_dataset(records, spec.params, spec.repeats, sweep_attrs(spec))
+
+
+def test_provenance_attributes_are_present_and_netcdf_safe(one_result, tmp_path):
+    ds = made(one_result)
+    for key in [
+        "schema_version",
+        "sweep_file",
+        "sweep_name",
+        "sweep_sha256",
+        "seed",
+        "repeats",
+        "warmups",
+        "runner",
+        "scheduler",
+        "base_trial",
+        "dsalab_version",
+        "git_commit",
+        "git_dirty",
+        "machine_python_version",
+        "machine_numba_version",
+        "machine_cffi_version",
+        "machine_cpu_model",
+        "machine_cpu_flags",
+        "machine_cpu_count",
+        "machine_memory_bytes",
+        "machine_kernel",
+        "machine_hostname",
+        "machine_date",
+    ]:
+        assert key in ds.attrs, key
+    for key, value in ds.attrs.items():
+        assert isinstance(value, str | int | float) and not isinstance(value, bool), key
+    assert json.loads(ds.attrs["base_trial"])["guest_bytes"] == 4 * 2**20
+    results.write(ds, tmp_path / "a.nc")
+    assert results.read(tmp_path / "a.nc").attrs["sweep_file"] == ds.attrs["sweep_file"]
+
+
+@pytest.mark.parametrize(
+    ("break_it", "expected"),
+    [
+        (lambda ds: ds.drop_vars("zero_pages"), "variable zero_pages is missing"),
+        (lambda ds: ds.assign(zero_pages=ds["zero_pages"].astype("float64")), "zero_pages is float64; expected int64"),
+        (lambda ds: ds["host_cpu_ms"].attrs.update(units="s") or ds, "host_cpu_ms.attrs['units'] is 's'"),
+        (lambda ds: ds.attrs.update(nested=[1, 2]) or ds, "attribute nested is a list"),
+        (lambda ds: ds.attrs.update(flag=True) or ds, "attribute flag is a bool"),
+        (lambda ds: ds.attrs.update(schema_version=99) or ds, "schema_version is 99"),
+        (lambda ds: ds.assign(status=ds["status"].where(ds["repeat"] > 0, "meh")), "status holds ['meh']"),
+        (lambda ds: ds.isel(repeat=0), "'repeat' is missing"),
+    ],
+)
+def test_validate_rejects_what_breaks_the_schema(one_result, tmp_path, break_it, expected):
+    ds = made(one_result)
+    results.validate(ds)
+    broken = break_it(ds.copy(deep=True))
+    with pytest.raises(SchemaError) as err:
+        results.validate(broken)
+    assert expected in str(err.value)
+    with pytest.raises(SchemaError):
+        results.write(broken, tmp_path / "b.nc")
+    assert not (tmp_path / "b.nc").exists()
+
+
+def test_read_validates(one_result, tmp_path):
+    ds = made(one_result).drop_vars("worker")
+    ds.to_netcdf(tmp_path / "raw.nc", engine="h5netcdf")
+    with pytest.raises(SchemaError, match=r"raw\.nc: .*variable worker is missing"):
+        results.read(tmp_path / "raw.nc")
+
+
+def test_open_combines_runs_over_a_run_dimension(one_result, tmp_path):
+    a = made(one_result)
+    b = made(one_result, TEXT.replace("seed = 3", "seed = 4").replace('"256KiB"]', '"1MiB"]'))
+    results.write(a, tmp_path / "host1" / "a.nc")
+    results.write(b, tmp_path / "host2" / "b.nc")
+    ds = results.open(str(tmp_path / "*" / "*.nc"))
+    assert list(ds["run"].values) == ["a", "b"]
+    assert list(ds["packet_bytes"].values) == [65536, 262144, 1048576]  # outer join
+    assert ds["zero_pages"].dtype == np.int64 and ds["verified"].dtype == np.int8
+    # a point a run did not sweep is "not run" there
+    missing = ds.sel(run="a", packet_bytes=1048576)
+    assert (missing["status"] == "failed").all() and (missing["error"] == "not run").all()
+    assert (missing["zero_pages"] == -1).all()
+    assert (ds.sel(run="b", packet_bytes=1048576)["status"] == "ok").all()
+    # what differs between runs is a per-run variable, what agrees stays an attribute
+    assert list(ds["run_seed"].values) == [3, 4]
+    assert "seed" not in ds.attrs and ds.attrs["sweep_name"] == "made"
+    results.validate(ds)
+    assert results.open([tmp_path / "host1" / "a.nc"]).identical(a)
+    with pytest.raises(SchemaError, match="no result files match"):
+        results.open(str(tmp_path / "nothing-*.nc"))
+
+
+def test_open_refuses_runs_of_different_parameters(one_result, tmp_path):
+    results.write(made(one_result), tmp_path / "a.nc")
+    other = TEXT.replace("batch_size = [32, 128]", "channels = [1, 2]")
+    results.write(made(one_result, other), tmp_path / "b.nc")
+    with pytest.raises(SchemaError, match="only files sweeping the same parameters combine"):
+        results.open([tmp_path / "a.nc", tmp_path / "b.nc"])
+
+
+def test_default_path_is_host_date_sweep_commit():
+    import datetime
+    import socket
+
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    p = results.default_path("quick", when=when, commit="0123456789abcdef")
+    assert str(p) == f"data/results/{socket.gethostname()}/2026-01-02T030405-quick-01234567.nc"
+
+
+def test_summary_finds_the_right_points_on_a_constructed_dataset(one_result):
+    ds = made(one_result)
+    shape = ds["host_cpu_ms_per_gb"].shape  # detector, batch_size, packet_bytes, repeat
+    rng = np.random.default_rng(0)
+    cpu = 100.0 + rng.uniform(0, 5, shape)
+    time_ms = 50.0 + rng.uniform(0, 5, shape)
+    # cpu-numba: lowest CPU at batch 128 / 64 KiB, shortest time at batch 32 / 256 KiB
+    cpu[0, 1, 0, :] = [40.0, 42.0, 44.0]
+    time_ms[0, 0, 1, :] = [10.0, 11.0, 12.0]
+    # dsa-emulated: lowest CPU at batch 32 / 256 KiB; one failed repeat there must not count
+    cpu[1, 0, 1, :] = [20.0, 22.0, 1.0]
+    time_ms[1, 1, 1, :] = [5.0, 5.0, 5.0]
+    ds["host_cpu_ms_per_gb"][:] = cpu
+    ds["total_time_ms"][:] = time_ms
+    ds["status"][1, 0, 1, 2] = "failed"
+    s = analysis.summarize(ds)
+    best = {(r.detector, r.metric): r for _, r in s.best.iterrows()}
+    r = best["cpu-numba", "host_cpu_ms_per_gb"]
+    assert r.point == {"batch_size": 128, "packet_bytes": 65536} and r["mean"] == pytest.approx(42.0)
+    assert r["std"] == pytest.approx(2.0) and r.n == 3
+    assert best["cpu-numba", "total_time_ms"].point == {"batch_size": 32, "packet_bytes": 262144}
+    r = best["dsa-emulated", "host_cpu_ms_per_gb"]
+    assert r.point == {"batch_size": 32, "packet_bytes": 262144} and r["mean"] == pytest.approx(21.0) and r.n == 2
+    assert best["dsa-emulated", "total_time_ms"].point == {"batch_size": 128, "packet_bytes": 262144}
+    # the saving, paired by repeat, at batch 32 / 256 KiB
+    row = s.savings[s.savings.point == {"batch_size": 32, "packet_bytes": 262144}].iloc[0]
+    per_repeat = 100.0 * (cpu[0, 0, 1, :2] - cpu[1, 0, 1, :2]) / cpu[0, 0, 1, :2]
+    assert row.saved_pct == pytest.approx(per_repeat.mean())
+    assert row.saved_pct_std == pytest.approx(per_repeat.std(ddof=1)) and row.n == 2
+    overall = s.overall.iloc[0]
+    assert (overall.dsa, overall.cpu, overall.n) == ("dsa-emulated", "cpu-numba", 4 * 3 - 1)
+    all_pairs = 100.0 * (cpu[0] - cpu[1]) / cpu[0]
+    mask = np.ones(all_pairs.shape, bool)
+    mask[0, 1, 2] = False
+    assert overall.saved_pct == pytest.approx(all_pairs[mask].mean())
+    text = analysis.format_summary(s, ds)
+    assert "dsa-emulated vs cpu-numba" in text and "1 failed" in text
+
+
+def test_summary_without_a_detector_dimension(one_result):
+    ds = made(one_result, TEXT.replace('detector = ["cpu-numba", "dsa-emulated"]\n', ""))
+    s = analysis.summarize(ds)
+    assert set(s.best.detector) == {"cpu-numba"} and len(s.savings) == 0
