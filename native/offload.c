@@ -22,6 +22,8 @@
 #include <sys/prctl.h>
 #include <time.h>
 
+#define MAX_NAP_NS 200000ull /* a waiter never sleeps longer than this before looking again */
+
 enum reason { R_OK, R_FRACTION, R_PAGE_FAULT, R_QUEUE_FULL, R_GONE, R_TIMEOUT, R_ERROR };
 enum op { OP_ZERO, OP_COMPARE };
 
@@ -34,7 +36,7 @@ struct task {
     struct dsa_completion_record *crs;  /* capacity batch_size, 32-byte aligned */
     int n, dev, mode_batch, accepted, submit_reason;
     size_t first; /* index of the task's first page in the request */
-    uint64_t deadline_ns;
+    uint64_t submit_ns, expect_ns, deadline_ns; /* when it went out, when it should be done, when we give up */
     int done, timed_out; /* set by whoever observed completion (under o->lock in THREAD mode) */
     struct call *call;
     struct task *next; /* the completion thread's list; the free list; the graveyard */
@@ -43,7 +45,8 @@ struct task {
 struct call {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    int pending; /* tasks of this window still outstanding */
+    int pending; /* tasks of this request with the completion thread */
+    size_t page_size;
 };
 
 struct dsl_offload {
@@ -174,6 +177,8 @@ static void task_submit(dsl_offload *o, struct task *t, int op, const uint8_t *a
     }
     t->mode_batch = n >= 2 && d->max_batch >= n;
     uint64_t now = dsl_now_ns();
+    t->submit_ns = now;
+    t->expect_ns = now + __atomic_load_n(&o->ns_per_kib[t->dev], __ATOMIC_RELAXED) * ((uint64_t)n * ps / 1024);
     t->deadline_ns = now + o->cfg.timeout_ns;
     if (t->mode_batch) {
         memset(&t->bcr, 0, sizeof t->bcr);
@@ -233,17 +238,30 @@ static void nap(uint64_t ns)
     nanosleep(&ts, NULL);
 }
 
-/* Wait for one task in POLL or UMWAIT mode: sleep through most of the expected device time, then spin briefly,
- * then nap in growing steps; give up at the deadline or when the device is gone. */
+/* Learn a device's pace: EWMA of (completion - submission) per KiB, queueing included. */
+static void learn(dsl_offload *o, struct task *t, size_t ps)
+{
+    uint64_t kib = (uint64_t)t->accepted * ps / 1024;
+    if (!kib)
+        return;
+    uint64_t per = (dsl_now_ns() - t->submit_ns) / kib, old = __atomic_load_n(&o->ns_per_kib[t->dev], __ATOMIC_RELAXED);
+    if (old && per > 4 * old)
+        per = 4 * old; /* one preempted or faulted task must not teach everyone to sleep long */
+    __atomic_store_n(&o->ns_per_kib[t->dev], old ? (old * 7 + per) / 8 : per, __ATOMIC_RELAXED);
+}
+
+/* Wait for one task in POLL or UMWAIT mode: sleep until shortly before it is expected, spin briefly, then nap in
+ * growing steps; give up at the deadline or when the device is gone. */
 static void wait_task(dsl_offload *o, struct task *t, size_t ps)
 {
     if (task_complete(t))
         return;
     dsl_device *d = o->devs[t->dev];
-    uint64_t expect = __atomic_load_n(&o->ns_per_kib[t->dev], __ATOMIC_RELAXED) * ((uint64_t)t->accepted * ps / 1024);
-    uint64_t t0 = dsl_now_ns();
-    if (expect > 20000)
-        nap(expect - expect / 8);
+    uint64_t now = dsl_now_ns();
+    if (t->expect_ns > now + 20000) { /* sleep through most of the expected time, never more than MAX_NAP */
+        uint64_t ns = t->expect_ns - now - 10000;
+        nap(ns < MAX_NAP_NS ? ns : MAX_NAP_NS);
+    }
     uint64_t step = 2000;
     for (;;) {
         uint64_t spin_until = dsl_now_ns() + o->cfg.spin_ns;
@@ -259,7 +277,7 @@ static void wait_task(dsl_offload *o, struct task *t, size_t ps)
                     _mm_pause();
             }
         } while (dsl_now_ns() < spin_until);
-        uint64_t now = dsl_now_ns();
+        now = dsl_now_ns();
         if (now >= t->deadline_ns || device_gone(d)) {
             if (!task_complete(t)) {
                 t->timed_out = 1;
@@ -270,16 +288,14 @@ static void wait_task(dsl_offload *o, struct task *t, size_t ps)
         nap(step);
         step = step < 200000 ? step * 2 : step;
     }
-done:;
-    /* learn the device's pace (EWMA over completions) */
-    uint64_t kib = (uint64_t)t->accepted * ps / 1024;
-    if (kib) {
-        uint64_t per = (dsl_now_ns() - t0) / kib, old = o->ns_per_kib[t->dev];
-        __atomic_store_n(&o->ns_per_kib[t->dev], old ? (old * 7 + per) / 8 : per, __ATOMIC_RELAXED);
-    }
+done:
+    learn(o, t, ps);
 }
 
-/* The dsa_completion thread: polls every outstanding task's record, wakes the submitter's call. */
+/* The dsa_completion thread: polls every outstanding task's record and wakes the submitter's call. When a scan
+ * finds nothing complete it spins briefly, then naps until the earliest expected completion (from the device's
+ * observed pace), so that waiting costs little host CPU; a task past its deadline, or whose device is gone, is
+ * handed back to its submitter to finish on the CPU. */
 static void *completion_main(void *arg)
 {
     dsl_offload *o = arg;
@@ -297,10 +313,11 @@ static void *completion_main(void *arg)
                 ts.tv_nsec -= 1000000000L;
             }
             pthread_cond_timedwait(&o->cwork, &o->lock, &ts);
+            step = 1000;
             continue;
         }
         int progressed = 0;
-        uint64_t now = dsl_now_ns();
+        uint64_t now = dsl_now_ns(), earliest = UINT64_MAX;
         struct task **pp = &o->outstanding;
         while (*pp) {
             struct task *t = *pp;
@@ -309,26 +326,32 @@ static void *completion_main(void *arg)
                 t->timed_out = 1;
             if (complete || t->timed_out) {
                 *pp = t->next;
-                t->done = 1;
-                progressed = 1;
+                if (complete)
+                    learn(o, t, t->call->page_size);
                 struct call *c = t->call;
                 pthread_mutex_lock(&c->lock);
-                if (--c->pending == 0)
-                    pthread_cond_signal(&c->cond);
+                t->done = 1;
+                c->pending--;
+                pthread_cond_signal(&c->cond);
                 pthread_mutex_unlock(&c->lock);
+                progressed = 1;
             } else {
+                if (t->expect_ns < earliest)
+                    earliest = t->expect_ns;
                 pp = &t->next;
             }
         }
         pthread_mutex_unlock(&o->lock);
         if (progressed) {
             step = 1000;
-        } else { /* spin a little, then nap in growing steps while nothing completes */
+        } else {
             uint64_t until = dsl_now_ns() + o->cfg.spin_ns;
             while (dsl_now_ns() < until)
                 for (int i = 0; i < 32; i++)
                     _mm_pause();
-            nap(step);
+            now = dsl_now_ns();
+            uint64_t wait = earliest != UINT64_MAX && earliest > now + 2000 ? earliest - now : step;
+            nap(wait < 200000 ? wait : 200000);
             step = step < 100000 ? step * 2 : step;
         }
         pthread_mutex_lock(&o->lock);
@@ -337,15 +360,15 @@ static void *completion_main(void *arg)
     return NULL;
 }
 
-static void wait_window(dsl_offload *o, struct task **w, int nw, struct call *c, size_t ps)
+/* Wait for one task, by the configured mode. */
+static void wait_one(dsl_offload *o, struct task *t, struct call *c, size_t ps)
 {
-    if (o->cfg.completion != DSL_COMPLETION_THREAD) {
-        for (int i = 0; i < nw; i++)
-            wait_task(o, w[i], ps);
+    if (o->cfg.completion != DSL_COMPLETION_THREAD || !t->accepted) {
+        wait_task(o, t, ps);
         return;
     }
     pthread_mutex_lock(&c->lock);
-    while (c->pending > 0) {
+    while (!t->done) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += 1; /* the completion thread times tasks out; this only guards against its absence */
@@ -422,40 +445,44 @@ static void task_results(dsl_offload *o, struct task *t, int op, const uint8_t *
 
 /* ---------------------------------------------------------------- the request */
 
-#define WINDOW 32
+#define WINDOW 32 /* tasks in flight per request */
 
 static int run_request(dsl_offload *o, int op, const void *av, const void *bv, size_t npages, size_t ps, uint8_t *out,
                        int hint)
 {
-    if (!o || (!av && npages) || !out || ps < 64 || (ps & (ps - 1)) || ps > UINT32_MAX || (op == OP_COMPARE && !bv && npages))
+    if (!o || (!av && npages) || !out || ps < 64 || (ps & (ps - 1)) || ps > UINT32_MAX ||
+        (op == OP_COMPARE && !bv && npages))
         return DSL_EINVAL;
     const uint8_t *a = av, *b = bv;
     ADD(requests, 1);
     ADD(pages, npages);
     size_t ncpu = (size_t)((double)npages * o->cfg.cpu_fraction);
     size_t ndev = npages - ncpu;
-    struct call c;
+    struct call c = {.pending = 0, .page_size = ps};
     pthread_mutex_init(&c.lock, NULL);
     pthread_cond_init(&c.cond, NULL);
     int cpu_done = ncpu == 0;
     size_t next = 0;
     int bs = o->cfg.batch_size;
-    while (next < ndev || !cpu_done) {
-        struct task *w[WINDOW];
-        int nw = 0;
-        c.pending = 0;
-        while (next < ndev && nw < WINDOW) {
+    struct task *ring[WINDOW];
+    int head = 0, inflight = 0;
+    while (next < ndev || inflight || !cpu_done) {
+        /* keep the window full: submit until WINDOW tasks are out */
+        while (next < ndev && inflight < WINDOW) {
             struct task *t = task_get(o);
-            if (!t)
+            if (!t) { /* out of memory for tasks: the CPU does the rest */
+                for (size_t p = next; p < ndev; p++)
+                    out[p] = (uint8_t)page_on_cpu(op, a + p * ps, b ? b + p * ps : NULL, 0, ps);
+                count_cpu(o, R_ERROR, ndev - next);
+                next = ndev;
                 break;
+            }
             int n = (int)(ndev - next < (size_t)bs ? ndev - next : (size_t)bs);
-            int dev = hint >= 0 ? hint % o->ndev
-                                : (int)(__atomic_fetch_add(&o->rr, 1, __ATOMIC_RELAXED) % (uint64_t)o->ndev);
-            t->dev = dev;
+            t->dev = hint >= 0 ? hint % o->ndev : (int)(__atomic_fetch_add(&o->rr, 1, __ATOMIC_RELAXED) % (uint64_t)o->ndev);
             t->call = &c;
             task_submit(o, t, op, a, b, next, n, ps);
             next += (size_t)n;
-            w[nw++] = t;
+            ring[(head + inflight++) % WINDOW] = t;
             if (o->cfg.completion == DSL_COMPLETION_THREAD && t->accepted) {
                 pthread_mutex_lock(&o->lock);
                 c.pending++;
@@ -465,23 +492,21 @@ static int run_request(dsl_offload *o, int op, const void *av, const void *bv, s
                 pthread_mutex_unlock(&o->lock);
             }
         }
-        if (nw == 0 && next < ndev) { /* out of memory for tasks: the CPU does the rest */
-            for (size_t p = next; p < ndev; p++)
-                out[p] = (uint8_t)page_on_cpu(op, a + p * ps, b ? b + p * ps : NULL, 0, ps);
-            count_cpu(o, R_ERROR, ndev - next);
-            next = ndev;
-        }
         if (!cpu_done) { /* the CPU's share, while the device works (as Intel DTO splits a request) */
             for (size_t p = ndev; p < npages; p++)
                 out[p] = (uint8_t)page_on_cpu(op, a + p * ps, b ? b + p * ps : NULL, 0, ps);
             count_cpu(o, R_FRACTION, ncpu);
             cpu_done = 1;
         }
-        wait_window(o, w, nw, &c, ps);
-        for (int i = 0; i < nw; i++) {
-            task_results(o, w[i], op, a, b, ps, out);
-            task_put(o, w[i], w[i]->timed_out);
-        }
+        if (!inflight)
+            continue;
+        /* finish the oldest task: results in order, then its slot takes the next task */
+        struct task *t = ring[head];
+        wait_one(o, t, &c, ps);
+        task_results(o, t, op, a, b, ps, out);
+        task_put(o, t, t->timed_out);
+        head = (head + 1) % WINDOW;
+        inflight--;
     }
     pthread_cond_destroy(&c.cond);
     pthread_mutex_destroy(&c.lock);
