@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import sysconfig
@@ -55,8 +56,24 @@ def _config() -> tuple[list[str], list[tuple[str, str | None]]]:
     return flags, macros
 
 
+#: the DSA structs of <linux/idxd.h>, partial: the compiler knows their layout (the tests check it)
+PARTIAL_STRUCTS = """
+struct dsa_hw_desc { ...; };
+struct dsa_completion_record { uint8_t status; uint8_t result; uint32_t bytes_completed; uint64_t fault_addr; ...; };
+"""
+
+
+def cdef_source() -> str:
+    """What cdef() reads: the DSL_* constants of dsl.h as "..." (values from the compiler), the partial DSA
+    structs, then dsalab.h itself without its include guard."""
+    names = re.findall(r"^#define (DSL_[A-Z0-9_]+) [0-9]", (HERE / "dsl.h").read_text(), flags=re.M)
+    consts = "".join(f"#define {n} ...\n" for n in names)
+    header = "\n".join(ln for ln in (HERE / "dsalab.h").read_text().splitlines() if not ln.startswith("#"))
+    return consts + PARTIAL_STRUCTS + header
+
+
 ffibuilder = FFI()
-ffibuilder.cdef((HERE / "dsalab.h").read_text())
+ffibuilder.cdef(cdef_source())
 _flags, _macros = _config()
 ffibuilder.set_source(
     "dsalab._native",

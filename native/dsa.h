@@ -38,18 +38,9 @@ struct dsl_device {
     int gone;          /* atomic: the device went away (nothing in flight will complete) */
 };
 
-/* descriptor builders */
-void dsl_desc_compval(struct dsa_hw_desc *d, const void *src, uint32_t len, uint64_t pattern,
-                      struct dsa_completion_record *cr);
-void dsl_desc_compare(struct dsa_hw_desc *d, const void *a, const void *b, uint32_t len,
-                      struct dsa_completion_record *cr);
-void dsl_desc_batch(struct dsa_hw_desc *d, const struct dsa_hw_desc *list, uint32_t count,
-                    struct dsa_completion_record *cr);
-
-/* portal.c: the instructions, where compiled and present */
+/* portal.c: the instructions, where compiled and present (the descriptor builders are in dsalab.h) */
 int dsl_portal_enqcmd(void *portal, const void *desc);     /* 0 accepted, 1 retry (ZF=1) */
 void dsl_portal_movdir64b(void *portal, const void *desc);
-int dsl_umwait_supported(void);
 /* wait (UMONITOR/UMWAIT) while *addr == 0 or until the TSC passes tsc_deadline; returns *addr */
 uint8_t dsl_umwait_u8(volatile uint8_t *addr, uint64_t tsc_deadline);
 uint64_t dsl_rdtsc(void);

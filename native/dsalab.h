@@ -1,21 +1,14 @@
-/* dsalab native API: declarations only, fed to cffi's cdef() by native/build_native.py.
- * Constants are declared with "..." so that the compiler fills them in from native/dsl.h, where they are
- * defined and where the C sources take the same prototypes from (a mismatch fails the build).
- * Bump DSL_ABI_VERSION (and dsalab/_binding.py's _ABI_VERSION) whenever a declaration here changes. */
+/* dsalab native API: declarations only, written once. native/dsl.h includes this file for the C sources, and
+ * native/build_native.py feeds it to cffi's cdef(), after declaring the DSL_* constants of dsl.h with "..." (the
+ * compiler fills them in) and the two DSA structs of <linux/idxd.h> as partial structs.
+ * Bump DSL_ABI_VERSION (native/dsl.h) and dsalab/_binding.py's _ABI_VERSION whenever a declaration changes. */
+#ifndef DSALAB_H
+#define DSALAB_H
 
-#define DSL_ABI_VERSION ...
+struct dsa_hw_desc;
+struct dsa_completion_record;
 
 /* ---- status codes: 0 is success, every other value becomes a dsalab.errors exception ---- */
-#define DSL_OK ...
-#define DSL_EINVAL ...
-#define DSL_ENOMEM ...
-#define DSL_ENODEV ...
-#define DSL_EQUEUE_FULL ...
-#define DSL_EGONE ...
-#define DSL_ETIMEDOUT ...
-#define DSL_EIO ...
-#define DSL_EUNSUPPORTED ...
-#define DSL_EPERM ...
 
 /* ---- build and CPU facts ---- */
 int dsl_abi_version(void);
@@ -109,11 +102,6 @@ uint64_t dsl_mig_dirty_sync(dsl_mig *m, uint64_t *out_bitmap);  /* take and clea
 int dsl_mig_dirtier_tid(dsl_mig *m);
 uint64_t dsl_mig_dirtier_cpu_ns(dsl_mig *m);  /* CPU time of the stopped guest_dirty thread, ns */
 
-#define DSL_COMPLETION_THREAD ...
-#define DSL_COMPLETION_POLL ...
-#define DSL_COMPLETION_UMWAIT ...
-struct dsa_hw_desc { ...; };
-struct dsa_completion_record { uint8_t status; uint8_t result; uint32_t bytes_completed; uint64_t fault_addr; ...; };
 /* ---- DSA devices: emulated (native/emu.c) and hardware work queues (native/hwq.c) ---- */
 typedef struct dsl_device dsl_device;
 typedef struct {
@@ -202,3 +190,5 @@ int dsl_offload_compare_pages(dsl_offload *o, const void *a, const void *b, size
 int dsl_offload_device_count(dsl_offload *o);
 void dsl_offload_get_stats(dsl_offload *o, dsl_offload_stats *out);
 dsl_detect_fn dsl_offload_detect_fn(void);  /* dsl_offload_zero_pages as a dsl_detect_fn (the multifd engine) */
+
+#endif

@@ -320,12 +320,7 @@ static void *engine_main(void *arg)
         pthread_mutex_lock(&e->lock);
         while (!e->count && !e->stop) {
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += (long)SLICE_NS;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            dsl_deadline_in(&ts, SLICE_NS);
             pthread_cond_timedwait(&e->nonempty, &e->lock, &ts);
         }
         if (e->stop) {
@@ -442,12 +437,7 @@ int dsl_emu_open(const dsl_emu_config *cfg, dsl_device **out)
     pthread_mutex_lock(&e->lock);
     for (int waited = 0; e->nengines_started < cfg->engines && waited < 100; waited++) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        dsl_deadline_in(&ts, 50000000ull);
         pthread_cond_timedwait(&e->nonempty, &e->lock, &ts);
     }
     pthread_mutex_unlock(&e->lock);

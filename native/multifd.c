@@ -115,17 +115,6 @@ static void fail(dsl_mig *m, const char *fmt, ...)
 static int is_failed(dsl_mig *m) { return __atomic_load_n(&m->failed, __ATOMIC_ACQUIRE); }
 static int is_destroying(dsl_mig *m) { return __atomic_load_n(&m->destroy, __ATOMIC_ACQUIRE); }
 
-static void deadline_in(struct timespec *ts, int ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 /* Park: record CPU time, wait for destroy. */
 static void park(dsl_mig *m, uint64_t *cpu_slot)
 {
@@ -133,7 +122,7 @@ static void park(dsl_mig *m, uint64_t *cpu_slot)
     pthread_mutex_lock(&m->lock);
     while (!m->destroy) {
         struct timespec ts;
-        deadline_in(&ts, SLICE_MS);
+        dsl_deadline_in(&ts, SLICE_MS * 1000000ull);
         pthread_cond_timedwait(&m->park, &m->lock, &ts);
     }
     pthread_mutex_unlock(&m->lock);
@@ -172,69 +161,57 @@ static void advance(struct iovec **iov, int *cnt, size_t n)
     }
 }
 
-/* Send every byte of iov[0:cnt] (modified in place). 0, or a negative errno with *what set. */
-static int send_all(dsl_mig *m, int fd, struct iovec *iov, int cnt, const char **what)
-{
-    uint64_t waited = 0;
-    while (cnt > 0) {
-        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)(cnt > MAX_IOV ? MAX_IOV : cnt)};
-        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                int r = slice_expired(m, &waited, what, "no progress within the I/O timeout (receiver stalled?)");
-                if (r)
-                    return r;
-                continue;
-            }
-            *what = strerror(errno);
-            return -errno;
-        }
-        waited = 0;
-        advance(&iov, &cnt, (size_t)n);
-    }
-    return 0;
-}
-
-/* Receive exactly the bytes of iov[0:cnt] (modified in place). 0, or negative with *what set.
- * With idle_ok, waiting before the first byte arrives is not a stall: a receiver waiting for its next packet is
- * idle while the source works on other channels (the source side bounds that wait, and destroy ends it). */
-static int recv_all(dsl_mig *m, int fd, struct iovec *iov, int cnt, const char **what, int idle_ok)
+/* Move every byte of iov[0:cnt] (modified in place) out (sendmsg) or in (recvmsg with MSG_WAITALL). 0, or a
+ * negative errno with *what set; end of file is -EPIPE. With idle_ok, waiting before the first byte arrives is
+ * not a stall: a receiver waiting for its next packet is idle while the source works on other channels (the
+ * source side bounds that wait, and destroy ends it). */
+static int io_all(dsl_mig *m, int fd, struct iovec *iov, int cnt, int sending, int idle_ok, const char **what)
 {
     uint64_t waited = 0;
     int started = 0;
     while (cnt > 0) {
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)(cnt > MAX_IOV ? MAX_IOV : cnt)};
-        ssize_t n = recvmsg(fd, &msg, MSG_WAITALL);
-        if (n == 0) {
+        ssize_t n = sending ? sendmsg(fd, &msg, MSG_NOSIGNAL) : recvmsg(fd, &msg, MSG_WAITALL);
+        if (n == 0 && !sending) {
             *what = "connection closed by the peer";
             return -EPIPE;
         }
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if (idle_ok && !started) {
-                    if (is_destroying(m)) {
-                        *what = "shutting down";
-                        return -ECANCELED;
-                    }
-                    continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                *what = strerror(errno);
+                return -errno;
+            }
+            if (idle_ok && !started) {
+                if (is_destroying(m)) {
+                    *what = "shutting down";
+                    return -ECANCELED;
                 }
-                int r = slice_expired(m, &waited, what, "no data within the I/O timeout (sender stalled?)");
-                if (r)
-                    return r;
                 continue;
             }
-            *what = strerror(errno);
-            return -errno;
+            int r = slice_expired(m, &waited, what,
+                                  sending ? "no progress within the I/O timeout (receiver stalled?)"
+                                          : "no data within the I/O timeout (sender stalled?)");
+            if (r)
+                return r;
+            continue;
         }
         waited = 0;
         started = 1;
         advance(&iov, &cnt, (size_t)n);
     }
     return 0;
+}
+
+static int send_all(dsl_mig *m, int fd, struct iovec *iov, int cnt, const char **what)
+{
+    return io_all(m, fd, iov, cnt, 1, 0, what);
+}
+
+static int recv_all(dsl_mig *m, int fd, struct iovec *iov, int cnt, const char **what, int idle_ok)
+{
+    return io_all(m, fd, iov, cnt, 0, idle_ok, what);
 }
 
 /* ---------------------------------------------------------------- sender */
@@ -382,7 +359,7 @@ static void *sender_main(void *arg)
         pthread_mutex_lock(&m->lock);
         while (ch->count == 0 && !m->destroy && !m->failed) {
             struct timespec ts;
-            deadline_in(&ts, SLICE_MS);
+            dsl_deadline_in(&ts, SLICE_MS * 1000000ull);
             pthread_cond_timedwait(&ch->cond, &m->lock, &ts);
         }
         int job = ch->count ? ch->jobs[ch->head] : JOB_NONE;
@@ -482,7 +459,7 @@ static void injected_fault(struct chan *ch)
         pthread_mutex_lock(&m->lock);
         while (!m->destroy) {
             struct timespec ts;
-            deadline_in(&ts, SLICE_MS);
+            dsl_deadline_in(&ts, SLICE_MS * 1000000ull);
             pthread_cond_timedwait(&m->park, &m->lock, &ts);
         }
         pthread_mutex_unlock(&m->lock);
@@ -692,7 +669,7 @@ int dsl_mig_create(const dsl_mig_config *cfg, dsl_mig **out)
                 break;                                                                                         \
             }                                                                                                  \
             struct timespec _ts;                                                                               \
-            deadline_in(&_ts, SLICE_MS);                                                                       \
+            dsl_deadline_in(&_ts, SLICE_MS * 1000000ull);                                                                       \
             if (pthread_cond_timedwait(&(m)->ready, &(m)->lock, &_ts) == ETIMEDOUT)                            \
                 _waited += SLICE_MS;                                                                           \
         }                                                                                                      \
@@ -833,7 +810,7 @@ int dsl_mig_finish(dsl_mig *m)
         if (done || m->failed || waited >= m->cfg.io_timeout_ms)
             break;
         struct timespec ts;
-        deadline_in(&ts, SLICE_MS);
+        dsl_deadline_in(&ts, SLICE_MS * 1000000ull);
         if (pthread_cond_timedwait(&m->ready, &m->lock, &ts) == ETIMEDOUT)
             waited += SLICE_MS;
     }

@@ -306,12 +306,7 @@ static void *completion_main(void *arg)
     while (!o->stop) {
         if (!o->outstanding) {
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 50000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            dsl_deadline_in(&ts, 50000000ull);
             pthread_cond_timedwait(&o->cwork, &o->lock, &ts);
             step = 1000;
             continue;
@@ -370,8 +365,7 @@ static void wait_one(dsl_offload *o, struct task *t, struct call *c, size_t ps)
     pthread_mutex_lock(&c->lock);
     while (!t->done) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1; /* the completion thread times tasks out; this only guards against its absence */
+        dsl_deadline_in(&ts, 1000000000ull); /* the completion thread times tasks out; this only guards its absence */
         if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT && __atomic_load_n(&o->stop, __ATOMIC_ACQUIRE))
             break;
     }

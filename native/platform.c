@@ -123,3 +123,11 @@ int dsl_run_parallel(int n, void (*fn)(int i, void *arg), void *arg)
         fn(i, arg);
     return DSL_OK;
 }
+
+void dsl_deadline_in(struct timespec *ts, uint64_t ns)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    uint64_t nsec = (uint64_t)ts->tv_nsec + ns % 1000000000ull;
+    ts->tv_sec += (time_t)(ns / 1000000000ull + nsec / 1000000000ull);
+    ts->tv_nsec = (long)(nsec % 1000000000ull);
+}
