@@ -13,6 +13,7 @@ SWEEP ?= data/sweeps/quick.toml
 run: setup
 	$(BIN)/dsalab info
 	$(BIN)/python benchmarks/bench_kernels.py
+	$(BIN)/dsalab plot --latest --results data/results --out data/figures --formats html,png
 
 test: setup
 	$(BIN)/python -m pytest
