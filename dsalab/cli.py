@@ -209,7 +209,8 @@ def plot(
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     bad = [f for f in fmts if f not in plots.FORMATS]
     if bad or not fmts:
-        _fail(f"unknown --formats {', '.join(bad) or formats!r}; choose from {', '.join(plots.FORMATS)}")
+        given = ", ".join(bad) if bad else repr(formats)
+        _fail(f"unknown --formats {given}; choose from {', '.join(plots.FORMATS)}")
     if latest:
         if path is not None:
             _fail("give PATH or --latest, not both")
