@@ -106,6 +106,8 @@ def history_dataset(history: Sequence[tuple[Trial, TrialResult | None, str]], fi
     that was stopped early.
     """
     varying = [f for f in fields if len({coord_value(getattr(t, f)) for t, _, _ in history}) > 1]
+    if not varying and fields:
+        varying = [fields[0]]  # one point: keep its first parameter as a size-1 dimension, so plots can name it
     coords = {f: sorted({getattr(t, f) for t, _, _ in history}, key=lambda v: (str(type(v)), v)) for f in varying}
     seen: dict[tuple, int] = {}
     records = []
@@ -153,3 +155,28 @@ def latest_result(root: str | pathlib.Path = "data/results") -> pathlib.Path | N
 def load(path: str | pathlib.Path):
     """One result dataset from a netCDF file (loaded in memory, the file closed)."""
     return _open_one(pathlib.Path(path))
+
+
+def results_dataset(results: Mapping[Any, TrialResult], params: Sequence[str], attrs=None):
+    """A dataset of trials already run (any mapping of key -> TrialResult), on the grid of ``params`` (Trial field
+    names) they cover: e.g. :func:`dsalab.scenarios.compare_seed_scenarios`' results over normal_ratio and
+    detector. A point run twice gets two repeats."""
+    return history_dataset([(r.trial, r, "") for r in results.values()], params, attrs)
+
+
+def kernel_benchmark(size_mib: int = 64, repeats: int = 5, threads: Sequence[int] = (1, 2), seed: int = 1):
+    """Run ``benchmarks/bench_kernels.py`` of this checkout (every zero-page kernel beside the memory-read
+    bandwidth reference) on ``size_mib`` MiB buffers; returns its rows as a pandas DataFrame (case, kernel,
+    threads, gbps, ratio_ref, ratio_numpy, ...)."""
+    import importlib.util
+
+    import pandas as pd
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "bench_kernels.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the kernel benchmark ships with the source checkout")
+    spec = importlib.util.spec_from_file_location("dsalab_bench_kernels", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.run(size_mib << 20, repeats, list(threads), seed)
+    return pd.DataFrame(rows)
