@@ -48,6 +48,14 @@ def grid_trials(base: Trial, grid: Mapping[str, Sequence[Any]]) -> list[Trial]:
     return [base.replace(**dict(zip(names, combo, strict=True))) for combo in itertools.product(*grid.values())]
 
 
+def warm_up(trials: Sequence[Trial]) -> None:
+    """Run the first trial of each detector once on a tiny guest and throw the result away: the first call of a
+    numba kernel compiles, the first device open is slow, and neither belongs in a measurement."""
+    for detector in dict.fromkeys(t.detector for t in trials):
+        first = next(t for t in trials if t.detector == detector)
+        run_one(first.replace(guest_bytes=max(first.packet_bytes, 1 << 20) // first.page_size * first.page_size))
+
+
 def run_grid(
     base: Trial,
     grid: Mapping[str, Sequence[Any]],
@@ -78,9 +86,7 @@ def run_grid(
         raise ValueError(f"repeats={repeats} is not allowed: at least 1")
     trials = grid_trials(base, grid)
     if warmup:
-        for detector in dict.fromkeys(t.detector for t in trials):
-            first = next(t for t in trials if t.detector == detector)
-            run_one(first.replace(guest_bytes=max(first.packet_bytes, 1 << 20) // first.page_size * first.page_size))
+        warm_up(trials)
     records = []
     count = len(trials) * repeats
     for i, (trial, r) in enumerate(itertools.product(trials, range(repeats))):
