@@ -344,9 +344,13 @@ def thread_cpu(ds, *, reference: bool = False, per_gb: bool | None = None) -> go
 # -- metric against parameters ------------------------------------------------------------------------------------
 
 
-def _add_lines(fig: go.Figure, ds, x: str, metric: str, *, row=None, col=None, legend: bool = True) -> None:
+def _add_lines(
+    fig: go.Figure, ds, x: str, metric: str, *, row=None, col=None, legend: bool = True, color_offset: int = 0
+) -> int:
+    """One line per combination of the other swept parameters; returns how many lines."""
     mean, std, _ = mean_std(ds, metric)
-    for i, point in enumerate(_groups(ds, [x])):
+    groups = _groups(ds, [x])
+    for i, point in enumerate(groups, start=color_offset):
         m = _sel(mean, point)
         s = _sel(std, point)
         name = _point_label(point) or _short_metric(metric)
@@ -370,6 +374,7 @@ def _add_lines(fig: go.Figure, ds, x: str, metric: str, *, row=None, col=None, l
     else:
         fig.update_xaxes(title_text=label(ds, x), row=row, col=col, **kind)
         fig.update_yaxes(title_text=label(ds, metric), row=row, col=col)
+    return len(groups)
 
 
 def lines(ds, x: str, metric: str = "host_cpu_ms_per_gb") -> go.Figure:
@@ -393,8 +398,9 @@ def _multi_lines(ds, xs: Sequence[str], metrics: Sequence[str], title: str) -> g
         horizontal_spacing=0.1,
     )
     for r, metric in enumerate(metrics, start=1):
+        offset = 0  # each column has its own lines (the other parameters): its own colours and legend entries
         for c, x in enumerate(xs, start=1):
-            _add_lines(fig, ds, x, metric, row=r, col=c, legend=(r == 1 and c == 1))
+            offset += _add_lines(fig, ds, x, metric, row=r, col=c, legend=(r == 1), color_offset=offset)
     fig.update_layout(title=_title(title, ds, xs), height=380 * len(metrics) + 120)
     return fig
 
@@ -572,7 +578,7 @@ def break_even(
             row=2,
             col=1,
         )
-        for xc in c["crossings"]:
+        for k, xc in enumerate(c["crossings"]):
             fig.add_vline(x=xc, line={"color": _color(i), "dash": "dash"}, row=2, col=1)
             fig.add_annotation(
                 x=xc,
@@ -580,8 +586,8 @@ def break_even(
                 text=f"break-even {xc:.2f}",
                 showarrow=True,
                 arrowhead=2,
-                ax=40,
-                ay=-40,
+                ax=40 if k % 2 == 0 else -40,
+                ay=-40 - 28 * ((k + i) % 3),  # staggered: crossings close together stay readable
                 row=2,
                 col=1,
             )
@@ -639,10 +645,10 @@ def latency(ds, metrics: Sequence[str] = ("total_time_ms", "downtime_ms"), by: s
 
 #: what each case of the kernel benchmark holds
 KERNEL_CASES = {
-    "all-zero": "all pages zero",
+    "all-zero": "all zero",
     "half-random": "half zero, half random",
-    "half-last-byte": "half zero, half non-zero in the last byte only",
-    "hot-1MiB": "1 MiB of zero pages, in cache",
+    "half-last-byte": "half zero, half last-byte",
+    "hot-1MiB": "1 MiB zero, in cache",
 }
 
 
