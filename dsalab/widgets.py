@@ -233,21 +233,35 @@ class SweepExplorer:
 
     The left panel shows a metric along the parameter chosen in "x axis", the other parameters fixed at the
     controls' values, ± one standard deviation over repeats, the selected point marked; the right panel shows
-    the selected point's CPU per thread. Controls whose parameter the dataset does not sweep are disabled.
+    the selected point's CPU per thread. Controls whose parameter the dataset does not sweep are disabled; swept
+    parameters without a tuning control get a dropdown each.
     """
 
     def __init__(self, ds, metric: str = "host_cpu_ms_per_gb") -> None:
         self.ds = ds
-        self.swept = [d for d in plots.swept_dims(ds) if d in CONTROLLED]
+        self.swept = plots.swept_dims(ds)
         if not self.swept:
-            raise ValueError(f"the dataset sweeps none of {', '.join(CONTROLLED)}; nothing to explore")
-        opts = {name: [v.item() if hasattr(v, "item") else v for v in ds[name].values] for name in self.swept}
-        first = {name: values[0] for name, values in opts.items()}
-        base = Trial(**{k: v for k, v in first.items() if k != "devices" or isinstance(v, int)})
+            raise ValueError("the dataset sweeps no parameter; nothing to explore")
+
+        def values(name: str) -> list[Any]:
+            return [v.item() if hasattr(v, "item") else v for v in ds[name].values]
+
+        opts = {name: values(name) for name in self.swept if name in CONTROLLED}
+        base = Trial()
         for name in CONTROLLED:
-            if name not in opts:
-                opts[name] = [getattr(base, name)]
+            opts.setdefault(name, [getattr(base, name)])
         self.controls = make_controls(base, opts)
+        # swept parameters without a tuning control (guest size, cpu_fraction, ...) get a dropdown each
+        self.extra = {
+            name: W.Dropdown(
+                options=[(plots.format_value(name, v), v) for v in values(name)],
+                description=name.replace("_", " "),
+                disabled=ds.sizes[name] < 2,
+                **_slider_layout(),
+            )
+            for name in self.swept
+            if name not in CONTROLLED
+        }
         self.metric = W.Dropdown(
             options=[(plots._short_metric(m), m) for m in plots.METRIC_SHORT if m in ds],
             value=metric,
@@ -256,7 +270,7 @@ class SweepExplorer:
         )
         big = [d for d in self.swept if ds.sizes[d] > 1] or self.swept
         self.x_axis = W.Dropdown(options=big, value=big[0], description="x axis", **_slider_layout())
-        for control in [*self.controls.values(), self.metric, self.x_axis]:
+        for control in [*self.controls.values(), *self.extra.values(), self.metric, self.x_axis]:
             control.observe(self._on_change, names="value")
         self.status = W.HTML()
         self.figure = self._build_figure()
@@ -266,6 +280,7 @@ class SweepExplorer:
                     [
                         W.VBox([self.controls[n] for n in CONTROLLED[:4]]),
                         W.VBox([self.controls[n] for n in CONTROLLED[4:]] + [self.metric, self.x_axis]),
+                        W.VBox(list(self.extra.values())),
                     ]
                 ),
                 self.status,
@@ -286,7 +301,7 @@ class SweepExplorer:
 
     def selection(self) -> dict[str, Any]:
         """The selected point: swept parameter -> value."""
-        return {name: self.controls[name].value for name in self.swept}
+        return {name: (self.controls[name] if name in self.controls else self.extra[name]).value for name in self.swept}
 
     def _on_change(self, change: Mapping[str, Any]) -> None:
         self.update()

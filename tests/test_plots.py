@@ -107,6 +107,16 @@ def test_batch_and_packet_and_scaling(ds, scaling_ds):
     np.testing.assert_allclose(fig.data[1].y, scaling_ds.throughput_mbps.mean("repeat").values)
 
 
+def test_each_panel_column_has_its_own_lines():
+    ds = explore.run_grid(Trial(guest_bytes="4MiB", detector="cpu-native"), {"devices": [1, 2], "channels": [1, 2]})
+    fig = plots.scaling(ds)
+    first_row = [t for t in fig.data if t.yaxis == "y" or t.yaxis == "y2"]
+    assert [t.name for t in first_row] == ["channels 1", "channels 2", "devices 1", "devices 2"]
+    assert all(t.showlegend for t in first_row)
+    assert len({t.line.color for t in first_row}) == 4  # no colour means two things in one legend
+    np.testing.assert_allclose(first_row[2].y, ds.host_cpu_ms_per_gb.sel(devices=1).values.ravel())
+
+
 def test_crossings():
     assert plots.crossings(np.array([0, 0.5, 1.0]), np.array([-2.0, -1.0, 1.0])) == [0.75]
     assert plots.crossings(np.array([0, 1.0]), np.array([-1.0, -1.0])) == []

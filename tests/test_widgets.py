@@ -134,6 +134,17 @@ def test_sweep_explorer_selects_instead_of_running(sweep):
     assert sum(fig.data[2].y) == pytest.approx(float(cpu.sum()))
 
 
-def test_sweep_explorer_needs_a_controlled_dimension(sweep):
+def test_sweep_explorer_needs_a_swept_dimension(sweep):
     with pytest.raises(ValueError, match="nothing to explore"):
         SweepExplorer(sweep.isel(normal_ratio=0, batch_size=0, drop=True))
+
+
+def test_sweep_explorer_other_parameters_get_a_dropdown():
+    ds = explore.run_grid(BASE, {"guest_bytes": [1 << 20, 4 << 20], "normal_ratio": [0.0, 1.0]}, repeats=1)
+    explorer = SweepExplorer(ds)
+    assert list(explorer.extra) == ["guest_bytes"]
+    assert [label for label, _ in explorer.extra["guest_bytes"].options] == ["1 MiB", "4 MiB"]
+    explorer.extra["guest_bytes"].value = 4 << 20
+    assert explorer.selection() == {"guest_bytes": 4 << 20, "normal_ratio": 0.0}
+    mean = ds.host_cpu_ms_per_gb.mean("repeat")
+    assert explorer.figure.data[1].y[0] == pytest.approx(float(mean.sel(guest_bytes=4 << 20, normal_ratio=0.0)))
