@@ -12,12 +12,12 @@ SWEEP ?= data/sweeps/quick.toml
 
 # the main job: machine info, then the sweep $(SWEEP) (resumed if an earlier `make run` was interrupted), written
 # to data/results/<hostname>/<date>-<sweep>-<commit8>.nc, then its summary. `make run SWEEP=data/sweeps/x.toml`
-# runs another sweep file; `make bench` runs the kernel benchmark.
-# Figures: add their command after the sweep line (the newest result is the last file of
-# data/results/$$(hostname)/*-<sweep name>-*.nc).
+# runs another sweep file; `make bench` runs the kernel benchmark. Then the figures of that dataset (the newest
+# file under data/results/) go to data/figures/ as HTML and PNG, and their paths are printed.
 run: setup
 	$(BIN)/dsalab info
 	$(BIN)/dsalab sweep $(SWEEP) --resume
+	$(BIN)/dsalab plot --latest --results data/results --out data/figures --formats html,png
 
 test: setup
 	$(BIN)/python -m pytest

@@ -1,0 +1,150 @@
+"""dsalab.widgets: the panels' callbacks, driven from code, run trials (or select points) and update the figure."""
+
+from __future__ import annotations
+
+import pathlib
+
+import ipywidgets as W
+import numpy as np
+import pytest
+
+from dsalab import explore, plots
+from dsalab.migration import Trial
+from dsalab.widgets import CONTROLLED, SweepExplorer, TuningPanel
+
+pytestmark = pytest.mark.timeout(300)
+
+BASE = Trial(guest_bytes="4MiB", detector="cpu-native", channels=2)
+
+
+def test_sliders_act_on_release_only():
+    panel = TuningPanel(BASE)
+    assert set(panel.controls) == set(CONTROLLED)
+    sliders = [c for c in panel.controls.values() if isinstance(c, W.SelectionSlider)]
+    assert len(sliders) == 5
+    assert all(s.continuous_update is False for s in sliders)
+    assert panel.trial() == BASE  # the controls start at the base trial
+    assert panel.history == []
+
+
+def test_changing_a_control_runs_a_trial_and_updates_the_figure():
+    panel = TuningPanel(BASE)
+    figure = panel.figure
+    panel.controls["batch_size"].value = 32
+    assert len(panel.history) == 1
+    trial, result, error = panel.history[0]
+    assert error == "" and result is not None and result.verified
+    assert trial.batch_size == 32 and trial.guest_bytes == BASE.guest_bytes
+    assert panel.figure is figure  # updated in place, not rebuilt
+    assert list(figure.data[0].y) == [pytest.approx(result.host_cpu_ms_per_gb)]
+    assert list(figure.data[1].y) == [pytest.approx(result.throughput_mbps)]
+    assert set(figure.data[2].x) == {"live_migration", "multifdsend_0", "multifdsend_1"}
+    np.testing.assert_allclose(sum(figure.data[2].y), result.host_cpu_ms, rtol=1e-6)
+    assert "verified yes" in panel.status.value
+
+    panel.controls["normal_ratio"].value = 0.25
+    panel.controls["channels"].value = 1
+    assert len(panel.history) == 3
+    assert len(figure.data[0].x) == 3 and figure.data[0].x[-1].startswith("#3 cpu-native")
+    assert set(figure.data[2].x) == {"live_migration", "multifdsend_0"}  # the last trial's threads
+    assert panel.history[-1][0].channels == 1 and panel.history[-1][0].normal_ratio == 0.25
+
+
+def test_run_once_without_auto_run():
+    panel = TuningPanel(BASE, auto_run=False)
+    panel.controls["packet_bytes"].value = 64 << 10
+    assert panel.history == []
+    result = panel.run_once()
+    assert result is not None and result.trial.packet_bytes == 64 << 10
+    assert len(panel.figure.data[0].y) == 1
+    panel.clear()
+    assert panel.history == [] and len(panel.figure.data[0].y) == 0
+
+
+@pytest.mark.skipif(pathlib.Path("/dev/dsa").exists(), reason="this machine has DSA work queues")
+def test_a_failed_trial_is_kept_and_explained():
+    panel = TuningPanel(BASE, auto_run=False)
+    panel.controls["detector"].value = "dsa-hardware"  # no DSA hardware here: the trial fails
+    assert panel.run_once() is None
+    _, result, error = panel.history[0]
+    assert result is None and error
+    assert "failed" in panel.status.value
+    assert list(panel.figure.data[0].y) == [None]
+
+
+def test_history_dataset_and_save(tmp_path):
+    panel = TuningPanel(BASE)
+    panel.controls["batch_size"].value = 32
+    panel.controls["batch_size"].value = 64
+    panel.controls["normal_ratio"].value = 0.0
+    panel.controls["batch_size"].value = 32
+    panel.run_once()  # batch 32, normal 0 again: a second repeat
+    ds = panel.history_dataset()
+    assert dict(ds.sizes) == {
+        "batch_size": 2,
+        "normal_ratio": 2,
+        "repeat": 2,
+        "thread": 5,
+    }  # 2 senders, 2 receivers, live_migration
+    assert list(ds.batch_size.values) == [32, 64]
+    ok = ds.status.sel(batch_size=32, normal_ratio=0.0)
+    assert list(ok.values) == ["ok", "ok"]
+    hole = ds.sel(batch_size=64, normal_ratio=0.0, repeat=1)  # run once only: its second repeat is a hole
+    assert (hole.status, hole.error) == ("failed", "not run")
+    assert np.isnan(hole.host_cpu_ms)
+    assert ds.host_cpu_ms_per_gb.attrs["units"] == "ms/GB"
+    first = panel.history[0][1]
+    assert float(ds.host_cpu_ms.sel(batch_size=32, normal_ratio=0.5, repeat=0)) == pytest.approx(first.host_cpu_ms)
+    path = panel.save(tmp_path / "history.nc")
+    back = explore.load(path)
+    assert plots.overview(back).keys() >= {"threads", "latency", "batch-packet"}
+
+
+def test_empty_history_has_no_dataset():
+    with pytest.raises(ValueError, match="history is empty"):
+        TuningPanel(BASE).history_dataset()
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    grid = {"normal_ratio": [0.0, 0.5, 1.0], "batch_size": [32, 128]}
+    return explore.run_grid(BASE, grid, repeats=2)
+
+
+def test_sweep_explorer_selects_instead_of_running(sweep):
+    explorer = SweepExplorer(sweep)
+    assert explorer.controls["channels"].disabled  # not swept
+    assert not explorer.controls["batch_size"].disabled
+    assert list(explorer.controls["batch_size"].options) == [("32", 32), ("128", 128)]
+    mean = sweep.host_cpu_ms_per_gb.mean("repeat")
+    fig = explorer.figure
+    explorer.controls["batch_size"].value = 128
+    explorer.controls["normal_ratio"].value = 1.0
+    assert explorer.selection() == {"normal_ratio": 1.0, "batch_size": 128}
+    np.testing.assert_allclose(fig.data[0].y, mean.sel(batch_size=128).values)  # along normal_ratio
+    assert fig.data[1].y[0] == pytest.approx(float(mean.sel(batch_size=128, normal_ratio=1.0)))
+    explorer.x_axis.value = "batch_size"
+    np.testing.assert_allclose(fig.data[0].y, mean.sel(normal_ratio=1.0).values)
+    explorer.metric.value = "throughput_mbps"
+    tput = sweep.throughput_mbps.mean("repeat").sel(normal_ratio=1.0)
+    np.testing.assert_allclose(fig.data[0].y, tput.values)
+    assert "Mbit/s" in fig.layout.yaxis.title.text
+    cpu = sweep.thread_cpu_ms.mean("repeat").sel(normal_ratio=1.0, batch_size=128)
+    cpu = cpu.sel(thread=["live_migration", "multifdsend_0", "multifdsend_1"])  # source side only
+    assert sum(fig.data[2].y) == pytest.approx(float(cpu.sum()))
+
+
+def test_sweep_explorer_needs_a_swept_dimension(sweep):
+    with pytest.raises(ValueError, match="nothing to explore"):
+        SweepExplorer(sweep.isel(normal_ratio=0, batch_size=0, drop=True))
+
+
+def test_sweep_explorer_other_parameters_get_a_dropdown():
+    ds = explore.run_grid(BASE, {"guest_bytes": [1 << 20, 4 << 20], "normal_ratio": [0.0, 1.0]}, repeats=1)
+    explorer = SweepExplorer(ds)
+    assert list(explorer.extra) == ["guest_bytes"]
+    assert [label for label, _ in explorer.extra["guest_bytes"].options] == ["1 MiB", "4 MiB"]
+    explorer.extra["guest_bytes"].value = 4 << 20
+    assert explorer.selection() == {"guest_bytes": 4 << 20, "normal_ratio": 0.0}
+    mean = ds.host_cpu_ms_per_gb.mean("repeat")
+    assert explorer.figure.data[1].y[0] == pytest.approx(float(mean.sel(guest_bytes=4 << 20, normal_ratio=0.0)))
