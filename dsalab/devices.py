@@ -39,13 +39,22 @@ EMU_KEYS: dict[str, tuple[type, float, float, Any, str]] = {
     "max_batch": (int, 2, 4096, 1024, "descriptors per batch"),
 }
 MODES = ("shared", "dedicated")
-_ids = itertools.count()
+_live_ids: set[int] = set()
 _ids_lock = threading.Lock()
 
 
 def _next_id() -> int:
+    """The smallest device number not in use: engine thread names (dsa_engine_<dev>_<i>) must fit Linux's 15
+    characters, so numbers are reused rather than counted up forever."""
     with _ids_lock:
-        return next(_ids)
+        i = next(n for n in itertools.count() if n not in _live_ids)
+        _live_ids.add(i)
+        return i
+
+
+def _release_id(i: int) -> None:
+    with _ids_lock:
+        _live_ids.discard(i)
 
 
 def _allowed_keys() -> str:
@@ -126,6 +135,8 @@ class Device:
         if self._handle is not None:
             _binding.device_close(self._handle)
             self._handle = None
+            if self.backend == "dsa-emulated" and self.name.startswith("emu"):
+                _release_id(int(self.name[3:]))
         for obj in self._keep:
             obj.close()
         self._keep.clear()
@@ -145,19 +156,23 @@ def open_emulated(spec: str = "emu") -> Device:
     """Open an emulated device from an ``emu[:key=value,...]`` spec."""
     s = parse_emu_spec(spec)
     did = _next_id()
-    handle = _binding.emu_open(
-        engines=s["engines"],
-        wq_size=s["wq_size"],
-        shared=int(s["mode"] == "shared"),
-        gbps=s["gbps"],
-        latency_us=s["latency_us"],
-        fault_rate=s["fault_rate"],
-        queue_full_rate=s["queue_full_rate"],
-        seed=s["seed"],
-        vanish_after=s["vanish_after"],
-        device_id=did,
-        max_batch=s["max_batch"],
-    )
+    try:
+        handle = _binding.emu_open(
+            engines=s["engines"],
+            wq_size=s["wq_size"],
+            shared=int(s["mode"] == "shared"),
+            gbps=s["gbps"],
+            latency_us=s["latency_us"],
+            fault_rate=s["fault_rate"],
+            queue_full_rate=s["queue_full_rate"],
+            seed=s["seed"],
+            vanish_after=s["vanish_after"],
+            device_id=did,
+            max_batch=s["max_batch"],
+        )
+    except BaseException:
+        _release_id(did)
+        raise
     return Device(spec, "dsa-emulated", f"emu{did}", s, handle)
 
 

@@ -45,7 +45,9 @@ struct task {
 struct call {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    int pending; /* tasks of this request with the completion thread */
+    int pending;     /* tasks of this request with the completion thread */
+    uint64_t done;   /* tasks the completion thread has handed back so far */
+    uint64_t wake_at; /* signal the submitter when `done` reaches this */
     size_t page_size;
 };
 
@@ -292,6 +294,18 @@ done:
     learn(o, t, ps);
 }
 
+static uint64_t kth_smallest(uint64_t *v, int n, int k)
+{
+    for (int i = 0; i < k; i++) /* partial selection sort: k and n are small */
+        for (int j = i + 1; j < n; j++)
+            if (v[j] < v[i]) {
+                uint64_t x = v[i];
+                v[i] = v[j];
+                v[j] = x;
+            }
+    return v[k - 1];
+}
+
 /* The dsa_completion thread: polls every outstanding task's record and wakes the submitter's call. When a scan
  * finds nothing complete it spins briefly, then naps until the earliest expected completion (from the device's
  * observed pace), so that waiting costs little host CPU; a task past its deadline, or whose device is gone, is
@@ -312,7 +326,9 @@ static void *completion_main(void *arg)
             continue;
         }
         int progressed = 0;
-        uint64_t now = dsl_now_ns(), earliest = UINT64_MAX;
+        uint64_t now = dsl_now_ns(), earliest = UINT64_MAX, need = UINT64_MAX;
+        uint64_t expects[64];
+        int nexp = 0;
         struct task **pp = &o->outstanding;
         while (*pp) {
             struct task *t = *pp;
@@ -327,27 +343,41 @@ static void *completion_main(void *arg)
                 pthread_mutex_lock(&c->lock);
                 t->done = 1;
                 c->pending--;
-                pthread_cond_signal(&c->cond);
+                if (++c->done >= c->wake_at)
+                    pthread_cond_signal(&c->cond);
                 pthread_mutex_unlock(&c->lock);
                 progressed = 1;
             } else {
                 if (t->expect_ns < earliest)
                     earliest = t->expect_ns;
+                if (nexp < 64)
+                    expects[nexp++] = t->expect_ns;
+                uint64_t n = t->call->wake_at > t->call->done ? t->call->wake_at - t->call->done : 1;
+                if (n < need)
+                    need = n;
                 pp = &t->next;
             }
         }
+        /* the submitters wake only after `need` more completions: sleep until the need-th is expected */
+        if (need > 1 && need != UINT64_MAX && (int)need <= nexp)
+            earliest = kth_smallest(expects, nexp, (int)need);
         pthread_mutex_unlock(&o->lock);
         if (progressed) {
             step = 1000;
         } else {
-            uint64_t until = dsl_now_ns() + o->cfg.spin_ns;
-            while (dsl_now_ns() < until)
-                for (int i = 0; i < 32; i++)
-                    _mm_pause();
             now = dsl_now_ns();
-            uint64_t wait = earliest != UINT64_MAX && earliest > now + 2000 ? earliest - now : step;
-            nap(wait < 200000 ? wait : 200000);
-            step = step < 100000 ? step * 2 : step;
+            if (earliest != UINT64_MAX && earliest > now + o->cfg.spin_ns) {
+                /* nothing is due yet: sleep until the earliest expected completion, no spinning */
+                uint64_t wait = earliest - now;
+                nap(wait < MAX_NAP_NS ? wait : MAX_NAP_NS);
+            } else { /* something is due (or late): spin briefly, then nap in growing steps */
+                uint64_t until = now + o->cfg.spin_ns;
+                while (dsl_now_ns() < until)
+                    for (int i = 0; i < 32; i++)
+                        _mm_pause();
+                nap(step);
+                step = step < 100000 ? step * 2 : step;
+            }
         }
         pthread_mutex_lock(&o->lock);
     }
@@ -355,19 +385,24 @@ static void *completion_main(void *arg)
     return NULL;
 }
 
-/* Wait for one task, by the configured mode. */
-static void wait_one(dsl_offload *o, struct task *t, struct call *c, size_t ps)
+/* Wait for one task, by the configured mode. With the completion thread, the submitter asks to be woken only
+ * when `more` further tasks are done (half its window, or all that is left at the end), not at every one:
+ * each wake-up costs a context switch, and the device stays busy on the tasks still queued. */
+static void wait_one(dsl_offload *o, struct task *t, struct call *c, size_t ps, int more)
 {
     if (o->cfg.completion != DSL_COMPLETION_THREAD || !t->accepted) {
         wait_task(o, t, ps);
         return;
     }
     pthread_mutex_lock(&c->lock);
+    c->wake_at = c->done + (uint64_t)(more > 0 ? more : 1);
     while (!t->done) {
         struct timespec ts;
         dsl_deadline_in(&ts, 1000000000ull); /* the completion thread times tasks out; this only guards its absence */
         if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT && __atomic_load_n(&o->stop, __ATOMIC_ACQUIRE))
             break;
+        if (!t->done)
+            c->wake_at = c->done + 1; /* woken, but this one is late: wait for it alone */
     }
     pthread_mutex_unlock(&c->lock);
 }
@@ -452,7 +487,7 @@ static int run_request(dsl_offload *o, int op, const void *av, const void *bv, s
     ADD(pages, npages);
     size_t ncpu = (size_t)((double)npages * o->cfg.cpu_fraction);
     size_t ndev = npages - ncpu;
-    struct call c = {.pending = 0, .page_size = ps};
+    struct call c = {.pending = 0, .done = 0, .wake_at = 1, .page_size = ps};
     pthread_mutex_init(&c.lock, NULL);
     pthread_cond_init(&c.cond, NULL);
     int cpu_done = ncpu == 0;
@@ -496,7 +531,8 @@ static int run_request(dsl_offload *o, int op, const void *av, const void *bv, s
             continue;
         /* finish the oldest task: results in order, then its slot takes the next task */
         struct task *t = ring[head];
-        wait_one(o, t, &c, ps);
+        int more = next < ndev ? (inflight < WINDOW / 2 ? inflight : WINDOW / 2) : inflight;
+        wait_one(o, t, &c, ps, more);
         task_results(o, t, op, a, b, ps, out);
         task_put(o, t, t->timed_out);
         head = (head + 1) % WINDOW;
