@@ -197,6 +197,7 @@ class Offloader:
             "page_faults": raw["page_faults"],
             "partial_bytes_on_cpu": raw["partial_bytes_on_cpu"],
             "timeouts": raw["timeouts"],
+            "stalls": raw["stalls"],
             "device_busy_ms": raw["device_busy_ns"] / 1e6,
             "devices": [d.info() for d in self.devices],
         }

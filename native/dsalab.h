@@ -179,6 +179,7 @@ typedef struct {
     uint64_t page_faults;
     uint64_t partial_bytes_on_cpu;  /* bytes the CPU checked after partial completions */
     uint64_t timeouts;
+    uint64_t stalls;                /* a waiting submitter's 1 s guard expired (a missed wake-up: a bug) */
     uint64_t device_busy_ns;        /* the devices' busy time, ns */
 } dsl_offload_stats;
 int dsl_offload_create(dsl_device **devs, int ndev, const dsl_offload_config *cfg, dsl_offload **out);

@@ -386,21 +386,24 @@ static void *completion_main(void *arg)
 }
 
 /* Wait for one task, by the configured mode. With the completion thread, the submitter asks to be woken only
- * when `more` further tasks are done (half its window, or all that is left at the end), not at every one:
- * each wake-up costs a context switch, and the device stays busy on the tasks still queued. */
-static void wait_one(dsl_offload *o, struct task *t, struct call *c, size_t ps, int more)
+ * when the completion thread's count of handed-back tasks reaches wake_at (half its window, or all that is left
+ * at the end), not at every task: each wake-up costs a context switch, and the device stays busy meanwhile. */
+static void wait_one(dsl_offload *o, struct task *t, struct call *c, size_t ps, uint64_t wake_at)
 {
     if (o->cfg.completion != DSL_COMPLETION_THREAD || !t->accepted) {
         wait_task(o, t, ps);
         return;
     }
     pthread_mutex_lock(&c->lock);
-    c->wake_at = c->done + (uint64_t)(more > 0 ? more : 1);
+    c->wake_at = wake_at;
     while (!t->done) {
         struct timespec ts;
         dsl_deadline_in(&ts, 1000000000ull); /* the completion thread times tasks out; this only guards its absence */
-        if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT && __atomic_load_n(&o->stop, __ATOMIC_ACQUIRE))
-            break;
+        if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT) {
+            ADD(stalls, 1); /* a wake-up the completion thread should have sent: counted, never silent */
+            if (__atomic_load_n(&o->stop, __ATOMIC_ACQUIRE))
+                break;
+        }
         if (!t->done)
             c->wake_at = c->done + 1; /* woken, but this one is late: wait for it alone */
     }
@@ -495,6 +498,7 @@ static int run_request(dsl_offload *o, int op, const void *av, const void *bv, s
     int bs = o->cfg.batch_size;
     struct task *ring[WINDOW];
     int head = 0, inflight = 0;
+    uint64_t given = 0, consumed = 0; /* tasks handed to the completion thread, and processed since */
     while (next < ndev || inflight || !cpu_done) {
         /* keep the window full: submit until WINDOW tasks are out */
         while (next < ndev && inflight < WINDOW) {
@@ -513,6 +517,7 @@ static int run_request(dsl_offload *o, int op, const void *av, const void *bv, s
             next += (size_t)n;
             ring[(head + inflight++) % WINDOW] = t;
             if (o->cfg.completion == DSL_COMPLETION_THREAD && t->accepted) {
+                given++;
                 pthread_mutex_lock(&o->lock);
                 c.pending++;
                 t->next = o->outstanding;
@@ -531,8 +536,11 @@ static int run_request(dsl_offload *o, int op, const void *av, const void *bv, s
             continue;
         /* finish the oldest task: results in order, then its slot takes the next task */
         struct task *t = ring[head];
-        int more = next < ndev ? (inflight < WINDOW / 2 ? inflight : WINDOW / 2) : inflight;
-        wait_one(o, t, &c, ps, more);
+        uint64_t with_thread = given - consumed; /* tasks with the completion thread, done or not, not processed */
+        uint64_t k = next < ndev && with_thread > WINDOW / 2 ? WINDOW / 2 : with_thread;
+        wait_one(o, t, &c, ps, consumed + (k ? k : 1));
+        if (o->cfg.completion == DSL_COMPLETION_THREAD && t->accepted)
+            consumed++;
         task_results(o, t, op, a, b, ps, out);
         task_put(o, t, t->timed_out);
         head = (head + 1) % WINDOW;

@@ -28,8 +28,9 @@ def random_pages(rng: np.random.Generator, npages: int, page_size: int = 4096, z
 
 
 def assert_accounted(stats: dict) -> None:
-    """Every page was answered once: by a device, or by the CPU for a named reason."""
+    """Every page was answered once: by a device, or by the CPU for a named reason; no waiter missed a wake-up."""
     assert stats["pages_offloaded"] + sum(stats["pages_cpu_by_reason"].values()) == stats["pages"]
+    assert stats["stalls"] == 0
 
 
 @pytest.mark.timeout(120)
@@ -126,6 +127,20 @@ def test_dedicated_queue_is_never_overfilled():
         s = off.stats()
     assert s["devices"][0]["dropped"] == 0  # the submitter kept within the queue's credits
     assert_accounted(s)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("devices", [1, 2, 4])
+def test_large_requests_never_stall(devices):
+    """Many batches per request, with the timing model on: the completion thread wakes the submitter at every
+    half window, and never leaves it to its one-second guard."""
+    buf = np.zeros(32 << 20, dtype=np.uint8)
+    with Offloader(["emu:gbps=30"] * devices, batch_size=128, completion="thread") as off:
+        for _ in range(4):
+            assert off.find_zero_pages(buf).all()
+        s = off.stats()
+    assert_accounted(s)
+    assert s["batches"] == 4 * (32 << 20) // 4096 // 128
 
 
 @pytest.mark.timeout(120)
