@@ -88,23 +88,26 @@ def compare_seed_scenarios(
     dsa_detector: str = "dsa-emulated",
     devices: int | tuple[str, ...] = 1,
     seed: int = 0,
+    warmup: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[pd.DataFrame, dict[tuple[int, str], TrialResult]]:
     """Run both scenarios in both modes; return (comparison table, our results).
 
     The table has one row per (scenario, mode, source) with the seed's published figures beside ours, and a
     ``cpu_saved_pct`` column: how much less host CPU the DSA mode used than the CPU mode of the same source.
-    Absolute times are not comparable across machines and guest sizes; CPU per GB and the saving are.
+    Absolute times are not comparable across machines and guest sizes; CPU per GB and the saving are. With
+    ``warmup``, scenario 1 runs once in each mode first, unmeasured.
     """
+    trials = scenario_trials(
+        guest_bytes, channels=channels, cpu_detector=cpu_detector, dsa_detector=dsa_detector, devices=devices, seed=seed
+    )
+    if warmup:  # one discarded run of each mode at full size: JIT compiles, memory and devices get warm
+        for mode in ("cpu", "dsa"):
+            if progress is not None:
+                progress(f"warm-up ({mode}): {trials[(1, mode)].detector}")
+            run_trial(trials[(1, mode)])
     results = {}
-    for key, trial in scenario_trials(
-        guest_bytes,
-        channels=channels,
-        cpu_detector=cpu_detector,
-        dsa_detector=dsa_detector,
-        devices=devices,
-        seed=seed,
-    ).items():
+    for key, trial in trials.items():
         if progress is not None:
             progress(f"scenario {key[0]} ({key[1]}): {trial.detector}")
         results[key] = run_trial(trial)

@@ -35,8 +35,9 @@ seed: int = 0  # seed of guest memory
 # | 2 | all zero pages (`normal_ratio` 0) | 11154 ms | 8700 ms | 22% |
 #
 # Below, the same two scenarios run here with `dsalab.scenarios.compare_seed_scenarios`, the published
-# figures beside ours (from `dsalab.reference`). Each detector runs once on a tiny guest first (`warm_up`):
-# the first call of a numba kernel compiles, and that is not migration work.
+# figures beside ours (from `dsalab.reference`). Scenario 1 first runs once in each mode, unmeasured: the first
+# call of a numba kernel compiles, and fresh memory and devices are slow the first time; that is not migration
+# work.
 
 # %%
 from IPython.display import display
@@ -44,13 +45,6 @@ from IPython.display import display
 from dsalab import explore, plots, scenarios
 from dsalab.migration import Trial
 
-explore.warm_up(
-    list(
-        scenarios.scenario_trials(
-            guest, channels=channels, cpu_detector=cpu_detector, dsa_detector=dsa_detector
-        ).values()
-    )
-)
 table, results = scenarios.compare_seed_scenarios(
     guest, channels=channels, cpu_detector=cpu_detector, dsa_detector=dsa_detector, seed=seed
 )
