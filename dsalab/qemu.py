@@ -27,6 +27,7 @@ import numpy as np
 
 from dsalab import kernels
 from dsalab.errors import DsalabError, MigrationError
+from dsalab.migration import accounting
 from dsalab.migration.guest import GuestMemory, memfd_mapping
 
 QEMU_BINARY = "qemu-system-x86_64"
@@ -86,19 +87,8 @@ def _seed_name(name: str) -> str | None:
 
 def _sample(pids: dict[int, str], seen: dict[tuple[int, int], tuple[str, int]]) -> None:
     for pid in pids:
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for t in tids:
-            try:
-                with open(f"/proc/{pid}/task/{t}/comm") as f:
-                    name = f.read().strip()
-                with open(f"/proc/{pid}/task/{t}/schedstat") as f:
-                    runtime = int(f.read().split()[0])
-            except (OSError, ValueError, IndexError):
-                continue
-            seen[(pid, int(t))] = (name, runtime)
+        for tid, s in accounting.snapshot(pid).items():
+            seen[(pid, tid)] = (s.name, s.runtime_ns)
 
 
 def _free_port() -> int:

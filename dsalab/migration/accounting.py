@@ -7,8 +7,6 @@ import dataclasses
 import os
 import re
 
-TASK_DIR = "/proc/self/task"
-
 #: source-side migration threads: their sum is the host CPU total, as the seed sums it
 SOURCE_THREADS = re.compile(r"^(live_migration|multifdsend_\d+|dsa_completion)$")
 #: destination side
@@ -28,14 +26,20 @@ class ThreadSample:
     runtime_ns: int
 
 
-def snapshot() -> dict[int, ThreadSample]:
-    """Every thread of this process now: tid -> (name, CPU runtime ns)."""
+def snapshot(pid: int | str = "self") -> dict[int, ThreadSample]:
+    """Every thread of a process (this one by default) now: tid -> (name, CPU runtime ns). Empty if the process
+    is gone."""
+    task_dir = f"/proc/{pid}/task"
     out = {}
-    for entry in os.listdir(TASK_DIR):
+    try:
+        entries = os.listdir(task_dir)
+    except OSError:
+        return out
+    for entry in entries:
         try:
-            with open(f"{TASK_DIR}/{entry}/comm") as f:
+            with open(f"{task_dir}/{entry}/comm") as f:
                 name = f.read().strip()
-            with open(f"{TASK_DIR}/{entry}/schedstat") as f:
+            with open(f"{task_dir}/{entry}/schedstat") as f:
                 runtime = int(f.read().split()[0])
         except (OSError, ValueError, IndexError):
             continue  # the thread ended between listdir and open
