@@ -460,9 +460,16 @@ def offload_create(devices: list[object], **cfg: float | int) -> object:
     return out[0]
 
 
+def offload_close(o: object, timeout_s: float) -> bool:
+    """Stop the offload layer taking requests; calls in flight finish on the CPU. Waits up to ``timeout_s``
+    seconds for them to return; True when none is left inside."""
+    return int(lib.dsl_offload_close(o, int(max(0.0, timeout_s) * 1e9))) == Status.OK
+
+
 def offload_destroy(o: object) -> None:
-    """Destroy the offload layer (stops its dsa_completion thread)."""
-    lib.dsl_offload_destroy(o)
+    """Destroy the offload layer (stops its dsa_completion thread); raises DeviceTimeout, freeing nothing, if a
+    call is still inside after 30 s."""
+    check(lib.dsl_offload_destroy(o), "dsl_offload_destroy (a call is still in flight)")
 
 
 def offload_zero_pages(o: object, view: np.ndarray, page_size: int, hint: int) -> np.ndarray:

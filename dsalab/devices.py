@@ -97,9 +97,16 @@ def parse_emu_spec(spec: str) -> dict[str, Any]:
     return out
 
 
+_users_lock = threading.Lock()
+
+
 @dataclasses.dataclass(eq=False)
 class Device:
-    """An open DSA device (emulated or a hardware work queue). Close it when done (or use ``with``)."""
+    """An open DSA device (emulated or a hardware work queue). Close it when done (or use ``with``).
+
+    While an open :class:`dsalab.offload.Offloader` uses the device, :meth:`close` is refused with
+    :class:`~dsalab.errors.InvalidArgument` (the Offloader's native layer holds the device): close the Offloader
+    first."""
 
     spec: str
     backend: str  #: "dsa-emulated" or "dsa-hardware"
@@ -107,6 +114,18 @@ class Device:
     settings: dict[str, Any]
     _handle: Any = dataclasses.field(repr=False)
     _keep: list = dataclasses.field(default_factory=list, repr=False)
+    _users: int = dataclasses.field(default=0, repr=False)  #: open Offloaders using it (under _users_lock)
+
+    def _acquire(self) -> None:
+        """Count one more user (an Offloader); refused on a closed device."""
+        with _users_lock:
+            self._check_open()
+            self._users += 1
+
+    def _release(self) -> None:
+        """Count one user fewer."""
+        with _users_lock:
+            self._users = max(0, self._users - 1)
 
     def info(self) -> dict[str, Any]:
         """Queue mode and size, max batch size, submission path, counters (submitted, refused, executed,
@@ -131,10 +150,17 @@ class Device:
             raise InvalidArgument(f"device {self.name} ({self.spec}) is closed")
 
     def close(self) -> None:
-        """Close the device: engine threads stop, the queue's file is closed (idempotent)."""
-        if self._handle is not None:
-            _binding.device_close(self._handle)
-            self._handle = None
+        """Close the device: engine threads stop, the queue's file is closed (idempotent). Refused with
+        InvalidArgument while an open Offloader uses the device."""
+        with _users_lock:
+            if self._users:
+                raise InvalidArgument(
+                    f"device {self.name} ({self.spec}) is in use by {self._users} open Offloader(s); "
+                    "close them first (allowed: closing a device no open Offloader uses)"
+                )
+            handle, self._handle = self._handle, None
+        if handle is not None:
+            _binding.device_close(handle)
             if self.backend == "dsa-emulated" and self.name.startswith("emu"):
                 _release_id(int(self.name[3:]))
         for obj in self._keep:

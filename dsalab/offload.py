@@ -9,13 +9,22 @@ Requests are split into batches of ``batch_size`` descriptors, sent round-robin 
 bounded number of times when a queue is full, and finished on the CPU for whatever a device did not do (page
 faults, full queues, a device that went away, a timeout). Results are always complete and equal to the CPU
 kernels'; ``stats()`` says who did what. The waiting calls release the GIL; no per-page work runs in Python.
+
+Life cycle: :meth:`Offloader.close` may race calls in other threads. It refuses new calls, makes the calls in
+flight finish on the CPU at once (their results are complete; ``stats()`` counts those pages under "closed"),
+waits for them (at most :data:`CLOSE_TIMEOUT_S`), and only then frees the native layer. A call that starts after
+``close()`` began raises :class:`~dsalab.errors.InvalidArgument` ("closed"), also from a Future queued before
+close. A :class:`~dsalab.devices.Device` refuses ``close()`` while an open Offloader uses it.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import math
 import numbers
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,11 +34,20 @@ from dsalab import _binding
 from dsalab.buffers import BufferLike, page_view
 from dsalab.config import PAGE_SIZE
 from dsalab.devices import Device, open_device
-from dsalab.errors import InvalidArgument, InvalidType
+from dsalab.errors import DeviceGone, DeviceTimeout, InvalidArgument, InvalidType
 
 COMPLETIONS = tuple(_binding.COMPLETION_MODES)
 #: CPU fallback reasons, as ``stats()["pages_cpu_by_reason"]`` names them
-REASONS = ("fraction", "page_fault", "queue_full", "device_gone", "timeout", "error")
+REASONS = ("fraction", "page_fault", "queue_full", "device_gone", "timeout", "error", "closed")
+#: allowed ``timeout_ms``, ms (1 us to 1 hour)
+TIMEOUT_MS_RANGE = (0.001, 3_600_000.0)
+#: largest ``spin_us``, us: a waiter spins at most this long before it naps (and never past a deadline)
+MAX_SPIN_US = 1000.0
+#: largest ``workers``
+MAX_WORKERS = 256
+#: how long :meth:`Offloader.close` waits for the calls in flight to return, s
+CLOSE_TIMEOUT_S = 30.0
+_worker = threading.local()  # .offload is set in the threads behind futures
 
 Callback = Callable[[Any], None]
 
@@ -53,7 +71,10 @@ class Offloader:
     cpu_fraction : fraction of each request checked on the CPU while the device works (as Intel DTO splits)
     timeout_ms : a batch not complete by then is done on the CPU, ms
     spin_us : how long a waiter spins before it naps, us
-    workers : threads behind :meth:`submit_zero_check` and :meth:`compare` futures
+    workers : threads behind :meth:`submit_zero_check` and :meth:`compare` futures, 1 to 256
+
+    Bad values raise :class:`~dsalab.errors.InvalidArgument` naming the value and the allowed range:
+    ``timeout_ms`` 0.001 to 3,600,000 ms, ``spin_us`` 0 to 1000 us (finite numbers only).
     """
 
     def __init__(
@@ -72,28 +93,40 @@ class Offloader:
         _check("batch_size", batch_size, _is_int(batch_size) and 1 <= batch_size <= 4096, "an int from 1 to 4096")
         _check("max_retries", max_retries, _is_int(max_retries) and 0 <= max_retries <= 1_000_000, "an int >= 0")
         _check("cpu_fraction", cpu_fraction, _is_num(cpu_fraction) and 0 <= cpu_fraction <= 1, "0.0 to 1.0")
-        _check("timeout_ms", timeout_ms, _is_num(timeout_ms) and timeout_ms > 0, "a number of ms > 0")
-        _check("spin_us", spin_us, _is_num(spin_us) and spin_us >= 0, "a number of us >= 0")
-        _check("workers", workers, _is_int(workers) and workers >= 1, "an int >= 1")
+        lo, hi = TIMEOUT_MS_RANGE
+        _check("timeout_ms", timeout_ms, _is_num(timeout_ms) and lo <= timeout_ms <= hi, f"{lo:g} to {hi:,.0f} ms")
+        _check("spin_us", spin_us, _is_num(spin_us) and 0 <= spin_us <= MAX_SPIN_US, f"0 to {MAX_SPIN_US:g} us")
+        _check("workers", workers, _is_int(workers) and 1 <= workers <= MAX_WORKERS, f"an int from 1 to {MAX_WORKERS}")
+        self._handle: Any = None
+        self._cond = threading.Condition()  # _closing, _calls, _handle
+        self._close_lock = threading.Lock()  # one close() at a time
+        self._closing, self._calls = False, 0
         self.devices, self._owned = self._open(devices)
         self.batch_size, self.completion = batch_size, completion
         self.cpu_fraction, self.max_retries = float(cpu_fraction), max_retries
-        self._lock = threading.Lock()
+        acquired: list[Device] = []
         try:
+            for d in self.devices:  # a device in use refuses close() until this Offloader is closed
+                d._acquire()
+                acquired.append(d)
             self._handle = _binding.offload_create(
                 [d._handle for d in self.devices],
                 batch_size=batch_size,
                 completion=_binding.COMPLETION_MODES[completion],
                 max_retries=max_retries,
                 cpu_fraction=float(cpu_fraction),
-                timeout_ns=int(timeout_ms * 1e6),
+                timeout_ns=max(1, int(timeout_ms * 1e6)),
                 spin_ns=int(spin_us * 1e3),
             )
         except BaseException:
+            for d in acquired:
+                d._release()
             for d in self._owned:
                 d.close()
             raise
-        self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="dsalab_offload")
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            workers, thread_name_prefix="dsalab_offload", initializer=_mark_worker
+        )
 
     @staticmethod
     def _open(devices: Any) -> tuple[list[Device], list[Device]]:
@@ -127,15 +160,47 @@ class Offloader:
     # ------------------------------------------------------------ synchronous calls
 
     def _live(self) -> Any:
-        if self._handle is None:
-            raise InvalidArgument("this Offloader is closed")
+        if self._handle is None or self._closing:
+            raise InvalidArgument("this Offloader is closed; allowed: calls before close()")
         return self._handle
+
+    @contextlib.contextmanager
+    def _call(self) -> Any:
+        """One call in flight: refused once close() began; close() waits for it before freeing the native layer."""
+        with self._cond:
+            handle = self._live()
+            self._calls += 1
+        try:
+            yield handle
+        except DeviceGone:
+            if self._closing:  # close() began between the check above and the native call
+                raise InvalidArgument(
+                    "this Offloader was closed as the call started; allowed: calls before close()"
+                ) from None
+            raise
+        finally:
+            with self._cond:
+                self._calls -= 1
+                self._cond.notify_all()
+
+    def _device(self, device: object) -> int:
+        ok = _is_int(device) and -1 <= device < len(self.devices)
+        _check("device", device, ok, f"-1 (round-robin) or a device index from 0 to {len(self.devices) - 1}")
+        return int(device)  # type: ignore[call-overload]
+
+    def _zero(self, view: np.ndarray, ps: int, device: int) -> np.ndarray:
+        with self._call() as handle:
+            return _binding.offload_zero_pages(handle, view, ps, device)
+
+    def _compare(self, va: np.ndarray, vb: np.ndarray, ps: int, device: int) -> np.ndarray:
+        with self._call() as handle:
+            return _binding.offload_compare_pages(handle, va, vb, ps, device)
 
     def find_zero_pages(self, buf: BufferLike, page_size: int = PAGE_SIZE, *, device: int = -1) -> np.ndarray:
         """Which pages of ``buf`` are all zero (bool per page); same contract as
         :func:`dsalab.kernels.find_zero_pages`. ``device`` pins the request to one device (-1: round-robin)."""
         view, ps = page_view(buf, page_size)
-        return _binding.offload_zero_pages(self._live(), view, ps, device)
+        return self._zero(view, ps, self._device(device))
 
     def compare_pages(
         self, a: BufferLike, b: BufferLike, page_size: int = PAGE_SIZE, *, device: int = -1
@@ -145,12 +210,14 @@ class Offloader:
         vb, _ = page_view(b, ps, "b")
         if va.nbytes != vb.nbytes:
             raise InvalidArgument(f"a is {va.nbytes} bytes but b is {vb.nbytes}; they must have the same length")
-        return _binding.offload_compare_pages(self._live(), va, vb, ps, device)
+        return self._compare(va, vb, ps, self._device(device))
 
     # ------------------------------------------------------------ futures and callbacks
 
     def _future(self, fn: Callable[[], np.ndarray], callback: Callback | None) -> concurrent.futures.Future:
-        fut = self._pool.submit(fn)
+        with self._cond:  # no submission once close() began (the pool is shut down then)
+            self._live()
+            fut = self._pool.submit(fn)
         if callback is not None:
             fut.add_done_callback(lambda f: callback(f.exception() if f.exception() is not None else f.result()))
         return fut
@@ -161,8 +228,8 @@ class Offloader:
         """Start a zero check; returns a Future of the bool-per-page array. ``callback`` is called once with the
         same array (or the exception). Bad arguments raise here, not in the future."""
         view, ps = page_view(buf, page_size)
-        handle = self._live()
-        return self._future(lambda: _binding.offload_zero_pages(handle, view, ps, -1), callback)
+        self._live()
+        return self._future(lambda: self._zero(view, ps, -1), callback)
 
     def compare(
         self, a: BufferLike, b: BufferLike, page_size: int = PAGE_SIZE, callback: Callback | None = None
@@ -173,8 +240,8 @@ class Offloader:
         vb, _ = page_view(b, ps, "b")
         if va.nbytes != vb.nbytes:
             raise InvalidArgument(f"a is {va.nbytes} bytes but b is {vb.nbytes}; they must have the same length")
-        handle = self._live()
-        return self._future(lambda: _binding.offload_compare_pages(handle, va, vb, ps, -1), callback)
+        self._live()
+        return self._future(lambda: self._compare(va, vb, ps, -1), callback)
 
     # ------------------------------------------------------------ counters and life cycle
 
@@ -182,7 +249,8 @@ class Offloader:
         """Counters: pages offloaded, pages on the CPU by reason (fraction, page_fault, queue_full, device_gone,
         timeout, error), batches, descriptors, retries (full-queue refusals retried), page faults, timeouts,
         device busy time (ms), and each device's own counters."""
-        raw = _binding.offload_stats(self._live())
+        with self._call() as handle:
+            raw = _binding.offload_stats(handle)
         by_reason = {r: raw[f"pages_cpu_{r}"] for r in REASONS}
         return {
             "requests": raw["requests"],
@@ -212,13 +280,34 @@ class Offloader:
         return _binding.offload_detect_fn_address()
 
     def close(self) -> None:
-        """Wait for pending futures, free the native layer, close the devices this Offloader opened."""
-        with self._lock:
-            if self._handle is None:
-                return
-            self._pool.shutdown(wait=True)
-            _binding.offload_destroy(self._handle)
-            self._handle = None
+        """Refuse new calls, let the calls in flight finish on the CPU and wait for them (at most
+        :data:`CLOSE_TIMEOUT_S` s: then DeviceTimeout, nothing freed, close() may be called again), free the native
+        layer, close the devices this Offloader opened. Futures not started yet fail with InvalidArgument."""
+        with self._close_lock:
+            with self._cond:
+                if self._handle is None:
+                    return
+                self._closing = True
+            handle = self._handle
+            if not _binding.offload_close(handle, CLOSE_TIMEOUT_S):
+                raise DeviceTimeout(f"close(): calls still in flight after {CLOSE_TIMEOUT_S:g} s; nothing was freed")
+            deadline = time.monotonic() + CLOSE_TIMEOUT_S
+            with self._cond:
+                while self._calls:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise DeviceTimeout(
+                            f"close(): {self._calls} call(s) still in flight after {CLOSE_TIMEOUT_S:g} s; "
+                            "nothing was freed"
+                        )
+                    self._cond.wait(min(left, 0.1))
+            # futures not started yet fail at once ("closed"); a close() from a future's callback cannot wait
+            self._pool.shutdown(wait=not getattr(_worker, "offload", False))
+            _binding.offload_destroy(handle)
+            with self._cond:
+                self._handle = None
+            for d in self.devices:
+                d._release()
             for d in self._owned:
                 d.close()
 
@@ -228,10 +317,25 @@ class Offloader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __del__(self) -> None:  # a forgotten Offloader must not keep its devices in use
+        with contextlib.suppress(Exception):
+            if getattr(self, "_handle", None) is not None:
+                self.close()
+
+
+def _mark_worker() -> None:
+    _worker.offload = True
+
 
 def _is_int(v: object) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _is_num(v: object) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+    """A finite real number (not a bool, NaN or an infinity)."""
+    if not isinstance(v, numbers.Real) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except (OverflowError, ValueError, TypeError):  # e.g. a huge Fraction: not a usable number here
+        return False

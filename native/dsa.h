@@ -21,6 +21,9 @@ struct dsl_device_ops {
     /* Submit one 64-byte descriptor: DSL_OK (accepted), DSL_EQUEUE_FULL (retry), DSL_EGONE, DSL_EIO, ... */
     int (*submit)(dsl_device *dev, const struct dsa_hw_desc *desc);
     void (*close)(dsl_device *dev);
+    /* Optional (NULL: cannot): make sure the device never again touches the descriptors whose completion address
+     * lies in [lo, hi) (dequeue them, stop an engine running one). 1 done, 0 could not (keep their memory). */
+    int (*revoke)(dsl_device *dev, uintptr_t lo, uintptr_t hi);
 };
 
 struct dsl_device {

@@ -160,8 +160,8 @@ typedef struct {
     int completion;          /* DSL_COMPLETION_* */
     int max_retries;         /* retries of a full queue before the CPU takes over */
     double cpu_fraction;     /* fraction of each request done on the CPU */
-    uint64_t timeout_ns;     /* a task not complete by then is done on the CPU */
-    uint64_t spin_ns;        /* how long a waiter spins before it naps */
+    uint64_t timeout_ns;     /* a task not complete by then is done on the CPU; 1 ns to 1 hour */
+    uint64_t spin_ns;        /* how long a waiter spins before it naps (never past a deadline); at most 1 ms */
 } dsl_offload_config;
 typedef struct {
     uint64_t requests;
@@ -173,6 +173,7 @@ typedef struct {
     uint64_t pages_cpu_device_gone;
     uint64_t pages_cpu_timeout;
     uint64_t pages_cpu_error;
+    uint64_t pages_cpu_closed;      /* the offloader was closing: the CPU finished the call */
     uint64_t batches;
     uint64_t descriptors;
     uint64_t retries;               /* submissions refused by a full queue and retried */
@@ -183,7 +184,12 @@ typedef struct {
     uint64_t device_busy_ns;        /* the devices' busy time, ns */
 } dsl_offload_stats;
 int dsl_offload_create(dsl_device **devs, int ndev, const dsl_offload_config *cfg, dsl_offload **out);
-void dsl_offload_destroy(dsl_offload *o);
+/* Stop taking requests (new calls return DSL_EGONE), make the calls in flight finish on the CPU now, and wait
+ * up to timeout_ns for them to return: DSL_OK when none is left inside, DSL_ETIMEDOUT otherwise. Idempotent. */
+int dsl_offload_close(dsl_offload *o, uint64_t timeout_ns);
+/* Close (waiting up to 30 s for calls in flight), then free: DSL_OK; DSL_ETIMEDOUT frees nothing (a call is
+ * still inside; try again). */
+int dsl_offload_destroy(dsl_offload *o);
 int dsl_offload_zero_pages(dsl_offload *o, const void *buf, size_t npages, size_t page_size, uint8_t *out_zero,
                            int device_hint);
 int dsl_offload_compare_pages(dsl_offload *o, const void *a, const void *b, size_t npages, size_t page_size,

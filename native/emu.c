@@ -29,6 +29,16 @@
 #include <unistd.h>
 
 #define SLICE_NS 50000000ull /* engines re-check for shutdown at least this often */
+#define SLEEP_SLICE_NS 1000000ull /* the timing model sleeps in slices this long, checking close and revoke */
+#define REVOKE_WAIT_NS 1000000000ull /* the longest a revoke waits for an engine to let go of a descriptor */
+
+/* What one engine is working on, under the device lock: a revoke waits until no engine holds a revoked
+ * descriptor, so that after it returns the device neither reads the descriptor's buffers nor writes its records. */
+struct engine_slot {
+    uintptr_t cr;    /* completion address of the top-level descriptor being run */
+    int busy;        /* 1 from taking the descriptor off the ring until its last access to memory */
+    int revoked;     /* atomic: the submitter gave up on it; stop at the next check, write nothing more */
+};
 
 struct emu {
     struct dsl_device base; /* first: a struct emu * is a dsl_device * */
@@ -38,6 +48,8 @@ struct emu {
     pthread_mutex_t lock;
     pthread_cond_t nonempty;
     pthread_t *engines;
+    struct engine_slot *slots; /* per engine, under lock */
+    pthread_cond_t idle;       /* an engine let go of a descriptor */
     int next_engine, nengines_started;
     int stop, gone;
     uint64_t device_free_ns; /* the timing model's clock, under lock */
@@ -214,7 +226,8 @@ static uint64_t model_done(struct emu *e, uint64_t bytes)
 {
     if (e->cfg.gbps <= 0)
         return 0;
-    uint64_t now = dsl_now_ns(), busy = (uint64_t)((double)bytes / e->cfg.gbps); /* GB/s = bytes/ns */
+    double busy_d = (double)bytes / e->cfg.gbps; /* GB/s = bytes/ns */
+    uint64_t now = dsl_now_ns(), busy = busy_d < 1e15 ? (uint64_t)busy_d : 1000000000000000ull; /* <= 11.6 days */
     pthread_mutex_lock(&e->lock);
     uint64_t start = e->device_free_ns > now ? e->device_free_ns : now;
     e->device_free_ns = start + busy;
@@ -223,22 +236,36 @@ static uint64_t model_done(struct emu *e, uint64_t bytes)
     return start + busy + (uint64_t)(e->cfg.latency_us * 1000.0);
 }
 
-static void sleep_until(uint64_t t_ns)
+/* Whether the engine must drop what it is running: the device is closing, or the submitter revoked it. */
+static int abandoned(struct emu *e, struct engine_slot *slot)
 {
-    if (!t_ns)
-        return;
-    struct timespec ts = {(time_t)(t_ns / 1000000000ull), (long)(t_ns % 1000000000ull)};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    return __atomic_load_n(&e->stop, __ATOMIC_ACQUIRE) || __atomic_load_n(&slot->revoked, __ATOMIC_ACQUIRE);
+}
+
+/* Sleep until the modelled completion time t_ns, in slices, so that close and revoke wake the engine within
+ * SLEEP_SLICE_NS. Returns 0 if woken that way (the descriptor is dropped), 1 at t_ns. */
+static int sleep_until(struct emu *e, struct engine_slot *slot, uint64_t t_ns)
+{
+    for (;;) {
+        if (abandoned(e, slot))
+            return 0;
+        uint64_t now = dsl_now_ns();
+        if (!t_ns || now >= t_ns)
+            return 1;
+        uint64_t until = t_ns - now > SLEEP_SLICE_NS ? now + SLEEP_SLICE_NS : t_ns;
+        struct timespec ts = {(time_t)(until / 1000000000ull), (long)(until % 1000000000ull)};
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL); /* EINTR: looked at again above */
     }
 }
 
-static void run_descriptor(struct emu *e, const struct dsa_hw_desc *d, uint64_t *rng)
+static void run_descriptor(struct emu *e, struct engine_slot *slot, const struct dsa_hw_desc *d, uint64_t *rng)
 {
     struct dsa_completion_record *cr = (struct dsa_completion_record *)(uintptr_t)d->completion_addr;
     if (d->opcode != DSA_OPCODE_BATCH) {
         struct dsa_completion_record tmp;
         uint8_t st = execute(e, d, &tmp, rng);
-        sleep_until(model_done(e, d->xfer_size));
+        if (!sleep_until(e, slot, model_done(e, d->xfer_size)))
+            return; /* closed or revoked: no record */
         __atomic_add_fetch(&e->executed, 1, __ATOMIC_RELAXED);
         if (cr && (d->flags & IDXD_OP_FLAG_RCR)) {
             cr->result = tmp.result;
@@ -269,6 +296,8 @@ static void run_descriptor(struct emu *e, const struct dsa_hw_desc *d, uint64_t 
             bytes += list[i].opcode == DSA_OPCODE_BATCH ? 0 : list[i].xfer_size;
         uint64_t t_done = 0;
         for (uint32_t base = 0; base < count; base += CHUNK) {
+            if (abandoned(e, slot))
+                return; /* closed or revoked: nothing more is read or written */
             uint32_t m = count - base < CHUNK ? count - base : CHUNK;
             for (uint32_t i = 0; i < m; i++) {
                 const struct dsa_hw_desc *s = &list[base + i];
@@ -276,8 +305,8 @@ static void run_descriptor(struct emu *e, const struct dsa_hw_desc *d, uint64_t 
             }
             if (base == 0)
                 t_done = model_done(e, bytes);
-            if (base + m >= count)
-                sleep_until(t_done);
+            if (base + m >= count && !sleep_until(e, slot, t_done))
+                return;
             for (uint32_t i = 0; i < m; i++) {
                 const struct dsa_hw_desc *s = &list[base + i];
                 struct dsa_completion_record *scr = (struct dsa_completion_record *)(uintptr_t)s->completion_addr;
@@ -331,10 +360,18 @@ static void *engine_main(void *arg)
         e->head = (e->head + 1) % e->base.wq_size;
         e->count--;
         int gone = e->gone;
+        struct engine_slot *slot = &e->slots[idx];
+        slot->cr = (uintptr_t)d.completion_addr;
+        slot->busy = !gone;
+        __atomic_store_n(&slot->revoked, 0, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&e->lock);
         if (gone)
             continue; /* a vanished device completes nothing */
-        run_descriptor(e, &d, &rng);
+        run_descriptor(e, slot, &d, &rng);
+        pthread_mutex_lock(&e->lock);
+        slot->busy = 0;
+        pthread_cond_broadcast(&e->idle);
+        pthread_mutex_unlock(&e->lock);
     }
     return NULL;
 }
@@ -374,6 +411,44 @@ static int emu_submit(dsl_device *dev, const struct dsa_hw_desc *desc)
     return rc;
 }
 
+/* Revoke the descriptors whose completion address lies in [lo, hi): those still queued are removed, an engine
+ * running one drops it at its next check (its sleep is sliced), and this returns once no engine holds one, so
+ * the device will not read their buffers or write their records again. Returns 1 when that holds, 0 if an engine
+ * did not let go within REVOKE_WAIT_NS (the caller must then keep the memory). */
+static int emu_revoke(dsl_device *dev, uintptr_t lo, uintptr_t hi)
+{
+    struct emu *e = (struct emu *)dev;
+    pthread_mutex_lock(&e->lock);
+    int kept = 0, size = e->base.wq_size;
+    for (int i = 0; i < e->count; i++) { /* compact the ring, in order, without the revoked descriptors */
+        struct dsa_hw_desc *d = &e->ring[(e->head + i) % size];
+        uintptr_t cr = (uintptr_t)d->completion_addr;
+        if (cr >= lo && cr < hi)
+            continue;
+        if (kept != i)
+            e->ring[(e->head + kept) % size] = *d;
+        kept++;
+    }
+    e->count = kept;
+    uint64_t until = dsl_now_ns() + REVOKE_WAIT_NS;
+    int ok = 1;
+    for (int k = 0; k < e->cfg.engines && ok; k++) {
+        struct engine_slot *slot = &e->slots[k];
+        while (slot->busy && slot->cr >= lo && slot->cr < hi) {
+            __atomic_store_n(&slot->revoked, 1, __ATOMIC_RELEASE);
+            if (dsl_now_ns() >= until) {
+                ok = 0;
+                break;
+            }
+            struct timespec ts;
+            dsl_deadline_in(&ts, 2 * SLEEP_SLICE_NS);
+            pthread_cond_timedwait(&e->idle, &e->lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    return ok;
+}
+
 static void emu_close(dsl_device *dev)
 {
     struct emu *e = (struct emu *)dev;
@@ -388,20 +463,24 @@ static void emu_close(dsl_device *dev)
         if (e->engines[i])
             pthread_join(e->engines[i], NULL);
     pthread_cond_destroy(&e->nonempty);
+    pthread_cond_destroy(&e->idle);
     pthread_mutex_destroy(&e->lock);
     free(e->engines);
+    free(e->slots);
     free(e->ring);
     free(e);
 }
 
-static const struct dsl_device_ops emu_ops = {emu_submit, emu_close};
+static const struct dsl_device_ops emu_ops = {emu_submit, emu_close, emu_revoke};
 
 int dsl_emu_open(const dsl_emu_config *cfg, dsl_device **out)
 {
     *out = NULL;
-    if (cfg->engines < 1 || cfg->engines > 64 || cfg->wq_size < 1 || cfg->wq_size > 4096 || cfg->gbps < 0 ||
-        cfg->latency_us < 0 || cfg->fault_rate < 0 || cfg->fault_rate > 1 || cfg->queue_full_rate < 0 ||
-        cfg->queue_full_rate > 1 || cfg->max_batch < 2 || cfg->max_batch > 4096)
+    /* doubles compared so that NaN fails every check */
+    if (cfg->engines < 1 || cfg->engines > 64 || cfg->wq_size < 1 || cfg->wq_size > 4096 ||
+        !(cfg->gbps >= 0 && cfg->gbps <= 1e6) || !(cfg->latency_us >= 0 && cfg->latency_us <= 1e9) ||
+        !(cfg->fault_rate >= 0 && cfg->fault_rate <= 1) || !(cfg->queue_full_rate >= 0 && cfg->queue_full_rate <= 1) ||
+        cfg->max_batch < 2 || cfg->max_batch > 4096)
         return DSL_EINVAL;
     struct emu *e = calloc(1, sizeof *e);
     if (!e)
@@ -419,11 +498,14 @@ int dsl_emu_open(const dsl_emu_config *cfg, dsl_device **out)
     e->serve_fd = -1;
     e->ring = aligned_alloc(64, (size_t)cfg->wq_size * sizeof(struct dsa_hw_desc));
     e->engines = calloc((size_t)cfg->engines, sizeof(pthread_t));
+    e->slots = calloc((size_t)cfg->engines, sizeof *e->slots);
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->nonempty, NULL);
-    if (!e->ring || !e->engines) {
+    pthread_cond_init(&e->idle, NULL);
+    if (!e->ring || !e->engines || !e->slots) {
         free(e->ring);
         free(e->engines);
+        free(e->slots);
         free(e);
         return DSL_ENOMEM;
     }

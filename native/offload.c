@@ -9,7 +9,12 @@
  *   records (POLL), or with UMONITOR/UMWAIT (UMWAIT, where the CPU has WAITPKG); every wait ends at a deadline,
  *   and a task that did not complete by then is done on the CPU (its memory is kept until the offloader is
  *   destroyed, since the device may still write to it);
- * - a page fault (partial completion) leaves only the rest of that page to the CPU.
+ * - a page fault (partial completion) leaves only the rest of that page to the CPU;
+ * - a task given up (timeout, close) is revoked where the device can (the emulated device dequeues it and lets go
+ *   of it, so its queue credits come back and the caller's buffer is never read after the call returns); where it
+ *   cannot, its memory goes to the graveyard, and its credits come back when the device completes it;
+ * - dsl_offload_close stops new requests, makes the calls in flight finish on the CPU at once, and waits (bounded)
+ *   until none is left inside; dsl_offload_destroy frees nothing while a call is still inside.
  * Every outcome is counted in dsl_offload_stats. */
 #include "dsa.h"
 
@@ -23,8 +28,11 @@
 #include <time.h>
 
 #define MAX_NAP_NS 200000ull /* a waiter never sleeps longer than this before looking again */
+#define MAX_SPIN_NS 1000000ull /* spin_ns above this is refused */
+#define MAX_TIMEOUT_NS 3600000000000ull /* timeout_ns above this (one hour) is refused */
+#define DESTROY_WAIT_NS 30000000000ull /* dsl_offload_destroy waits this long for calls in flight */
 
-enum reason { R_OK, R_FRACTION, R_PAGE_FAULT, R_QUEUE_FULL, R_GONE, R_TIMEOUT, R_ERROR };
+enum reason { R_OK, R_FRACTION, R_PAGE_FAULT, R_QUEUE_FULL, R_GONE, R_TIMEOUT, R_ERROR, R_CLOSED };
 enum op { OP_ZERO, OP_COMPARE };
 
 struct call;
@@ -38,6 +46,7 @@ struct task {
     size_t first; /* index of the task's first page in the request */
     uint64_t submit_ns, expect_ns, deadline_ns; /* when it went out, when it should be done, when we give up */
     int done, timed_out; /* set by whoever observed completion (under o->lock in THREAD mode) */
+    int closed;          /* given up because the offloader is closing (with timed_out) */
     struct call *call;
     struct task *next; /* the completion thread's list; the free list; the graveyard */
 };
@@ -64,6 +73,10 @@ struct dsl_offload {
     int cthread_started, stop;
     pthread_cond_t cwork;
     struct task *outstanding;
+    /* the calls inside (under lock): close waits for active to reach 0 */
+    int closing; /* atomic reads outside the lock */
+    int active;
+    pthread_cond_t idle;
     /* stats (atomic) */
     dsl_offload_stats st;
 };
@@ -72,9 +85,40 @@ struct dsl_offload {
 
 /* ---------------------------------------------------------------- tasks */
 
+static int closing(dsl_offload *o) { return __atomic_load_n(&o->closing, __ATOMIC_ACQUIRE); }
+
+/* The dedicated-queue credits a task holds: one per accepted single descriptor, one for an accepted batch. */
+static void give_back_credits(dsl_offload *o, struct task *t)
+{
+    uint64_t n = (uint64_t)(t->mode_batch ? (t->accepted ? 1 : 0) : t->accepted);
+    if (n)
+        __atomic_sub_fetch(&o->devs[t->dev]->inflight, n, __ATOMIC_RELEASE);
+}
+
+static int task_complete(struct task *t);
+
+/* Graveyard tasks the device has since completed hold no descriptor in its queue: credits back, memory reused.
+ * Called with o->lock held. */
+static void reap_graveyard(dsl_offload *o)
+{
+    for (struct task **pp = &o->graveyard; *pp;) {
+        struct task *t = *pp;
+        if (task_complete(t)) {
+            *pp = t->next;
+            give_back_credits(o, t);
+            t->next = o->free_list;
+            o->free_list = t;
+        } else {
+            pp = &t->next;
+        }
+    }
+}
+
 static struct task *task_get(dsl_offload *o)
 {
     pthread_mutex_lock(&o->lock);
+    if (o->graveyard)
+        reap_graveyard(o);
     struct task *t = o->free_list;
     if (t)
         o->free_list = t->next;
@@ -132,8 +176,9 @@ static void backoff(int attempt)
         _mm_pause();
 }
 
-/* Submit one descriptor with bounded retry: DSL_OK, DSL_EQUEUE_FULL (gave up), DSL_EGONE, or an error. */
-static int submit_one(dsl_offload *o, dsl_device *d, const struct dsa_hw_desc *desc)
+/* Submit one descriptor with bounded retry: DSL_OK, DSL_EQUEUE_FULL (gave up: retries spent, the task's deadline
+ * passed or the offloader is closing), DSL_EGONE, or an error. */
+static int submit_one(dsl_offload *o, dsl_device *d, const struct dsa_hw_desc *desc, uint64_t deadline_ns)
 {
     for (int attempt = 0;; attempt++) {
         int rc;
@@ -147,7 +192,7 @@ static int submit_one(dsl_offload *o, dsl_device *d, const struct dsa_hw_desc *d
         }
         if (rc != DSL_EQUEUE_FULL)
             return rc;
-        if (attempt >= o->cfg.max_retries)
+        if (attempt >= o->cfg.max_retries || closing(o) || dsl_now_ns() >= deadline_ns)
             return DSL_EQUEUE_FULL;
         ADD(retries, 1);
         backoff(attempt);
@@ -185,7 +230,7 @@ static void task_submit(dsl_offload *o, struct task *t, int op, const uint8_t *a
     if (t->mode_batch) {
         memset(&t->bcr, 0, sizeof t->bcr);
         dsl_desc_batch(&t->batch, t->descs, (uint32_t)n, &t->bcr);
-        int rc = submit_one(o, d, &t->batch);
+        int rc = submit_one(o, d, &t->batch, t->deadline_ns);
         if (rc == DSL_OK) {
             t->accepted = n;
             ADD(batches, 1);
@@ -196,7 +241,7 @@ static void task_submit(dsl_offload *o, struct task *t, int op, const uint8_t *a
         return;
     }
     for (int i = 0; i < n; i++) { /* single descriptors: a batch of one, or no batches on this path */
-        int rc = submit_one(o, d, &t->descs[i]);
+        int rc = submit_one(o, d, &t->descs[i], t->deadline_ns);
         if (rc != DSL_OK) {
             t->submit_reason = reason_of(rc);
             break;
@@ -267,6 +312,8 @@ static void wait_task(dsl_offload *o, struct task *t, size_t ps)
     uint64_t step = 2000;
     for (;;) {
         uint64_t spin_until = dsl_now_ns() + o->cfg.spin_ns;
+        if (spin_until > t->deadline_ns)
+            spin_until = t->deadline_ns; /* the spin ends at the deadline too */
         do {
             if (task_complete(t))
                 goto done;
@@ -280,14 +327,16 @@ static void wait_task(dsl_offload *o, struct task *t, size_t ps)
             }
         } while (dsl_now_ns() < spin_until);
         now = dsl_now_ns();
-        if (now >= t->deadline_ns || device_gone(d)) {
+        if (now >= t->deadline_ns || device_gone(d) || closing(o)) {
             if (!task_complete(t)) {
                 t->timed_out = 1;
+                t->closed = now < t->deadline_ns && !device_gone(d);
                 return;
             }
             goto done;
         }
-        nap(step);
+        uint64_t left = t->deadline_ns - now;
+        nap(step < left ? step : left);
         step = step < 200000 ? step * 2 : step;
     }
 done:
@@ -325,16 +374,20 @@ static void *completion_main(void *arg)
             step = 1000;
             continue;
         }
-        int progressed = 0;
-        uint64_t now = dsl_now_ns(), earliest = UINT64_MAX, need = UINT64_MAX;
+        int progressed = 0, stopping = closing(o);
+        uint64_t now = dsl_now_ns(), earliest = UINT64_MAX, need = UINT64_MAX, soonest_deadline = UINT64_MAX;
         uint64_t expects[64];
         int nexp = 0;
         struct task **pp = &o->outstanding;
         while (*pp) {
             struct task *t = *pp;
             int complete = task_complete(t);
-            if (!complete && (now >= t->deadline_ns || device_gone(o->devs[t->dev])))
+            if (!complete && (now >= t->deadline_ns || device_gone(o->devs[t->dev]))) {
                 t->timed_out = 1;
+            } else if (!complete && stopping) { /* closing: hand it back now, the CPU finishes it */
+                t->timed_out = 1;
+                t->closed = 1;
+            }
             if (complete || t->timed_out) {
                 *pp = t->next;
                 if (complete)
@@ -350,6 +403,8 @@ static void *completion_main(void *arg)
             } else {
                 if (t->expect_ns < earliest)
                     earliest = t->expect_ns;
+                if (t->deadline_ns < soonest_deadline)
+                    soonest_deadline = t->deadline_ns;
                 if (nexp < 64)
                     expects[nexp++] = t->expect_ns;
                 uint64_t n = t->call->wake_at > t->call->done ? t->call->wake_at - t->call->done : 1;
@@ -370,9 +425,12 @@ static void *completion_main(void *arg)
                 /* nothing is due yet: sleep until the earliest expected completion, no spinning */
                 uint64_t wait = earliest - now;
                 nap(wait < MAX_NAP_NS ? wait : MAX_NAP_NS);
-            } else { /* something is due (or late): spin briefly, then nap in growing steps */
+            } else { /* something is due (or late): spin briefly (never past a deadline, nor once closing), then
+                      * nap in growing steps */
                 uint64_t until = now + o->cfg.spin_ns;
-                while (dsl_now_ns() < until)
+                if (until > soonest_deadline)
+                    until = soonest_deadline;
+                while (dsl_now_ns() < until && !closing(o))
                     for (int i = 0; i < 32; i++)
                         _mm_pause();
                 nap(step);
@@ -427,15 +485,33 @@ static void count_cpu(dsl_offload *o, int reason, uint64_t pages)
     case R_QUEUE_FULL: ADD(pages_cpu_queue_full, pages); break;
     case R_GONE: ADD(pages_cpu_device_gone, pages); break;
     case R_TIMEOUT: ADD(pages_cpu_timeout, pages); break;
+    case R_CLOSED: ADD(pages_cpu_closed, pages); break;
     default: ADD(pages_cpu_error, pages); break;
     }
 }
 
-/* Turn a finished (or timed-out) task into answers; the CPU does whatever the device did not. */
-static void task_results(dsl_offload *o, struct task *t, int op, const uint8_t *a, const uint8_t *b, size_t ps,
-                         uint8_t *out)
+/* A task given up on: ask the device to let go of it. 1 if it did (the device will never again read the
+ * caller's buffer or write the task's records, and its queue no longer holds the task's descriptors). */
+static int task_revoke(dsl_offload *o, struct task *t)
 {
     dsl_device *d = o->devs[t->dev];
+    if (!t->accepted)
+        return 1;
+    if (!d->ops->revoke)
+        return 0;
+    if (t->mode_batch)
+        return d->ops->revoke(d, (uintptr_t)&t->bcr, (uintptr_t)(&t->bcr + 1));
+    return d->ops->revoke(d, (uintptr_t)t->crs, (uintptr_t)(t->crs + t->accepted));
+}
+
+/* Turn a finished (or timed-out) task into answers; the CPU does whatever the device did not. Returns 1 if the
+ * task's memory may be reused, 0 if the device may still write to it (the graveyard keeps it). */
+static int task_results(dsl_offload *o, struct task *t, int op, const uint8_t *a, const uint8_t *b, size_t ps,
+                        uint8_t *out)
+{
+    dsl_device *d = o->devs[t->dev];
+    /* a task given up on is revoked before its records are read: what the device wrote until then counts */
+    int released = !t->timed_out || task_revoke(o, t);
     int gone = t->timed_out && device_gone(d);
     uint8_t bst = t->mode_batch ? (uint8_t)(t->bcr.status & DSA_COMP_STATUS_MASK) : DSA_COMP_SUCCESS;
     for (int i = 0; i < t->n; i++) {
@@ -458,7 +534,7 @@ static void task_results(dsl_offload *o, struct task *t, int op, const uint8_t *
         } else if (st == DSA_COMP_NONE && bst == DSA_COMP_BATCH_PAGE_FAULT) {
             reason = R_PAGE_FAULT;
         } else if (st == DSA_COMP_NONE && t->timed_out) {
-            reason = gone ? R_GONE : R_TIMEOUT;
+            reason = gone ? R_GONE : t->closed ? R_CLOSED : R_TIMEOUT;
         } else {
             reason = R_ERROR;
         }
@@ -467,12 +543,13 @@ static void task_results(dsl_offload *o, struct task *t, int op, const uint8_t *
     }
     if (t->mode_batch && bst == DSA_COMP_BATCH_PAGE_FAULT)
         ADD(page_faults, 1);
-    if (t->timed_out)
+    if (t->timed_out && !t->closed)
         ADD(timeouts, 1);
-    /* the descriptors are no longer in the queue: give back the dedicated-queue credits */
-    if (!t->timed_out)
-        __atomic_sub_fetch(&d->inflight, (uint64_t)(t->mode_batch ? (t->accepted ? 1 : 0) : t->accepted),
-                           __ATOMIC_RELEASE);
+    /* the descriptors are no longer in the queue (complete, or revoked): give back the dedicated-queue credits;
+     * an unrevoked task gives them back when the graveyard sees it complete */
+    if (released)
+        give_back_credits(o, t);
+    return released;
 }
 
 /* ---------------------------------------------------------------- the request */
@@ -480,11 +557,49 @@ static void task_results(dsl_offload *o, struct task *t, int op, const uint8_t *
 #define WINDOW 32 /* tasks in flight per request */
 
 static int run_request(dsl_offload *o, int op, const void *av, const void *bv, size_t npages, size_t ps, uint8_t *out,
+                       int hint);
+
+/* A call enters the offloader (refused once it is closing) and leaves it; close waits for active == 0. */
+static int call_enter(dsl_offload *o)
+{
+    pthread_mutex_lock(&o->lock);
+    int ok = !o->closing;
+    if (ok)
+        o->active++;
+    pthread_mutex_unlock(&o->lock);
+    return ok;
+}
+
+static void call_leave(dsl_offload *o)
+{
+    pthread_mutex_lock(&o->lock);
+    if (--o->active == 0)
+        pthread_cond_broadcast(&o->idle);
+    pthread_mutex_unlock(&o->lock);
+}
+
+static int request(dsl_offload *o, int op, const void *av, const void *bv, size_t npages, size_t ps, uint8_t *out,
+                   int hint)
+{
+    if (!o || (!av && npages) || (!out && npages) || ps < 64 || (ps & (ps - 1)) || ps > UINT32_MAX ||
+        (op == OP_COMPARE && !bv && npages) || npages > SIZE_MAX / ps)
+        return DSL_EINVAL;
+    if (!call_enter(o))
+        return DSL_EGONE; /* closed: no call may start */
+    int rc = run_request(o, op, av, bv, npages, ps, out, hint);
+    call_leave(o);
+    return rc;
+}
+
+static void cpu_pages(int op, const uint8_t *a, const uint8_t *b, size_t from, size_t to, size_t ps, uint8_t *out)
+{
+    for (size_t p = from; p < to; p++)
+        out[p] = (uint8_t)page_on_cpu(op, a + p * ps, b ? b + p * ps : NULL, 0, ps);
+}
+
+static int run_request(dsl_offload *o, int op, const void *av, const void *bv, size_t npages, size_t ps, uint8_t *out,
                        int hint)
 {
-    if (!o || (!av && npages) || !out || ps < 64 || (ps & (ps - 1)) || ps > UINT32_MAX ||
-        (op == OP_COMPARE && !bv && npages))
-        return DSL_EINVAL;
     const uint8_t *a = av, *b = bv;
     ADD(requests, 1);
     ADD(pages, npages);
@@ -502,10 +617,15 @@ static int run_request(dsl_offload *o, int op, const void *av, const void *bv, s
     while (next < ndev || inflight || !cpu_done) {
         /* keep the window full: submit until WINDOW tasks are out */
         while (next < ndev && inflight < WINDOW) {
+            if (closing(o)) { /* closing: nothing more goes to a device, the CPU does the rest now */
+                cpu_pages(op, a, b, next, ndev, ps, out);
+                count_cpu(o, R_CLOSED, ndev - next);
+                next = ndev;
+                break;
+            }
             struct task *t = task_get(o);
             if (!t) { /* out of memory for tasks: the CPU does the rest */
-                for (size_t p = next; p < ndev; p++)
-                    out[p] = (uint8_t)page_on_cpu(op, a + p * ps, b ? b + p * ps : NULL, 0, ps);
+                cpu_pages(op, a, b, next, ndev, ps, out);
                 count_cpu(o, R_ERROR, ndev - next);
                 next = ndev;
                 break;
@@ -541,8 +661,7 @@ static int run_request(dsl_offload *o, int op, const void *av, const void *bv, s
         wait_one(o, t, &c, ps, consumed + (k ? k : 1));
         if (o->cfg.completion == DSL_COMPLETION_THREAD && t->accepted)
             consumed++;
-        task_results(o, t, op, a, b, ps, out);
-        task_put(o, t, t->timed_out);
+        task_put(o, t, !task_results(o, t, op, a, b, ps, out));
         head = (head + 1) % WINDOW;
         inflight--;
     }
@@ -554,13 +673,13 @@ static int run_request(dsl_offload *o, int op, const void *av, const void *bv, s
 int dsl_offload_zero_pages(dsl_offload *o, const void *buf, size_t npages, size_t page_size, uint8_t *out_zero,
                            int device_hint)
 {
-    return run_request(o, OP_ZERO, buf, NULL, npages, page_size, out_zero, device_hint);
+    return request(o, OP_ZERO, buf, NULL, npages, page_size, out_zero, device_hint);
 }
 
 int dsl_offload_compare_pages(dsl_offload *o, const void *a, const void *b, size_t npages, size_t page_size,
                               uint8_t *out_equal, int device_hint)
 {
-    return run_request(o, OP_COMPARE, a, b, npages, page_size, out_equal, device_hint);
+    return request(o, OP_COMPARE, a, b, npages, page_size, out_equal, device_hint);
 }
 
 static int detect_adapter(void *ctx, const void *buf, size_t npages, size_t page_size, uint8_t *out_zero, int hint)
@@ -576,9 +695,12 @@ int dsl_offload_device_count(dsl_offload *o) { return o ? o->ndev : 0; }
 
 int dsl_offload_create(dsl_device **devs, int ndev, const dsl_offload_config *cfg, dsl_offload **out)
 {
+    if (!out || !cfg)
+        return DSL_EINVAL;
     *out = NULL;
     if (!devs || ndev < 1 || cfg->batch_size < 1 || cfg->batch_size > 4096 || cfg->max_retries < 0 ||
-        cfg->cpu_fraction < 0 || cfg->cpu_fraction > 1 || cfg->timeout_ns == 0 ||
+        !(cfg->cpu_fraction >= 0 && cfg->cpu_fraction <= 1) || cfg->timeout_ns == 0 ||
+        cfg->timeout_ns > MAX_TIMEOUT_NS || cfg->spin_ns > MAX_SPIN_NS ||
         (cfg->completion != DSL_COMPLETION_THREAD && cfg->completion != DSL_COMPLETION_POLL &&
          cfg->completion != DSL_COMPLETION_UMWAIT))
         return DSL_EINVAL;
@@ -603,6 +725,7 @@ int dsl_offload_create(dsl_device **devs, int ndev, const dsl_offload_config *cf
     o->cfg = *cfg;
     pthread_mutex_init(&o->lock, NULL);
     pthread_cond_init(&o->cwork, NULL);
+    pthread_cond_init(&o->idle, NULL);
     if (cfg->completion == DSL_COMPLETION_THREAD) {
         if (pthread_create(&o->cthread, NULL, completion_main, o) != 0) {
             dsl_offload_destroy(o);
@@ -614,10 +737,30 @@ int dsl_offload_create(dsl_device **devs, int ndev, const dsl_offload_config *cf
     return DSL_OK;
 }
 
-void dsl_offload_destroy(dsl_offload *o)
+int dsl_offload_close(dsl_offload *o, uint64_t timeout_ns)
 {
     if (!o)
-        return;
+        return DSL_EINVAL;
+    pthread_mutex_lock(&o->lock);
+    __atomic_store_n(&o->closing, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&o->cwork); /* the completion thread hands every outstanding task back */
+    uint64_t until = dsl_now_ns() + (timeout_ns < MAX_TIMEOUT_NS ? timeout_ns : MAX_TIMEOUT_NS);
+    while (o->active && dsl_now_ns() < until) {
+        struct timespec ts;
+        dsl_deadline_in(&ts, 10000000ull); /* re-read the monotonic clock at least every 10 ms */
+        pthread_cond_timedwait(&o->idle, &o->lock, &ts);
+    }
+    int rc = o->active ? DSL_ETIMEDOUT : DSL_OK;
+    pthread_mutex_unlock(&o->lock);
+    return rc;
+}
+
+int dsl_offload_destroy(dsl_offload *o)
+{
+    if (!o)
+        return DSL_OK;
+    if (dsl_offload_close(o, DESTROY_WAIT_NS) != DSL_OK)
+        return DSL_ETIMEDOUT; /* a call is still inside: free nothing (the caller may try again) */
     pthread_mutex_lock(&o->lock);
     o->stop = 1;
     pthread_cond_broadcast(&o->cwork);
@@ -633,15 +776,19 @@ void dsl_offload_destroy(dsl_offload *o)
         while (!task_complete(t) && !device_gone(o->devs[t->dev]) && dsl_now_ns() < until)
             nap(100000);
         if (task_complete(t) || device_gone(o->devs[t->dev])) {
+            if (task_complete(t))
+                give_back_credits(o, t); /* its descriptors left the queue */
             t->next = NULL;
             free_list_of(t);
         }
     }
     pthread_cond_destroy(&o->cwork);
+    pthread_cond_destroy(&o->idle);
     pthread_mutex_destroy(&o->lock);
     free(o->devs);
     free(o->ns_per_kib);
     free(o);
+    return DSL_OK;
 }
 
 void dsl_offload_get_stats(dsl_offload *o, dsl_offload_stats *out)

@@ -235,4 +235,4 @@ def test_devices_opened_by_the_offloader_are_closed_with_it():
         owned = off._owned
     assert dev._handle is not None and all(d._handle is None for d in owned)
     dev.close()
-    assert set(REASONS) == {"fraction", "page_fault", "queue_full", "device_gone", "timeout", "error"}
+    assert set(REASONS) == {"fraction", "page_fault", "queue_full", "device_gone", "timeout", "error", "closed"}
