@@ -106,7 +106,7 @@ def test_close_racing_synchronous_calls_in_a_child(completion):
 
 @pytest.mark.timeout(120)
 def test_close_finishes_calls_in_flight_on_the_cpu_even_at_a_glacial_device():
-    """gbps=1e-6 (a page every ~70 minutes) and an hour's timeout: close() makes the call in flight finish on the
+    """gbps=1e-9 (a page every ~70 minutes) and an hour's timeout: close() makes the call in flight finish on the
     CPU and counts those pages as 'closed'; the answer is still right."""
     out = run_child(
         """
@@ -118,7 +118,7 @@ def test_close_finishes_calls_in_flight_on_the_cpu_even_at_a_glacial_device():
 
         buf = np.zeros(64 * 4096, dtype=np.uint8)
         buf[5 * 4096 + 3] = 1
-        dev = open_device("emu:gbps=0.000001")
+        dev = open_device("emu:gbps=0.000000001")
         off = Offloader([dev], timeout_ms=3600000, batch_size=8)
         got = []
         t = threading.Thread(target=lambda: got.append(off.find_zero_pages(buf)))
@@ -141,7 +141,7 @@ def test_close_finishes_calls_in_flight_on_the_cpu_even_at_a_glacial_device():
 
 def test_closed_pages_are_counted():
     buf = pages(64)
-    off = Offloader(["emu:gbps=0.000001"], timeout_ms=3600000, batch_size=8, completion="poll")
+    off = Offloader(["emu:gbps=0.000000001"], timeout_ms=3600000, batch_size=8, completion="poll")
     import threading
 
     got = []
@@ -228,7 +228,7 @@ def test_a_forgotten_offloader_releases_its_devices():
 
 @pytest.mark.timeout(120)
 def test_device_close_wakes_an_engine_asleep_in_the_timing_model_in_a_child():
-    """A descriptor on a device at gbps=1e-6 keeps an engine asleep for ~70 minutes of modelled time; closing
+    """A descriptor on a device at gbps=1e-9 keeps an engine asleep for ~70 minutes of modelled time; closing
     the device must not wait for it."""
     out = run_child(
         """
@@ -237,7 +237,7 @@ def test_device_close_wakes_an_engine_asleep_in_the_timing_model_in_a_child():
         from dsalab import _binding
         from dsalab.devices import open_device
 
-        dev = open_device("emu:gbps=0.000001,engines=2")
+        dev = open_device("emu:gbps=0.000000001,engines=2")
         src = [np.zeros(4096, np.uint8), np.zeros(4096, np.uint8)]
         req = _binding.RawRequest("compval", src)
         assert req.submit(dev._handle, True) == 0
@@ -266,7 +266,7 @@ def test_the_spin_honours_the_deadline(completion):
     """The longest spin and a deadline far shorter than it, on a glacial device: every page is answered (on the
     CPU, reason timeout) and the call returns."""
     buf = pages(32)
-    with Offloader("emu:gbps=0.000001", spin_us=MAX_SPIN_US, timeout_ms=0.05, completion=completion) as off:
+    with Offloader("emu:gbps=0.000000001", spin_us=MAX_SPIN_US, timeout_ms=0.05, completion=completion) as off:
         assert off.find_zero_pages(buf).tolist() == kernels.find_zero_pages(buf).tolist()
         s = off.stats()
     assert s["pages_cpu_by_reason"]["timeout"] == 32 and s["timeouts"] >= 1
