@@ -256,6 +256,8 @@ static void task_submit(dsl_offload *o, struct task *t, int op, const uint8_t *a
 /* The status byte that says a task is complete: the batch record, or the last accepted single record. */
 static volatile uint8_t *task_status(struct task *t)
 {
+    if (!t->accepted)
+        return NULL; /* refused (full queue, gone): nothing will ever complete, nothing to wait for */
     if (t->mode_batch)
         return &t->bcr.status;
     return t->accepted ? &t->crs[t->accepted - 1].status : NULL;

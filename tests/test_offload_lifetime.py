@@ -327,6 +327,32 @@ def test_dedicated_credits_come_back_on_a_device_that_cannot_revoke():
         dev.close()
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("completion", ["thread", "poll"])
+def test_a_refused_batch_is_not_waited_for_in_a_child(completion):
+    """A batch the full dedicated queue refused has nothing to wait for: it went to the CPU at once, instead of
+    waiting out the whole timeout (an hour here) and counting as a timeout. Found by the fuzz tests."""
+    out = run_child(
+        f"""
+        import numpy as np
+        from dsalab import kernels
+        from dsalab.offload import Offloader
+
+        buf = np.zeros(289 * 4096, np.uint8)
+        buf[5 * 4096] = 1
+        spec = "emu:gbps=0,engines=1,wq_size=2,mode=dedicated"
+        with Offloader([spec], batch_size=2, completion="{completion}", timeout_ms=3600000) as off:
+            assert off.find_zero_pages(buf).tolist() == kernels.find_zero_pages(buf).tolist()
+            s = off.stats()
+        assert s["timeouts"] == 0, s["timeouts"]
+        assert s["pages_offloaded"] + s["pages_cpu_by_reason"]["queue_full"] == 289, s
+        print("ok")
+        """,
+        timeout=90,
+    )
+    assert out.strip() == "ok"
+
+
 # ---------------------------------------------------------------- item 7: numbers that overflowed
 
 
