@@ -103,6 +103,7 @@ class Offloader:
         self._cond = threading.Condition()  # _closing, _calls, _handle
         self._close_lock = threading.Lock()  # one close() at a time
         self._closing, self._calls = False, 0
+        self._final_stats: dict[str, Any] | None = None  # the counters at close()
         self.devices, self._owned = self._open(devices)
         self.batch_size, self.completion = batch_size, completion
         self.cpu_fraction, self.max_retries = float(cpu_fraction), max_retries
@@ -249,10 +250,16 @@ class Offloader:
 
     def stats(self) -> dict[str, Any]:
         """Counters: pages offloaded, pages on the CPU by reason (fraction, page_fault, queue_full, device_gone,
-        timeout, error), batches, descriptors, retries (full-queue refusals retried), page faults, timeouts,
-        device busy time (ms), and each device's own counters."""
+        timeout, error, closed), batches, descriptors, retries (full-queue refusals retried), page faults,
+        timeouts, device busy time (ms), and each device's own counters. After close(): the counters at close."""
+        with self._cond:
+            if self._final_stats is not None:
+                return self._final_stats
         with self._call() as handle:
-            raw = _binding.offload_stats(handle)
+            return self._stats(handle)
+
+    def _stats(self, handle: Any) -> dict[str, Any]:
+        raw = _binding.offload_stats(handle)
         by_reason = {r: raw[f"pages_cpu_{r}"] for r in REASONS}
         return {
             "requests": raw["requests"],
@@ -305,9 +312,10 @@ class Offloader:
                     self._cond.wait(min(left, 0.1))
             # futures not started yet fail at once ("closed"); a close() from a future's callback cannot wait
             self._pool.shutdown(wait=not getattr(_worker, "offload", False))
+            final = self._stats(handle)  # every call has returned: these counters are final
             _binding.offload_destroy(handle)
             with self._cond:
-                self._handle = None
+                self._handle, self._final_stats = None, final
             for d in self.devices:
                 d._release()
             for d in self._owned:

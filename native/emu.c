@@ -8,7 +8,10 @@
  *   empty. A batch descriptor is fetched and its descriptors executed by the engine that took it.
  * - Timing model: the device is busy for bytes / (gbps GB/s) per descriptor, one after another on a virtual
  *   clock, plus latency_us per submitted descriptor; a completion record is never written before that time
- *   (engines sleep until it). gbps = 0 turns the model off. Modelled busy time is device time.
+ *   (engines sleep until it, in slices of SLEEP_SLICE_NS, so that closing the device or revoking the descriptor
+ *   wakes them at once). gbps = 0 turns the model off. Modelled busy time is device time.
+ * - Revoke: the offload layer takes back descriptors it gave up on (emu_revoke): dequeued, or dropped by the
+ *   engine running them, after which the device never touches their buffers or records again.
  * - Faults: fault_rate is the probability that a descriptor (or a batch's descriptor list) meets a page fault:
  *   partial completion (DSA_COMP_PAGE_FAULT_NOBOF with bytes_completed and fault_addr) unless a difference was
  *   found before the fault, as the hardware would; queue_full_rate refuses submissions as if the queue were full;

@@ -380,3 +380,24 @@ def test_device_hint_out_of_range():
             with pytest.raises(InvalidArgument, match=r"device=.* is not allowed; allowed: -1 \(round-robin\)"):
                 off.find_zero_pages(np.zeros(4096, np.uint8), device=bad)
         assert off.compare_pages(bytes(4096), bytes(4096), device=1).tolist() == [True]
+
+
+# ---------------------------------------------------------------- stress, small
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_stress_small(seed):
+    """benchmarks/stress_offload.py on 20,000 pages and 8 threads: faults, full queues, a vanishing device and
+    close() racing the last calls; every page answered exactly once, equal to the CPU's answer."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "stress_offload.py"
+    spec = importlib.util.spec_from_file_location("stress_offload", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.run(pages=20_000, threads=8, seed=seed, window_pages=256)
+    assert res["ok"], res["problems"]
+    assert res["answered_by_offloader"] + res["answered_by_cpu_after_close"] == 20_000
+    assert res["device_vanished"] and res["wrong_answers"] == 0
