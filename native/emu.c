@@ -573,7 +573,8 @@ static void *reader_main(void *arg)
         }
         /* like the kernel's enqcmds loop: retry a full shared queue a while, then drop with an error record */
         int rc = DSL_EQUEUE_FULL;
-        for (int tries = 0; tries < 100000 && rc == DSL_EQUEUE_FULL; tries++) {
+        for (int tries = 0; tries < 100000 && rc == DSL_EQUEUE_FULL && !__atomic_load_n(&e->stop, __ATOMIC_ACQUIRE);
+             tries++) { /* closing ends the retries */
             rc = emu_submit(&e->base, &d);
             if (rc == DSL_EQUEUE_FULL) {
                 struct timespec ts = {0, 1000};
