@@ -28,14 +28,24 @@ def check_page_size(page_size: object, name: str = "page_size") -> int:
     return ps
 
 
+#: most threads one kernel call may use (``native/dsl.h`` DSL_MAX_THREADS is the same): a thread per share,
+#: so a larger value only starts threads that fight over the same cores
+MAX_THREADS = 256
+
+
 def check_threads(threads: object, name: str = "threads") -> int:
-    """Return ``threads`` as an int; raise unless it is an int of at least 1."""
-    if type(threads) is int and threads >= 1:
+    """Return ``threads`` as an int; raise unless it is an int from 1 to :data:`MAX_THREADS` (256)."""
+    if type(threads) is int and 1 <= threads <= MAX_THREADS:
         return threads  # fast path
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
-        raise InvalidType(f"{name} must be an int >= 1 or None, got {type(threads).__name__} {threads!r}")
-    if int(threads) < 1:
-        raise InvalidArgument(f"{name}={threads} is not allowed: it must be at least 1 (or None for all CPUs)")
+        raise InvalidType(
+            f"{name} must be an int from 1 to {MAX_THREADS} or None, got {type(threads).__name__} {threads!r}"
+        )
+    if not 1 <= int(threads) <= MAX_THREADS:
+        raise InvalidArgument(
+            f"{name}={int(threads)} is not allowed: it must be from 1 to {MAX_THREADS} (or None for all CPUs, "
+            f"at most {MAX_THREADS})"
+        )
     return int(threads)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from dsalab import _binding, _numba_kernels
-from dsalab.buffers import BufferLike, byte_view, check_threads, page_view
+from dsalab.buffers import MAX_THREADS, BufferLike, byte_view, check_threads, page_view
 from dsalab.config import PAGE_SIZE, default_threads
 from dsalab.errors import InvalidArgument
 
@@ -67,7 +67,7 @@ def _check_kernel(kernel: str) -> str:
 
 
 def _resolve_threads(threads: int | None) -> int:
-    return default_threads() if threads is None else check_threads(threads)
+    return min(default_threads(), MAX_THREADS) if threads is None else check_threads(threads)
 
 
 def find_zero_pages(
@@ -80,7 +80,8 @@ def find_zero_pages(
     buf : numpy array (any dtype), bytes, bytearray, memoryview or mmap; C-contiguous, a whole number of pages
     page_size : page size in bytes, a power of two >= 64
     kernel : "numba" (default), "native" (C, AVX-512/AVX2) or "numpy" (reference)
-    threads : threads to scan with (None: every CPU this process may use); "numpy" is single-threaded
+    threads : threads to scan with, 1 to :data:`~dsalab.buffers.MAX_THREADS` (256); None: every CPU this process
+        may use, at most 256; "numpy" is single-threaded
 
     Returns
     -------
@@ -130,7 +131,8 @@ def compare_pages(
 ) -> np.ndarray:
     """Which pages of ``a`` equal the same page of ``b`` (the reviewers' memcmp), as a bool array.
 
-    ``a`` and ``b`` must have the same length, a whole number of ``page_size``-byte pages.
+    ``a`` and ``b`` must have the same length, a whole number of ``page_size``-byte pages; ``threads`` as for
+    :func:`find_zero_pages` (1 to 256, or None).
     """
     va, ps = page_view(a, page_size, "a")
     vb, _ = page_view(b, ps, "b")
@@ -171,5 +173,7 @@ def find_zero_pages_via_pointer(buf: BufferLike, page_size: int = PAGE_SIZE, *, 
 
 
 def bandwidth_reference(buf: BufferLike, threads: int = 1) -> int:
-    """OR every byte of ``buf`` with no early exit (native); the memory-read bandwidth reference loop."""
+    """OR every byte of ``buf`` with no early exit (native); the memory-read bandwidth reference loop.
+
+    ``threads``: 1 to 256 (the native loop uses at most 64)."""
     return _binding.or_reduce(byte_view(buf), check_threads(threads))

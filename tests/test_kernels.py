@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import mmap
+import resource
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dsalab import _binding, kernels
+from dsalab.buffers import MAX_THREADS
 from dsalab.errors import DsalabError, InvalidArgument, InvalidType
 
 PAGE_SIZES = [64, 128, 256, 512, 4096, 8192, 65536]
@@ -216,10 +220,59 @@ def test_unknown_kernel():
         kernels.is_zero(bytes(4), kernel="gpu")
 
 
-@pytest.mark.parametrize("threads", [0, -1])
-def test_bad_threads(threads):
-    with pytest.raises(ValueError, match=rf"threads={threads} is not allowed: it must be at least 1"):
-        kernels.find_zero_pages(bytes(4096), threads=threads)
+@pytest.mark.parametrize("threads", [0, -1, 257, 300000, 2**70])
+@pytest.mark.parametrize("kernel", kernels.KERNELS)
+def test_bad_threads(threads, kernel):
+    with pytest.raises(ValueError, match=rf"threads={threads} is not allowed: it must be from 1 to 256"):
+        kernels.find_zero_pages(bytes(4096), kernel=kernel, threads=threads)
+    with pytest.raises(ValueError, match=rf"threads={threads} is not allowed: it must be from 1 to 256"):
+        kernels.compare_pages(bytes(4096), bytes(4096), kernel=kernel, threads=threads)
+    with pytest.raises(ValueError, match=rf"threads={threads} is not allowed: it must be from 1 to 256"):
+        kernels.bandwidth_reference(bytes(4096), threads=threads)
+
+
+@pytest.mark.parametrize("kernel", kernels.KERNELS)
+def test_thread_cap_itself_is_allowed(kernel):
+    buf = np.zeros(300 * 64, dtype=np.uint8)
+    buf[64 * 299] = 1
+    expected = [True] * 299 + [False]
+    assert kernels.find_zero_pages(buf, 64, kernel=kernel, threads=MAX_THREADS).tolist() == expected
+    assert kernels.compare_pages(buf, buf, 64, kernel=kernel, threads=MAX_THREADS).all()
+
+
+def test_python_and_native_caps_agree():
+    assert MAX_THREADS == _binding.lib.DSL_MAX_THREADS == 256
+
+
+_HUGE_THREADS = """
+import numpy as np
+from dsalab import _binding
+from dsalab.errors import NativeInvalidArgument
+buf = np.zeros(300000 * 64, dtype=np.uint8)
+for call in (lambda: _binding.find_zero_pages(buf, 64, 300000), lambda: _binding.compare_pages(buf, buf, 64, 300000)):
+    try:
+        call()
+    except NativeInvalidArgument as exc:
+        print("refused:", exc)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_native_kernels_refuse_more_threads_than_the_cap():
+    """Issue 9 item 5: 300000 threads gave a 9.6 MB array on the caller's stack (SIGSEGV); now a status code.
+    In a child with the usual 8 MiB stack, so that the old crash fails this test, not the run."""
+
+    def small_stack():
+        hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+        resource.setrlimit(
+            resource.RLIMIT_STACK, (8 << 20 if hard == resource.RLIM_INFINITY else min(8 << 20, hard), hard)
+        )
+
+    r = subprocess.run(
+        [sys.executable, "-c", _HUGE_THREADS], capture_output=True, text=True, timeout=100, preexec_fn=small_stack
+    )
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert r.stdout.count("refused:") == 2 and "EINVAL" in r.stdout, r.stdout
 
 
 def test_threads_wrong_type():
