@@ -13,17 +13,21 @@ from dsalab.errors import InvalidArgument, InvalidType
 BufferLike = np.ndarray | bytes | bytearray | memoryview | mmap.mmap
 
 
+#: largest page size accepted, bytes: 1 GiB, the largest huge page of x86-64
+MAX_PAGE_SIZE = 1 << 30
+
+
 def check_page_size(page_size: object, name: str = "page_size") -> int:
-    """Return ``page_size`` as an int, bytes; raise unless it is a power of two of at least 64."""
-    if type(page_size) is int and page_size >= MIN_PAGE_SIZE and not page_size & (page_size - 1):
+    """Return ``page_size`` as an int, bytes; raise unless it is a power of two from 64 to 1 GiB."""
+    if type(page_size) is int and MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE and not page_size & (page_size - 1):
         return page_size  # fast path
     if isinstance(page_size, bool) or not isinstance(page_size, numbers.Integral):
         raise InvalidType(f"{name} must be an int (bytes), got {type(page_size).__name__} {page_size!r}")
     ps = int(page_size)
-    if ps < MIN_PAGE_SIZE or ps & (ps - 1):
+    if not MIN_PAGE_SIZE <= ps <= MAX_PAGE_SIZE or ps & (ps - 1):
         raise InvalidArgument(
-            f"{name}={ps} is not allowed: it must be a power of two of at least {MIN_PAGE_SIZE} bytes "
-            "(e.g. 4096, 2097152)"
+            f"{name}={ps} is not allowed: it must be a power of two from {MIN_PAGE_SIZE} bytes to "
+            f"{MAX_PAGE_SIZE} (1 GiB), e.g. 4096, 2097152"
         )
     return ps
 
@@ -54,6 +58,11 @@ def byte_view(buf: BufferLike, name: str = "buf") -> np.ndarray:
     if isinstance(buf, np.ndarray):
         if buf.ndim == 1 and buf.dtype == np.uint8 and buf.flags.c_contiguous:
             return buf  # fast path
+        if buf.dtype.hasobject:
+            raise InvalidType(
+                f"{name} is a numpy array of dtype {buf.dtype} (references to Python objects, not memory); "
+                "allowed: an array of a plain dtype (numbers, bytes, bool, ...)"
+            )
         if not buf.flags.c_contiguous:
             raise InvalidArgument(
                 f"{name} is a non-contiguous numpy array (shape {buf.shape}, strides {buf.strides}); "

@@ -188,7 +188,7 @@ def test_bandwidth_reference_reads_everything():
 
 @pytest.mark.parametrize("ps", [0, 1, 32, 63, 100, 4095, 4097, 3 * 4096, -4096])
 def test_bad_page_size(ps):
-    with pytest.raises(ValueError, match=rf"page_size={ps} is not allowed.*power of two of at least 64"):
+    with pytest.raises(ValueError, match=rf"page_size={ps} is not allowed.*power of two from 64 bytes to 1073741824"):
         kernels.find_zero_pages(bytes(8192), ps)
     with pytest.raises(InvalidArgument):
         kernels.compare_pages(bytes(8192), bytes(8192), ps)
@@ -295,3 +295,39 @@ def test_compare_length_mismatch():
 def test_errors_share_one_root():
     for exc in (InvalidArgument, InvalidType):
         assert issubclass(exc, DsalabError)
+
+
+# ---- escapes the fuzzer found (issue 9): each was a bare TypeError/ValueError/OverflowError or worse ----
+
+
+@pytest.mark.parametrize("kernel", kernels.KERNELS)
+def test_object_arrays_are_refused(kernel):
+    for buf in (np.zeros(512, dtype=object), np.zeros(64, dtype=[("a", "u1"), ("o", object)])):
+        with pytest.raises(InvalidType, match=r"buf is a numpy array of dtype .* \(references to Python objects"):
+            kernels.find_zero_pages(buf, 64, kernel=kernel)
+        with pytest.raises(InvalidType, match=r"references to Python objects"):
+            kernels.is_zero(buf, kernel=kernel)
+
+
+@pytest.mark.parametrize("page_size", [2**31, 2**64, 2**70])
+@pytest.mark.parametrize("kernel", kernels.KERNELS)
+def test_page_size_above_1_gib_is_refused(page_size, kernel):
+    with pytest.raises(InvalidArgument, match=rf"page_size={page_size} is not allowed: .* to 1073741824 \(1 GiB\)"):
+        kernels.find_zero_pages(b"", page_size, kernel=kernel)
+    with pytest.raises(InvalidArgument, match="1 GiB"):
+        kernels.compare_pages(b"", b"", page_size, kernel=kernel)
+
+
+def test_kernel_name_of_another_type_is_refused():
+    for kernel in (np.array(["numba", "native"]), None, b"numba", ["numba"]):
+        with pytest.raises(InvalidArgument, match=r"kernel=.* is not known; allowed: numba, native, numpy"):
+            kernels.find_zero_pages(bytes(4096), kernel=kernel)
+
+
+@pytest.mark.parametrize("address", [1, -1, 4096, 2**64, 2**70])
+def test_pointer_kernel_refuses_unknown_addresses(address):
+    """C would jump to the address: only the two zero checks of the package are accepted."""
+    with pytest.raises(InvalidArgument, match=r"address=.* is not a known zero check; allowed: kernels.native"):
+        kernels.find_zero_pages_via_pointer(bytes(4096), address=address)
+    with pytest.raises(InvalidType, match="address must be an int"):
+        kernels.find_zero_pages_via_pointer(bytes(4096), address="0x1000")
