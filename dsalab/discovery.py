@@ -134,7 +134,13 @@ def _read_int(p: pathlib.Path) -> int:
 
 def portal_access(path: pathlib.Path) -> str:
     """Whether this process may map the queue's 4 KiB portal ("portal"), only write() to it ("write"), or
-    neither ("none: reason")."""
+    neither ("none: reason"). Only a character device is opened (never created); anything else is "none"."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return f"none: cannot open {path}: {exc.strerror}"
+    if not stat.S_ISCHR(st.st_mode):
+        return f"none: {path} is {_kind(st.st_mode)}, not a character device"
     try:
         fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)  # never created
     except OSError as exc:

@@ -227,3 +227,13 @@ def test_device_spec_module_is_light():
     code = "import sys, dsalab.device_spec; print(sorted(m for m in sys.modules if 'numba' in m or '_native' in m))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
+
+
+def test_discovery_never_opens_a_regular_file(tmp_path):
+    sysfs = _fake_sysfs(tmp_path)
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "wq0.0").write_bytes(b"not a queue")
+    (q,) = devices.discover(sysfs, dev)
+    assert q.access == f"none: {dev}/wq0.0 is a regular file, not a character device"
+    assert "not usable" in q.advice
