@@ -133,8 +133,10 @@ static int is_idxd_queue(int fd, const char *char_root, const char *name)
     size_t n = fread(uevent, 1, sizeof uevent - 1, f);
     fclose(f);
     uevent[n] = '\0';
-    snprintf(want, sizeof want, "DEVNAME=dsa/%s", name);
-    size_t wl = strlen(want);
+    int wn = snprintf(want, sizeof want, "DEVNAME=dsa/%s", name);
+    if (wn < 0 || (size_t)wn >= sizeof want)
+        return 0;
+    size_t wl = (size_t)wn;
     for (const char *line = uevent; line && *line;) {
         if (strncmp(line, want, wl) == 0 && (line[wl] == '\n' || line[wl] == '\0'))
             return 1;
