@@ -355,10 +355,12 @@ def emu_serve_fd(dev: object, fd: int) -> None:
     check(lib.dsl_emu_serve_fd(dev, fd), f"dsl_emu_serve_fd(fd={fd})")
 
 
-def hw_open(path: str, sysfs_root: str, force_write: bool) -> object:
-    """Open a hardware work queue (``/dev/dsa/wqX.Y``); portal where mappable, else write()."""
+def hw_open(path: str, sysfs_root: str, char_root: str, force_write: bool) -> object:
+    """Open a hardware work queue (``/dev/dsa/wqX.Y``); portal where mappable, else write(). The C side refuses
+    anything but a character device that ``char_root`` (``/sys/dev/char``) names ``dsa/wqX.Y``."""
     out = ffi.new("dsl_device **")
-    check(lib.dsl_hw_open(path.encode(), sysfs_root.encode(), int(force_write), out), f"dsl_hw_open({path!r})")
+    st = lib.dsl_hw_open(os.fsencode(path), os.fsencode(sysfs_root), os.fsencode(char_root), int(force_write), out)
+    check(st, f"dsl_hw_open({path!r})")
     return out[0]
 
 

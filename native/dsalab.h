@@ -136,7 +136,9 @@ typedef struct {
 } dsl_device_info;
 int dsl_emu_open(const dsl_emu_config *cfg, dsl_device **out);
 int dsl_emu_serve_fd(dsl_device *emu, int fd);   /* be the far end of a write() path: read descriptors from fd */
-int dsl_hw_open(const char *path, const char *sysfs_root, int force_write, dsl_device **out);
+/* open the work queue at path (wqX.Y): refused (DSL_EINVAL) unless, after open (never O_CREAT), fstat says it is a
+ * character device that char_root/MAJ:MIN/uevent names DEVNAME=dsa/wqX.Y (char_root: /sys/dev/char) */
+int dsl_hw_open(const char *path, const char *sysfs_root, const char *char_root, int force_write, dsl_device **out);
 int dsl_hw_open_fd(int fd, int shared, int wq_size, const char *name, dsl_device **out); /* write() path on fd */
 void dsl_device_close(dsl_device *dev);
 int dsl_device_get_info(dsl_device *dev, dsl_device_info *out);

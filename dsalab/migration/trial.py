@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from dsalab.buffers import check_page_size
+from dsalab.device_spec import check_spec as check_device_spec
 from dsalab.errors import InvalidArgument
 from dsalab.units import parse_bytes
 
@@ -103,6 +104,11 @@ class Trial:
                 self.devices,
                 "a count >= 1 or a non-empty tuple of device spec strings",
             )
+            for spec in self.devices:  # by shape only: whether a queue path exists is checked when it is opened
+                try:
+                    check_device_spec(spec)
+                except InvalidArgument as exc:
+                    raise InvalidArgument(f"Trial field devices: {exc}") from None
         else:
             _require(
                 _is_int(self.devices) and 1 <= self.devices <= 64,
