@@ -96,17 +96,25 @@ def test_malformed_packet_is_a_protocol_error_naming_the_channel(packet, expecte
 
 
 def test_native_engine_refuses_an_io_timeout_it_cannot_double():
-    with pytest.raises(NativeInvalidArgument):
-        _binding.MigrationEngine(
-            np.zeros(4096, np.uint8),
-            np.zeros(4096, np.uint8),
-            4096,
-            [0],
-            [0],
-            1,
-            zero_fn_address=kernels.native_zero_check_address(),
-            io_timeout_ms=1 << 41,
-        )
+    """2 * io_timeout_ms, and io_timeout_ms in ns, must not overflow: the engine takes up to 2**40 ms."""
+    src, dst = connect_channels(1)
+    try:
+        for timeout_ms, ok in ((1 << 41, False), (1 << 40, True)):
+            args = (np.zeros(4096, np.uint8), np.zeros(4096, np.uint8), 4096, [src[0].fileno()], [dst[0].fileno()], 1)
+            if not ok:
+                with pytest.raises(NativeInvalidArgument):
+                    _binding.MigrationEngine(
+                        *args, zero_fn_address=kernels.native_zero_check_address(), io_timeout_ms=timeout_ms
+                    )
+                continue
+            eng = _binding.MigrationEngine(
+                *args, zero_fn_address=kernels.native_zero_check_address(), io_timeout_ms=timeout_ms
+            )
+            assert eng.stop(5000) == ""
+            eng.destroy()
+    finally:
+        for s in src + dst:
+            s.close()
 
 
 # ---------------------------------------------------------------- the guest_dirty thread
@@ -121,12 +129,13 @@ def test_dirtier_stops_at_a_rate_it_cannot_keep_up_with():
         import numpy as np
         from dsalab import _binding, kernels
         from dsalab.migration import connect_channels
-        src = np.zeros(4 << 20, dtype=np.uint8)
+        src = np.zeros(1 << 20, dtype=np.uint8)
         dst = np.zeros_like(src)
         s, d = connect_channels(1)
-        eng = _binding.MigrationEngine(src, dst, 4096, [s[0].fileno()], [d[0].fileno()], 16,
+        # 64-byte pages at 2**63 bytes/s: ~1e8 pages due per ns, so the old inner loop never caught up
+        eng = _binding.MigrationEngine(src, dst, 64, [s[0].fileno()], [d[0].fileno()], 16,
                                        zero_fn_address=kernels.native_zero_check_address(), io_timeout_ms=1000)
-        eng.dirtier_start(1 << 48, 7)
+        eng.dirtier_start(1 << 63, 7)
         bitmap = eng.new_bitmap()
         end = time.monotonic() + 30
         while eng.dirty_sync(bitmap) == 0 and time.monotonic() < end:
@@ -147,8 +156,11 @@ def test_trial_with_a_dirty_rate_beyond_reach_ends_and_verifies():
     out = _run_script(
         """
         from dsalab.migration import Trial, run_trial
-        r = run_trial(Trial(guest_bytes=8 << 20, normal_ratio=0.5, dirty_rate_bytes_per_s=1 << 48,
-                            max_iterations=2, downtime_limit_ms=1, seed=9))
+        # 64-byte pages at the largest rate a Trial takes: after a few ms the dirtier is hours behind its rate;
+        # the bandwidth limit makes the rounds last long enough for that (~1.5 s in all)
+        r = run_trial(Trial(guest_bytes=2 << 20, page_size=64, packet_bytes=64 << 10, normal_ratio=0.5,
+                            dirty_rate_bytes_per_s=1 << 48, max_bandwidth_bytes=4 << 20, max_iterations=2,
+                            downtime_limit_ms=1, seed=9))
         print(r.verified, r.iterations <= 3, r.dirtied_pages > 0)
         """,
         timeout=150,
