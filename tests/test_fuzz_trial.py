@@ -220,3 +220,69 @@ def test_largest_seed_still_gives_valid_device_seeds():
     t = Trial(seed=MAX_SEED, detector="dsa-emulated", devices=3)
     seeds = [int(re.fullmatch(r"emu:seed=(\d+)", s).group(1)) for s in t.device_specs]
     assert seeds == [MAX_SEED, 0, 1]
+
+
+# ---------------------------------------------------------------- TrialResult records read back (partial files)
+
+
+@pytest.fixture(scope="module")
+def result_dict():
+    from dsalab.migration import run_trial
+
+    return run_trial(Trial(guest_bytes=1 << 20, channels=1, seed=3)).to_dict()
+
+
+def test_result_round_trip(result_dict):
+    from dsalab.migration import TrialResult
+
+    back = TrialResult.from_dict(json.loads(json.dumps(result_dict)))
+    assert back.to_dict() == result_dict
+
+
+@given(data=st.data())
+def test_corrupt_result_records_give_a_dsalab_error(result_dict, data):
+    """A corrupt line of a partial file: a field dropped, added or replaced by anything, or no mapping at all."""
+    from dsalab.migration import TrialResult
+
+    record: object = json.loads(json.dumps(result_dict))
+    kind = data.draw(st.sampled_from(["replace", "drop", "add", "trial", "whole"]), label="kind")
+    if kind == "whole":
+        record = data.draw(fuzz_values, label="record")
+    elif kind == "trial":
+        record["trial"] = data.draw(
+            st.one_of(fuzz_values, st.dictionaries(st.sampled_from([*FIELDS, "x"]), fuzz_values, max_size=3)),
+            label="trial",
+        )
+    else:
+        name = data.draw(st.sampled_from(sorted(record)), label="field")
+        if kind == "drop":
+            del record[name]
+        elif kind == "add":
+            record[data.draw(st.one_of(st.text(max_size=5), st.integers()), label="key")] = 1
+        else:
+            record[name] = data.draw(fuzz_values, label="value")
+    try:
+        TrialResult.from_dict(record)
+    except DsalabError as exc:
+        assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.pop("zero_pages"), r"missing fields \['zero_pages'\]"),
+        (lambda d: d.update(zero_pages="12"), r"field zero_pages='12' is not allowed: allowed is int"),
+        (lambda d: d.update(thread_cpu_ms=[1]), r"field thread_cpu_ms=\[1\] is not allowed"),
+        (lambda d: d.update(trial=None), "trial must be a mapping of Trial fields"),
+        (lambda d: d["trial"].update(colour=1), r"trial has unknown fields \['colour'\]"),
+        (lambda d: d["trial"].update(seed=-5), "Trial field seed=-5 is not allowed"),
+        (lambda d: d.update({1: 2}), "unknown fields 1"),
+    ],
+)
+def test_corrupt_result_record_messages(result_dict, mutate, message):
+    from dsalab.migration import TrialResult
+
+    record = json.loads(json.dumps(result_dict))
+    mutate(record)
+    with pytest.raises(DsalabError, match=message):
+        TrialResult.from_dict(record)
