@@ -352,6 +352,10 @@ def read(path: str | pathlib.Path):
     import xarray as xr
 
     try:
+        import h5py
+
+        with h5py.File(path, "r") as f:  # not HDF5, or a root that cannot be read: fail here, before h5netcdf
+            dict(f.attrs)  # half-builds a File whose __del__ then raises
         ds = xr.load_dataset(path, engine="h5netcdf")
     except MemoryError:
         raise
