@@ -183,7 +183,10 @@ def run(
     if out:
         from dsalab import results
 
-        path = results.write_trial(result, out)
+        try:
+            path = results.write_trial(result, out)
+        except (DsalabError, OSError) as exc:
+            _fail(f"cannot write {out} ({exc})")
         typer.echo(f"wrote {path}")
 
 
@@ -275,6 +278,8 @@ def sweep(
     spec = _load_sweep(file)
     path = results.default_path(spec.name) if out is None else pathlib.Path(out)
     partial = sw.default_partial_path(spec) if out is None else sw.partial_path_for(out)
+    if path.is_dir():
+        _fail(f"--out {path} is a directory: give the result file's path, e.g. {path / (spec.name + '.nc')}")
     with contextlib.ExitStack() as held, warnings.catch_warnings():
         warnings.simplefilter("always", sw.PartialFileWarning)
         warnings.showwarning = lambda message, *_a, **_k: typer.echo(f"warning: {message}", err=True)

@@ -192,9 +192,12 @@ def _same_file(path: pathlib.Path, fd: int) -> bool:
 
 def _acquire(lock: pathlib.Path, target: pathlib.Path) -> int:
     """Lock ``lock`` without waiting; returns its descriptor (pid written in it) or raises OutputInUse."""
-    lock.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(_LOCK_ATTEMPTS):
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise SweepFileError(f"cannot create the lock file {lock} ({exc.strerror or exc})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

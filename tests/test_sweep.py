@@ -475,3 +475,14 @@ def test_cli_refuses_a_second_concurrent_sweep_of_the_same_output(tmp_path):
     assert r.exit_code == 0, r.output
     assert not partial.exists() and not sw.lock_path(out).exists() and not sw.lock_path(partial).exists()
     assert (results.read(out)["status"] == "ok").all()
+
+
+def test_cli_sweep_refuses_an_out_path_it_cannot_use_before_running(tmp_path):
+    spec = spec_of(tmp_path)
+    r = runner.invoke(app, ["sweep", spec.path, "--quiet", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and f"--out {tmp_path} is a directory" in r.output
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a directory")
+    r = runner.invoke(app, ["sweep", spec.path, "--quiet", "--out", str(blocker / "o.nc")])
+    assert r.exit_code == 2, r.exception
+    assert f"error: cannot create the lock file {blocker / 'o.nc.lock'}" in r.output
