@@ -21,7 +21,13 @@ repeats, warm-ups, seed and runner::
     normal_ratio = { start = 0.0, stop = 1.0, step = 0.25 }
 
 Every grid point's Trial is built up front, so a bad value fails before the first trial runs; every error is a
-:class:`~dsalab.errors.SweepFileError` naming the file, the key and what is allowed.
+:class:`~dsalab.errors.SweepFileError` (one line) naming the file, the key, the value and what is allowed.
+
+Limits: a range's start, stop and step/factor are finite numbers (or size strings), step > 0 or factor > 1, and
+stop >= start (an empty range is an error); one parameter has at most :data:`MAX_VALUES` values (a range is counted
+before it is expanded), the grid at most :data:`MAX_POINTS` points, the sweep at most :data:`MAX_TRIALS` trials
+(points x (repeats + warm-ups)); ``seed`` is an int from 0 to 2**63 - 1 and ``name`` at most :data:`MAX_NAME`
+characters.
 """
 
 from __future__ import annotations
