@@ -126,9 +126,8 @@ class OutputInUse(DsalabError):
     """Another sweep (another process, or another thread of this one) is writing the same output or partial file."""
 
 
-#: a line that fails these checks is corrupt (an error naming the file and line, or a dropped torn last line)
 class _Corrupt(Exception):
-    pass
+    """What is wrong with one line of a partial file (PartialFile turns it into an error naming file and line)."""
 
 
 #: how many times a lock is retried when the lock file is replaced under us (a finishing holder unlinks it)
@@ -316,7 +315,12 @@ class PartialFile:
     def append(self, task: Task, outcome: dict[str, Any]) -> None:
         """Record a finished trial (the line is flushed and fsynced before this returns)."""
         obj = {"kind": "trial", "key": task.key, **outcome}
-        key, record = _parse_record(obj)
+        try:
+            key, record = _parse_record(obj)
+        except _Corrupt as exc:  # a worker's result that could not be stored: the trial failed, the sweep goes on
+            obj = {"kind": "trial", "key": task.key, "result": None, "error": f"invalid result: {exc}", "worker": ""}
+            obj["worker"] = str(outcome.get("worker", ""))
+            key, record = _parse_record(obj)
         self._write(obj)
         self.done[key] = obj
         self.records[key] = record

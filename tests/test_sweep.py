@@ -486,3 +486,20 @@ def test_cli_sweep_refuses_an_out_path_it_cannot_use_before_running(tmp_path):
     r = runner.invoke(app, ["sweep", spec.path, "--quiet", "--out", str(blocker / "o.nc")])
     assert r.exit_code == 2, r.exception
     assert f"error: cannot create the lock file {blocker / 'o.nc.lock'}" in r.output
+
+
+def test_an_outcome_that_cannot_be_stored_is_recorded_as_a_failed_trial(three_done, tmp_path):
+    spec, data = three_done
+    good = json.loads(_lines(data)[1])
+    outcome = {"result": dict(good["result"], zero_pages=2**70), "error": "", "worker": good["worker"]}
+    partial = tmp_path / "p.jsonl"
+    written = sw.PartialFile(partial, spec, resume=False)
+    task = next(sw.tasks(spec))
+    written.append(task, outcome)  # was stored as is; building the dataset then raised OverflowError
+    written.close()
+    reread = sw.PartialFile(partial, spec, resume=True)
+    reread.close()
+    for loaded in (written, reread):
+        result, error, worker = loaded.records[task.key]
+        assert result is None and worker == good["worker"]
+        assert error.startswith("invalid result: result zero_pages=1180591620717411303424 is not allowed")
