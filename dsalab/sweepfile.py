@@ -70,7 +70,7 @@ MAX_VALUES = 10_000
 #: most points of the whole grid
 MAX_POINTS = 100_000
 #: most trials of a sweep: grid points x (repeats + warm-ups)
-MAX_TRIALS = 1_000_000
+MAX_TRIALS = 100_000
 #: longest sweep name (it is part of result file names)
 MAX_NAME = 100
 #: errors of building a Trial from a sweep file's values that mean "this value is not allowed"
