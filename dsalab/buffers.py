@@ -7,14 +7,13 @@ import numbers
 
 import numpy as np
 
-from dsalab.config import MIN_PAGE_SIZE
+from dsalab.config import MAX_PAGE_SIZE, MIN_PAGE_SIZE
 from dsalab.errors import InvalidArgument, InvalidType
 
 BufferLike = np.ndarray | bytes | bytearray | memoryview | mmap.mmap
 
 
 #: largest page size accepted, bytes: 1 GiB, the largest huge page of x86-64
-MAX_PAGE_SIZE = 1 << 30
 
 
 def check_page_size(page_size: object, name: str = "page_size") -> int:

@@ -22,7 +22,6 @@ COMPLETIONS = ("thread", "poll", "umwait")
 #: largest guest a Trial describes, bytes (1 EiB: a model may predict guests larger than any one machine)
 MAX_GUEST_BYTES = 1 << 60
 #: largest page, bytes (x86's 1 GiB huge page)
-MAX_PAGE_SIZE = 1 << 30
 #: largest bandwidth limit and dirty rate, bytes/s (256 TiB/s)
 MAX_RATE_BYTES_PER_S = 1 << 48
 #: largest I/O timeout, ms (one hour)
@@ -64,7 +63,7 @@ class Trial:
     or :class:`~dsalab.errors.InvalidType` naming the field, the value and what is allowed. Ints may be any
     integer type (NumPy's too) and numbers any finite real; they are stored as ``int`` / ``float``. Limits:
     ``guest_bytes`` <= :data:`MAX_GUEST_BYTES` (a Trial is a description: whether this machine can hold the
-    guest is checked by :func:`~dsalab.migration.run_trial`), ``page_size`` <= :data:`MAX_PAGE_SIZE`, rates <=
+    guest is checked by :func:`~dsalab.migration.run_trial`), ``page_size`` <= :data:`dsalab.config.MAX_PAGE_SIZE`, rates <=
     :data:`MAX_RATE_BYTES_PER_S`, ``seed`` 0 to :data:`MAX_SEED`, ``io_timeout_ms`` 100 to
     :data:`MAX_IO_TIMEOUT_MS`.
     """
@@ -97,7 +96,6 @@ class Trial:
         except (ValueError, TypeError) as exc:
             raise InvalidArgument(f"Trial field {exc}") from None
         ps = int(self.page_size)
-        _require(ps <= MAX_PAGE_SIZE, "page_size", self.page_size, f"a power of two from 64 to {MAX_PAGE_SIZE}")
         set_(self, "page_size", ps)
         _require(
             0 < self.guest_bytes <= MAX_GUEST_BYTES and self.guest_bytes % ps == 0,
