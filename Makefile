@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 NATIVE := $(wildcard native/*.c native/*.h native/*.py) setup.py pyproject.toml
 SWEEP ?= data/sweeps/quick.toml
 
-.PHONY: run test setup lint bench clean chromium info
+.PHONY: run test test-asan setup lint bench clean chromium info
 
 # the main job: machine info, then the sweep $(SWEEP) (resumed if an earlier `make run` was interrupted), written
 # to data/results/<hostname>/<date>-<sweep>-<commit8>.nc, then its summary. `make run SWEEP=data/sweeps/x.toml`
@@ -21,6 +21,11 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# the tests that drive native code, against a build with AddressSanitizer + UndefinedBehaviorSanitizer (build/asan/;
+# the checkout's own build is untouched); any report fails the run. TESTS="test_offload ..." picks other test files.
+test-asan: setup
+	bash tests/asan.sh
 
 setup: $(VENV)/.stamp-native chromium
 

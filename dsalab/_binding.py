@@ -321,10 +321,22 @@ class MigrationEngine:
         """Take and clear the dirty bitmap into ``bitmap``; the number of dirty pages."""
         return int(lib.dsl_mig_dirty_sync(self._m, ffi.cast("uint64_t *", ffi.from_buffer(bitmap))))
 
+    def abort(self, reason: str) -> None:
+        """Fail the migration now with ``reason`` (the busy senders are appended); every wait gives up."""
+        lib.dsl_mig_abort(self._m, reason.encode(errors="replace"))
+
+    def stop(self, timeout_ms: int) -> str:
+        """Wake and join every engine thread, waiting ``timeout_ms`` ms in all at most: "" once all have ended,
+        else the threads still running (then never :meth:`destroy`: keep this object and retry later)."""
+        if self._m is None or lib.dsl_mig_stop(self._m, max(int(timeout_ms), 0)) == lib.DSL_OK:
+            return ""
+        return ffi.string(lib.dsl_mig_stuck(self._m)).decode(errors="replace")
+
     def destroy(self) -> None:
-        """Join every thread and free the engine (idempotent)."""
+        """Join every thread and free the engine (idempotent); call after :meth:`stop` returned "". A thread
+        still running after io_timeout_ms + 1 s raises :class:`DeviceTimeout` and the engine is left allocated."""
         if self._m is not None:
-            lib.dsl_mig_destroy(self._m)
+            check(lib.dsl_mig_destroy(self._m), "dsl_mig_destroy")
             self._m = None
 
 
@@ -355,10 +367,12 @@ def emu_serve_fd(dev: object, fd: int) -> None:
     check(lib.dsl_emu_serve_fd(dev, fd), f"dsl_emu_serve_fd(fd={fd})")
 
 
-def hw_open(path: str, sysfs_root: str, force_write: bool) -> object:
-    """Open a hardware work queue (``/dev/dsa/wqX.Y``); portal where mappable, else write()."""
+def hw_open(path: str, sysfs_root: str, char_root: str, force_write: bool) -> object:
+    """Open a hardware work queue (``/dev/dsa/wqX.Y``); portal where mappable, else write(). The C side refuses
+    anything but a character device that ``char_root`` (``/sys/dev/char``) names ``dsa/wqX.Y``."""
     out = ffi.new("dsl_device **")
-    check(lib.dsl_hw_open(path.encode(), sysfs_root.encode(), int(force_write), out), f"dsl_hw_open({path!r})")
+    st = lib.dsl_hw_open(os.fsencode(path), os.fsencode(sysfs_root), os.fsencode(char_root), int(force_write), out)
+    check(st, f"dsl_hw_open({path!r})")
     return out[0]
 
 

@@ -183,7 +183,10 @@ def run(
     if out:
         from dsalab import results
 
-        path = results.write_trial(result, out)
+        try:
+            path = results.write_trial(result, out)
+        except (DsalabError, OSError) as exc:
+            _fail(f"cannot write {out} ({exc})")
         typer.echo(f"wrote {path}")
 
 
@@ -264,37 +267,52 @@ def sweep(
     summary: bool = typer.Option(True, help="Print the summary when done."),
 ) -> None:
     """Run every trial of a sweep file (serially unless a Dask option is given), write the dataset, summarise."""
+    import contextlib
     import pathlib
+    import warnings
 
     from dsalab import results
     from dsalab import sweep as sw
-    from dsalab.errors import SweepFileError
+    from dsalab.errors import DsalabError
 
     spec = _load_sweep(file)
     path = results.default_path(spec.name) if out is None else pathlib.Path(out)
     partial = sw.default_partial_path(spec) if out is None else sw.partial_path_for(out)
-    if partial.exists() and not resume:
-        _fail(f"partial file {partial} of an interrupted run exists: pass --resume to continue it, or delete it")
-    client, cluster, label = _open_client(scheduler, local_workers)
-    typer.echo(
-        f"sweep {spec.name}: {spec.n_points} points x {spec.repeats} repeats (+{spec.warmups} warm-up passes), "
-        f"{label}; partial results in {partial}",
-        err=True,
-    )
-    try:
-        ds = sw.run_sweep(spec, partial=partial, resume=resume, client=client, progress=not quiet, scheduler=label)
-    except KeyboardInterrupt:
-        typer.echo(f"interrupted: finished trials are kept in {partial}; rerun with --resume to continue", err=True)
-        raise typer.Exit(130) from None
-    except SweepFileError as exc:
-        _fail(str(exc))
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
-    results.write(ds, path)
-    partial.unlink(missing_ok=True)
+    if path.is_dir():
+        _fail(f"--out {path} is a directory: give the result file's path, e.g. {path / (spec.name + '.nc')}")
+    with contextlib.ExitStack() as held, warnings.catch_warnings():
+        warnings.simplefilter("always", sw.PartialFileWarning)
+        warnings.showwarning = lambda message, *_a, **_k: typer.echo(f"warning: {message}", err=True)
+        try:  # one writer per output and per partial file, from here until the partial file is gone
+            held.enter_context(sw.exclusive(path))
+            held.enter_context(sw.exclusive(partial))
+        except DsalabError as exc:
+            _fail(str(exc))
+        if partial.exists() and not resume:
+            _fail(f"partial file {partial} of an interrupted run exists: pass --resume to continue it, or delete it")
+        client, cluster, label = _open_client(scheduler, local_workers)
+        typer.echo(
+            f"sweep {spec.name}: {spec.n_points} points x {spec.repeats} repeats (+{spec.warmups} warm-up passes), "
+            f"{label}; partial results in {partial}",
+            err=True,
+        )
+        try:
+            ds = sw.run_sweep(spec, partial=partial, resume=resume, client=client, progress=not quiet, scheduler=label)
+        except KeyboardInterrupt:
+            typer.echo(f"interrupted: finished trials are kept in {partial}; rerun with --resume to continue", err=True)
+            raise typer.Exit(130) from None
+        except DsalabError as exc:
+            _fail(str(exc))
+        finally:
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+        try:  # fsyncs the file and its directory: only then may the partial file go
+            results.write(ds, path)
+        except (DsalabError, OSError) as exc:
+            _fail(f"cannot write {path} ({exc}); the finished trials are kept in {partial}: rerun with --resume")
+        partial.unlink(missing_ok=True)
     typer.echo(f"wrote {path}")
     if summary:
         from dsalab import analysis
@@ -334,8 +352,9 @@ def tune(
     import pathlib
 
     from dsalab import results
+    from dsalab import sweep as sw
     from dsalab import tune as tn
-    from dsalab.errors import SweepFileError
+    from dsalab.errors import DsalabError, SweepFileError
 
     spec = _load_sweep(file)
     if not 0 <= slack < 100:
@@ -348,7 +367,11 @@ def tune(
         _fail(str(exc))
     found, ds = tn.tune(spec, slack_pct=slack, max_rounds=max_rounds, progress=lambda m: typer.echo(m, err=True))
     path = results.default_path(f"tune-{spec.name}") if out is None else pathlib.Path(out)
-    results.write(ds, path)
+    try:
+        with sw.exclusive(path):
+            results.write(ds, path)
+    except (DsalabError, OSError) as exc:
+        _fail(f"cannot write {path} ({exc})")
     typer.echo(f"wrote {path}")
     best = found.scores[tn.point_key(found.best)]
     shown = f"{best[0]:.1f} ms/GB host CPU at {best[1]:.0f} Mbit/s" if best else "every trial failed"

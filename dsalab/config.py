@@ -17,6 +17,8 @@ PAGE_SIZE = 4096
 
 #: smallest page size the kernels accept, bytes (one cache line)
 MIN_PAGE_SIZE = 64
+#: largest page size the kernels, devices and trials take, bytes (1 GiB, the largest huge page)
+MAX_PAGE_SIZE = 1 << 30
 
 
 def default_threads() -> int:

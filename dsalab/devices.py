@@ -23,22 +23,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from dsalab import _binding, discovery
-from dsalab.errors import DeviceNotFound, InvalidArgument
+from dsalab.device_spec import EMU_KEYS, MODES, check_spec, parse_emu_spec, split_queue_spec  # noqa: F401 (EMU_KEYS)
+from dsalab.errors import InvalidArgument
 
-#: key -> (type, minimum, maximum, default, meaning) of the emulated device's spec
-EMU_KEYS: dict[str, tuple[type, float, float, Any, str]] = {
-    "engines": (int, 1, 64, 4, "engine threads"),
-    "wq_size": (int, 1, 4096, 128, "work queue depth, descriptors"),
-    "mode": (str, 0, 0, "shared", "shared (refuses when full, like ENQCMD) or dedicated (like MOVDIR64B)"),
-    "gbps": (float, 0, 10000, 30.0, "timing model bandwidth, GB/s (0: no timing model)"),
-    "latency_us": (float, 0, 1e6, 1.0, "timing model latency per submitted descriptor, us"),
-    "fault_rate": (float, 0, 1, 0.0, "probability of a page fault per descriptor"),
-    "queue_full_rate": (float, 0, 1, 0.0, "probability that a submission is refused as if the queue were full"),
-    "seed": (int, 0, 2**63 - 1, 0, "seed of the injected faults"),
-    "vanish_after": (int, 0, 2**63 - 1, 0, "the device disappears after this many descriptors (0: never)"),
-    "max_batch": (int, 2, 4096, 1024, "descriptors per batch"),
-}
-MODES = ("shared", "dedicated")
 _live_ids: set[int] = set()
 _ids_lock = threading.Lock()
 
@@ -55,46 +42,6 @@ def _next_id() -> int:
 def _release_id(i: int) -> None:
     with _ids_lock:
         _live_ids.discard(i)
-
-
-def _allowed_keys() -> str:
-    return ", ".join(f"{k} ({t.__name__}, default {d})" for k, (t, _, _, d, _) in EMU_KEYS.items())
-
-
-def parse_emu_spec(spec: str) -> dict[str, Any]:
-    """The settings of an ``emu[:key=value,...]`` spec, defaults filled in; raises naming a bad key or value."""
-    head, _, tail = spec.partition(":")
-    if head != "emu":
-        raise InvalidArgument(
-            f"device spec {spec!r} is not an emulated device spec; allowed: 'emu' or 'emu:key=value,...'"
-        )
-    out = {k: d for k, (_, _, _, d, _) in EMU_KEYS.items()}
-    for item in filter(None, (p.strip() for p in tail.split(","))):
-        key, eq, raw = item.partition("=")
-        key = key.strip()
-        if key not in EMU_KEYS:
-            raise InvalidArgument(f"device spec {spec!r}: unknown key {key!r}; allowed: {_allowed_keys()}")
-        if not eq:
-            raise InvalidArgument(f"device spec {spec!r}: {key!r} needs a value ({key}=...)")
-        typ, lo, hi, _, meaning = EMU_KEYS[key]
-        raw = raw.strip()
-        if typ is str:
-            if raw not in MODES:
-                raise InvalidArgument(f"device spec {spec!r}: mode={raw!r} is not allowed; allowed: {', '.join(MODES)}")
-            out[key] = raw
-            continue
-        try:
-            value = typ(raw)
-        except ValueError:
-            raise InvalidArgument(
-                f"device spec {spec!r}: {key}={raw!r} is not a {typ.__name__}; {key} is the {meaning}"
-            ) from None
-        if not lo <= value <= hi:
-            raise InvalidArgument(
-                f"device spec {spec!r}: {key}={raw} is out of range; allowed: {lo} to {hi} ({meaning})"
-            )
-        out[key] = value
-    return out
 
 
 _users_lock = threading.Lock()
@@ -205,26 +152,17 @@ def open_emulated(spec: str = "emu") -> Device:
 def open_device(spec: str, *, sysfs_root: pathlib.Path = discovery.SYSFS_ROOT) -> Device:
     """Open a device from its spec: ``"emu[:key=value,...]"`` or a work queue path ``/dev/dsa/wqX.Y[?write]``.
 
-    Raises ``ValueError`` naming a bad key or value (and listing what is allowed), ``FileNotFoundError`` for a
-    missing queue (naming the queues that exist)."""
-    if not isinstance(spec, str) or not spec:
-        raise InvalidArgument(f"device spec must be a non-empty string ('emu...' or '/dev/dsa/wqX.Y'), got {spec!r}")
+    A path must be the character device of an idxd DSA work queue (checked with ``stat`` and sysfs before it is
+    opened, and again with ``fstat`` in C after): a regular file, a directory, a link to one, or another driver's
+    device is refused with ``InvalidArgument`` and left untouched. Raises ``ValueError`` naming a bad key or
+    value (and listing what is allowed), ``FileNotFoundError`` for a missing queue (naming the queues that
+    exist); all are :class:`dsalab.DsalabError`."""
+    check_spec(spec)
     if spec == "emu" or spec.startswith("emu:"):
         return open_emulated(spec)
-    path, _, option = spec.partition("?")
-    if not path.startswith("/"):
-        raise InvalidArgument(
-            f"device spec {spec!r} is not allowed; allowed: 'emu[:key=value,...]' or a path /dev/dsa/wqX.Y[?write]"
-        )
-    if option not in ("", "write"):
-        raise InvalidArgument(f"device spec {spec!r}: option {option!r} is not allowed; allowed: ?write")
-    if not os.path.exists(path):
-        found = [q.path for q in discover(sysfs_root)]
-        raise DeviceNotFound(
-            f"no DSA work queue at {path}; this machine has: {', '.join(found) or 'none'} "
-            "(use 'emu' for the emulated device, see `dsalab devices`)"
-        )
-    handle = _binding.hw_open(path, str(sysfs_root), option == "write")
+    path, force_write = split_queue_spec(spec)
+    discovery.check_queue_device(path, sysfs_root)
+    handle = _binding.hw_open(path, str(sysfs_root), str(discovery.char_root(sysfs_root)), force_write)
     info = _binding.device_info(handle)
     settings = {
         "mode": "shared" if info["shared"] else "dedicated",

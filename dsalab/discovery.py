@@ -7,13 +7,84 @@ point them at a fake tree.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import mmap
 import os
 import pathlib
+import stat
+
+from dsalab.errors import DeviceNotFound, DevicePermissionError, InvalidArgument
 
 SYSFS_ROOT = pathlib.Path("/sys/bus/dsa/devices")
 DEV_ROOT = pathlib.Path("/dev/dsa")
 PORTAL_BYTES = 4096
+
+
+def char_root(sysfs_root: pathlib.Path = SYSFS_ROOT) -> pathlib.Path:
+    """The ``dev/char`` directory of the sysfs tree that holds ``sysfs_root`` (``/sys/bus/dsa/devices`` ->
+    ``/sys/dev/char``): one entry ``MAJOR:MINOR`` per character device, whose ``uevent`` names its device node."""
+    return pathlib.Path(sysfs_root).parent.parent.parent / "dev" / "char"
+
+
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a character device"
+
+
+def _uevent(path: pathlib.Path) -> dict[str, str]:
+    out = {}
+    for line in _read(path).splitlines():
+        key, eq, value = line.partition("=")
+        if eq:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def check_queue_device(path: str, sysfs_root: pathlib.Path = SYSFS_ROOT) -> os.stat_result:
+    """Check, opening nothing, that ``path`` is the character device of an idxd DSA work queue: its last part
+    is ``wqX.Y``, it is (or links to) a character device, sysfs names that device ``dsa/wqX.Y``
+    (``/sys/dev/char/MAJ:MIN/uevent``) and ``sysfs_root`` has the queue. Returns its ``stat``.
+
+    Raises :class:`DeviceNotFound` (no such file or queue), :class:`DevicePermissionError` or
+    :class:`InvalidArgument` naming the path, what it is and what is allowed: never a regular file, a directory,
+    a link to one, or a character device of another driver."""
+    allowed = "allowed: the character device of an idxd DSA work queue, /dev/dsa/wqX.Y (nothing was opened)"
+    name = os.path.basename(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            found = [q.path for q in work_queues(sysfs_root)]
+            raise DeviceNotFound(
+                f"no DSA work queue at {path}; this machine has: {', '.join(found) or 'none'} "
+                "(use 'emu' for the emulated device, see `dsalab devices`)"
+            ) from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise DevicePermissionError(f"device path {path} cannot be examined: {exc.strerror}; {allowed}") from None
+        raise InvalidArgument(f"device path {path} cannot be examined: {exc.strerror}; {allowed}") from None
+    link = " (through a symbolic link)" if os.path.islink(path) else ""
+    if not stat.S_ISCHR(st.st_mode):
+        raise InvalidArgument(f"device path {path} is {_kind(st.st_mode)}{link}, not a DSA work queue; {allowed}")
+    major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    entry = char_root(sysfs_root) / f"{major}:{minor}"
+    devname = _uevent(entry / "uevent").get("DEVNAME")
+    if devname != f"dsa/{name}":
+        said = f"DEVNAME={devname}" if devname else f"no {entry}/uevent"
+        raise InvalidArgument(
+            f"device path {path} is character device {major}:{minor}{link} ({said}), not the idxd driver's "
+            f"dsa/{name}; {allowed}"
+        )
+    if not (pathlib.Path(sysfs_root) / name).is_dir():
+        raise DeviceNotFound(f"device path {path}: sysfs has no work queue {name} in {sysfs_root}; {allowed}")
+    return st
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +134,15 @@ def _read_int(p: pathlib.Path) -> int:
 
 def portal_access(path: pathlib.Path) -> str:
     """Whether this process may map the queue's 4 KiB portal ("portal"), only write() to it ("write"), or
-    neither ("none: reason")."""
+    neither ("none: reason"). Only a character device is opened (never created); anything else is "none"."""
     try:
-        fd = os.open(path, os.O_RDWR)
+        st = os.stat(path)
+    except OSError as exc:
+        return f"none: cannot open {path}: {exc.strerror}"
+    if not stat.S_ISCHR(st.st_mode):
+        return f"none: {path} is {_kind(st.st_mode)}, not a character device"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)  # never created
     except OSError as exc:
         return f"none: cannot open {path}: {exc.strerror}"
     try:

@@ -16,9 +16,9 @@ from collections.abc import Callable
 import numpy as np
 
 from dsalab import _binding, _numba_kernels
-from dsalab.buffers import BufferLike, byte_view, check_threads, page_view
+from dsalab.buffers import MAX_THREADS, BufferLike, byte_view, check_threads, page_view
 from dsalab.config import PAGE_SIZE, default_threads
-from dsalab.errors import InvalidArgument
+from dsalab.errors import InvalidArgument, InvalidType
 
 #: kernel names accepted by :func:`find_zero_pages` and :func:`compare_pages`
 KERNELS = ("numba", "native", "numpy")
@@ -61,13 +61,13 @@ def _parallel(fn: Callable[[int, int], None], n: int, threads: int) -> None:
 
 
 def _check_kernel(kernel: str) -> str:
-    if kernel not in KERNELS:
+    if not isinstance(kernel, str) or kernel not in KERNELS:
         raise InvalidArgument(f"kernel={kernel!r} is not known; allowed: {', '.join(KERNELS)}")
     return kernel
 
 
 def _resolve_threads(threads: int | None) -> int:
-    return default_threads() if threads is None else check_threads(threads)
+    return min(default_threads(), MAX_THREADS) if threads is None else check_threads(threads)
 
 
 def find_zero_pages(
@@ -78,9 +78,10 @@ def find_zero_pages(
     Parameters
     ----------
     buf : numpy array (any dtype), bytes, bytearray, memoryview or mmap; C-contiguous, a whole number of pages
-    page_size : page size in bytes, a power of two >= 64
+    page_size : page size in bytes, a power of two from 64 to 1 GiB (MAX_PAGE_SIZE)
     kernel : "numba" (default), "native" (C, AVX-512/AVX2) or "numpy" (reference)
-    threads : threads to scan with (None: every CPU this process may use); "numpy" is single-threaded
+    threads : threads to scan with, 1 to :data:`~dsalab.buffers.MAX_THREADS` (256); None: every CPU this process
+        may use, at most 256; "numpy" is single-threaded
 
     Returns
     -------
@@ -130,7 +131,8 @@ def compare_pages(
 ) -> np.ndarray:
     """Which pages of ``a`` equal the same page of ``b`` (the reviewers' memcmp), as a bool array.
 
-    ``a`` and ``b`` must have the same length, a whole number of ``page_size``-byte pages.
+    ``a`` and ``b`` must have the same length, a whole number of ``page_size``-byte pages; ``threads`` as for
+    :func:`find_zero_pages` (1 to 256, or None).
     """
     va, ps = page_view(a, page_size, "a")
     vb, _ = page_view(b, ps, "b")
@@ -165,11 +167,24 @@ def native_zero_check_address() -> int:
 
 
 def find_zero_pages_via_pointer(buf: BufferLike, page_size: int = PAGE_SIZE, *, address: int) -> np.ndarray:
-    """Zero-page bitmap computed in C by calling the zero check at ``address`` once per page."""
+    """Zero-page bitmap computed in C by calling the zero check at ``address`` once per page.
+
+    ``address`` must be one of the zero checks of this module (:func:`native_zero_check_address`,
+    :func:`numba_zero_check_address`): C would jump to any other number, so any other is refused."""
     view, ps = page_view(buf, page_size)
+    if isinstance(address, bool) or not isinstance(address, int):
+        raise InvalidType(f"address must be an int (a zero check's address), got {type(address).__name__}")
+    known = (native_zero_check_address(), numba_zero_check_address())
+    if address not in known:
+        raise InvalidArgument(
+            f"address={address:#x} is not a known zero check; allowed: kernels.native_zero_check_address() "
+            "or kernels.numba_zero_check_address()"
+        )
     return _binding.find_zero_pages_with(address, view, ps)
 
 
 def bandwidth_reference(buf: BufferLike, threads: int = 1) -> int:
-    """OR every byte of ``buf`` with no early exit (native); the memory-read bandwidth reference loop."""
+    """OR every byte of ``buf`` with no early exit (native); the memory-read bandwidth reference loop.
+
+    ``threads``: 1 to 256 (the native loop uses at most 64)."""
     return _binding.or_reduce(byte_view(buf), check_threads(threads))

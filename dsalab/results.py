@@ -23,6 +23,7 @@ h5netcdf engine (int64 kept) under ``data/results/<hostname>/<date>-<sweep>-<com
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import socket
 from collections.abc import Mapping, Sequence
@@ -295,21 +296,72 @@ def validate(ds) -> None:
 
 
 def write(ds, path: str | pathlib.Path) -> pathlib.Path:
-    """Validate ``ds`` and write it as netCDF-4 (h5netcdf engine, int64 kept); returns the path."""
+    """Validate ``ds`` and write it as netCDF-4 (h5netcdf engine, int64 kept); returns the path.
+
+    Durable and atomic: the data go to a uniquely named temporary file in the same directory (so concurrent writers
+    never share one), which is fsynced, renamed over ``path``, and then the directory is fsynced. When this
+    returns the result survives a power cut; until then ``path`` holds its old content (or nothing). A failed write
+    leaves no temporary file behind.
+    """
+    import tempfile
+
     path = pathlib.Path(path)
     validate(ds)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    ds.to_netcdf(tmp, engine="h5netcdf")
-    tmp.replace(path)  # never leave a half-written result under the final name
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = pathlib.Path(name)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a result file gets the usual permissions
+        ds.to_netcdf(tmp, engine="h5netcdf")
+        _fsync_path(tmp)
+        os.replace(tmp, path)  # never leave a half-written result under the final name
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_path(path.parent, directory=True)
     return path
 
 
+def _fsync_path(path: pathlib.Path, *, directory: bool = False) -> None:
+    """fsync a file's data, or a directory's entries (``directory=True``)."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (Linux ``/proc/self/status``; 0o022 where unknown)."""
+    try:
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
 def read(path: str | pathlib.Path):
-    """Load one result file into memory (the file is closed) and validate it."""
+    """Load one result file into memory (the file is closed) and validate it.
+
+    A file that is not netCDF-4/HDF5, is truncated, or is netCDF without dsalab's layout raises
+    :class:`SchemaError` naming the file and what is wrong (whatever the bytes in it).
+    """
     import xarray as xr
 
-    ds = xr.load_dataset(path, engine="h5netcdf")
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:  # not HDF5, or a root that cannot be read: fail here, before h5netcdf
+            dict(f.attrs)  # half-builds a File whose __del__ then raises
+        ds = xr.load_dataset(path, engine="h5netcdf")
+    except MemoryError:
+        raise
+    except Exception as exc:  # a foreign or damaged file: h5py/h5netcdf/xarray raise many types, all mean "unreadable"
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise SchemaError(f"{path}: cannot be read as a netCDF-4 result file written by dsalab ({reason})") from None
     try:
         validate(ds)
     except SchemaError as exc:

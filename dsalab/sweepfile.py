@@ -21,7 +21,13 @@ repeats, warm-ups, seed and runner::
     normal_ratio = { start = 0.0, stop = 1.0, step = 0.25 }
 
 Every grid point's Trial is built up front, so a bad value fails before the first trial runs; every error is a
-:class:`~dsalab.errors.SweepFileError` naming the file, the key and what is allowed.
+:class:`~dsalab.errors.SweepFileError` (one line) naming the file, the key, the value and what is allowed.
+
+Limits: a range's start, stop and step/factor are finite numbers (or size strings), step > 0 or factor > 1, and
+stop >= start (an empty range is an error); one parameter has at most :data:`MAX_VALUES` values (a range is counted
+before it is expanded), the grid at most :data:`MAX_POINTS` points, the sweep at most :data:`MAX_TRIALS` trials
+(points x (repeats + warm-ups)); ``seed`` is an int from 0 to 2**63 - 1 and ``name`` at most :data:`MAX_NAME`
+characters.
 """
 
 from __future__ import annotations
@@ -46,12 +52,12 @@ RUNNERS = ("engine",)
 FUTURE_RUNNERS = ("model", "qemu")
 #: top-level keys: key -> (TOML type, what is allowed)
 TOP_KEYS: dict[str, str] = {
-    "name": "a string of letters, digits, '-', '_' or '.'",
+    "name": "a string of 1 to 100 ASCII letters, digits, '-', '_' or '.'",
     "description": "a string",
     "runner": f"one of {', '.join(RUNNERS)}",
     "repeats": "an int from 1 to 1000",
     "warmups": "an int from 0 to 100",
-    "seed": "an int >= 0",
+    "seed": "an int from 0 to 2**63 - 1",
     "base": "a table of Trial fields",
     "sweep": "a table: Trial field -> list of values or {start, stop, step|factor}",
 }
@@ -59,9 +65,16 @@ TOP_KEYS: dict[str, str] = {
 SWEEPABLE = tuple(f for f in Trial.fields() if f != "seed")
 #: keys of a range table
 RANGE_KEYS = ("start", "stop", "step", "factor")
-#: most points of one swept parameter's range, and of the whole grid
+#: most values of one swept parameter (a list, or a range counted before it is expanded)
 MAX_VALUES = 10_000
+#: most points of the whole grid
 MAX_POINTS = 100_000
+#: most trials of a sweep: grid points x (repeats + warm-ups)
+MAX_TRIALS = 100_000
+#: longest sweep name (it is part of result file names)
+MAX_NAME = 100
+#: errors of building a Trial from a sweep file's values that mean "this value is not allowed"
+_BAD_VALUE = (ValueError, TypeError, ArithmeticError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,34 +160,39 @@ def loads(text: str, path: str = "<string>") -> SweepSpec:
 
     unknown = [k for k in doc if k not in TOP_KEYS]
     if unknown:
-        raise fail(unknown[0], f"unknown key; allowed keys are {', '.join(TOP_KEYS)}")
+        raise fail(_key(unknown[0]), f"unknown key; allowed keys are {', '.join(TOP_KEYS)}")
     for key in ("name", "sweep"):
         if key not in doc:
             raise fail(key, f"missing; it must be {TOP_KEYS[key]}")
 
     name = doc["name"]
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
-        raise fail("name", f"{name!r} is not allowed; it must be {TOP_KEYS['name']}")
+    if (
+        not isinstance(name, str)
+        or not 0 < len(name) <= MAX_NAME
+        or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name)
+        or name in (".", "..")
+    ):
+        raise fail("name", f"{_short(name)} is not allowed; it must be {TOP_KEYS['name']}")
     description = doc.get("description", "")
     if not isinstance(description, str):
-        raise fail("description", f"{description!r} is not allowed; it must be a string")
+        raise fail("description", f"{_short(description)} is not allowed; it must be a string")
     runner = doc.get("runner", "engine")
-    if runner in FUTURE_RUNNERS:
+    if isinstance(runner, str) and runner in FUTURE_RUNNERS:
         raise fail("runner", f"{runner!r} is not available yet; allowed: {', '.join(RUNNERS)}")
-    if runner not in RUNNERS:
-        raise fail("runner", f"{runner!r} is not allowed; allowed: {', '.join(RUNNERS)}")
+    if not isinstance(runner, str) or runner not in RUNNERS:
+        raise fail("runner", f"{_short(runner)} is not allowed; allowed: {', '.join(RUNNERS)}")
     repeats = _int(doc.get("repeats", 1), 1, 1000, lambda m: fail("repeats", m))
     warmups = _int(doc.get("warmups", 0), 0, 100, lambda m: fail("warmups", m))
-    seed = _int(doc.get("seed", 0), 0, None, lambda m: fail("seed", m))
+    seed = _int(doc.get("seed", 0), 0, 2**63 - 1, lambda m: fail("seed", m))
 
     base = doc.get("base", {})
     if not isinstance(base, dict):
         raise fail("base", f"must be {TOP_KEYS['base']}, got {type(base).__name__}")
     for key in base:
-        _check_field(key, lambda m, k=key: fail(f"base.{k}", m))
+        _check_field(key, lambda m, k=key: fail(f"base.{_key(k)}", m))
     try:
         base_trial = Trial(**base)
-    except (ValueError, TypeError) as exc:
+    except _BAD_VALUE as exc:
         raise fail("base", str(exc)) from None
 
     sweep = doc["sweep"]
@@ -182,7 +200,7 @@ def loads(text: str, path: str = "<string>") -> SweepSpec:
         raise fail("sweep", f"must be a non-empty table: Trial field -> values; allowed fields: {', '.join(SWEEPABLE)}")
     params: dict[str, tuple[Any, ...]] = {}
     for key, spec in sweep.items():
-        where = f"sweep.{key}"
+        where = f"sweep.{_key(key)}"
 
         def err(m: str, where: str = where) -> SweepFileError:
             return fail(where, m)
@@ -195,11 +213,11 @@ def loads(text: str, path: str = "<string>") -> SweepSpec:
         for value in raw:
             try:
                 trial = base_trial.replace(**{key: value})
-            except (ValueError, TypeError) as exc:
-                raise err(f"value {value!r}: {exc}") from None
+            except _BAD_VALUE as exc:
+                raise err(f"value {_short(value)}: {exc}") from None
             normalized.append(getattr(trial, key))
         if len(set(map(_hashable, normalized))) != len(normalized):
-            raise err(f"values {raw!r} repeat a value (after converting sizes to bytes); each value once")
+            raise err(f"values {_short(raw)} repeat a value (after converting sizes to bytes); each value once")
         params[key] = tuple(normalized)
 
     spec = SweepSpec(
@@ -216,10 +234,17 @@ def loads(text: str, path: str = "<string>") -> SweepSpec:
     )
     if spec.n_points > MAX_POINTS:
         raise fail("sweep", f"{spec.n_points} grid points; at most {MAX_POINTS} are allowed")
+    trials = spec.n_points * (repeats + warmups)
+    if trials > MAX_TRIALS:
+        raise fail(
+            "repeats",
+            f"{spec.n_points} grid points x ({repeats} repeats + {warmups} warm-ups) = {trials} trials; "
+            f"at most {MAX_TRIALS} are allowed",
+        )
     for point in spec.points():  # combinations can fail where single values do not (e.g. packet vs page size)
         try:
             spec.trial(point, 0)
-        except (ValueError, TypeError) as exc:
+        except _BAD_VALUE as exc:
             raise fail("sweep", f"grid point {point}: {exc}") from None
     return spec
 
@@ -234,28 +259,39 @@ def _check_field(key: str, err) -> None:
 def _int(value: object, lo: int, hi: int | None, err) -> int:
     allowed = f"an int from {lo} to {hi}" if hi is not None else f"an int >= {lo}"
     if not isinstance(value, int) or isinstance(value, bool) or value < lo or (hi is not None and value > hi):
-        raise err(f"{value!r} is not allowed; it must be {allowed}")
+        raise err(f"{_short(value)} is not allowed; it must be {allowed}")
     return value
 
 
 def _hashable(v: Any) -> Any:
-    return tuple(v) if isinstance(v, list) else v
+    """A hashable stand-in for a normalized value (lists and tables nest in TOML)."""
+    if isinstance(v, list | tuple):
+        return tuple(_hashable(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((str(k), _hashable(x)) for k, x in v.items()))
+    return v
 
 
 def _values(spec: object, err) -> list[Any]:
-    """The values of one swept parameter: a list as is, or a range table expanded (stop included)."""
+    """The values of one swept parameter: a list as is, or a range table expanded (stop included).
+
+    A range's start, stop and step/factor must be finite numbers (or size strings); it must hold at least one
+    value and at most :data:`MAX_VALUES` (counted before anything is expanded).
+    """
     if isinstance(spec, list):
         if not spec:
             raise err("the list of values is empty; give at least one value")
+        if len(spec) > MAX_VALUES:
+            raise err(f"the list has {len(spec)} values; at most {MAX_VALUES} are allowed")
         return spec
     if not isinstance(spec, dict):
         raise err(
-            f"{spec!r} is not allowed; give a list of values or a range table "
+            f"{_short(spec)} is not allowed; give a list of values or a range table "
             "{ start = A, stop = B, step = S } or { start = A, stop = B, factor = F }"
         )
     unknown = [k for k in spec if k not in RANGE_KEYS]
     if unknown:
-        raise err(f"unknown range key {unknown[0]!r}; allowed: {', '.join(RANGE_KEYS)}")
+        raise err(f"unknown range key {_short(unknown[0])}; allowed: {', '.join(RANGE_KEYS)}")
     if "start" not in spec or "stop" not in spec or ("step" in spec) == ("factor" in spec):
         raise err("a range needs start, stop and exactly one of step (arithmetic) or factor (geometric)")
     from dsalab.units import parse_bytes
@@ -264,34 +300,67 @@ def _values(spec: object, err) -> list[Any]:
         v = spec[key]
         if isinstance(v, str):  # sizes such as "64KiB"
             try:
-                return parse_bytes(v, key)
-            except (ValueError, TypeError) as exc:
-                raise err(f"range {key}: {exc}") from None
+                return parse_bytes(v, f"range {key}")
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                raise err(str(exc)) from None
         if isinstance(v, bool) or not isinstance(v, int | float):
-            raise err(f"range {key}={v!r} is not allowed; it must be a number or a size string like '64KiB'")
+            raise err(f"range {key}={_short(v)} is not allowed; it must be a number or a size string like '64KiB'")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise err(f"range {key}={v!r} is not allowed; it must be a finite number")
         return v
 
     start, stop = number("start"), number("stop")
     if "step" in spec:
         step = number("step")
-        if step <= 0 or stop < start:
-            raise err(f"range needs step > 0 and stop >= start, got start={start}, stop={stop}, step={step}")
-        n = math.floor((stop - start) / step + 1e-9) + 1
-        if n > MAX_VALUES:
-            raise err(f"range has {n} values; at most {MAX_VALUES}")
+        if step <= 0:
+            raise err(f"range step={step!r} is not allowed; it must be > 0")
+        if stop < start:
+            raise err(f"range start={start!r}, stop={stop!r} is empty; it needs stop >= start")
+        span = _quotient(stop - start, step)
+        if not span < MAX_VALUES:
+            raise err(
+                f"range start={start!r}, stop={stop!r}, step={step!r} has more than {MAX_VALUES} values; "
+                f"at most {MAX_VALUES} are allowed"
+            )
+        n = math.floor(span + 1e-9) + 1
         if all(isinstance(x, int) for x in (start, step)):
             return [start + i * step for i in range(n)]
         return [round(start + i * step, 12) for i in range(n)]
     factor = number("factor")
-    if factor <= 1 or start <= 0 or stop < start:
+    if factor <= 1:
+        raise err(f"range factor={factor!r} is not allowed; it must be > 1")
+    if start <= 0:
+        raise err(f"range start={start!r} is not allowed with a factor; it must be > 0")
+    if stop < start:
+        raise err(f"range start={start!r}, stop={stop!r} is empty; it needs stop >= start")
+    count = math.log(_quotient(stop, start)) / math.log(factor) if stop > start else 0.0
+    if not count < MAX_VALUES:
         raise err(
-            f"range needs factor > 1, start > 0 and stop >= start, got start={start}, stop={stop}, factor={factor}"
+            f"range start={start!r}, stop={stop!r}, factor={factor!r} has more than {MAX_VALUES} values; "
+            f"at most {MAX_VALUES} are allowed"
         )
     out: list[Any] = []
     v = start
-    while v <= stop * (1 + 1e-12):
+    while v <= stop * (1 + 1e-12) and len(out) <= MAX_VALUES:
         out.append(v)
-        if len(out) > MAX_VALUES:
-            raise err(f"range has more than {MAX_VALUES} values")
         v = v * factor
     return out
+
+
+def _key(key: str) -> str:
+    """A TOML key as it appears in an error: as written when short and printable, else its cut ``repr``."""
+    return key if key.isprintable() and 0 < len(key) <= 80 else _short(key)
+
+
+def _quotient(a: int | float, b: int | float) -> float:
+    """``a / b`` as a float, ``inf`` where it is too large for one (huge TOML integers)."""
+    try:
+        return a / b
+    except OverflowError:
+        return math.inf
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """``repr`` of a value, cut to ``limit`` characters (error messages stay one short line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from dsalab.errors import SweepFileError
+from dsalab.errors import InvalidArgument, InvalidType, SweepFileError
 from dsalab.sweepfile import SweepSpec
 
 #: parameters the tuner searches
@@ -80,8 +80,7 @@ def coordinate_descent(
     start: Mapping[str, Any] | None = None,
 ) -> TuneResult:
     """Search ``space`` (parameter -> values) with ``evaluate(point) -> (cpu_ms_per_gb, throughput_mbps) | None``."""
-    if not 0 <= slack_pct < 100:
-        raise ValueError(f"slack_pct={slack_pct!r} is not allowed: a percentage from 0 to below 100")
+    _check_limits(slack_pct, max_rounds)
     names = list(space)
     current = dict(start) if start else {n: space[n][len(space[n]) // 2] for n in names}
     scores: dict[Point, Score] = {}
@@ -105,6 +104,16 @@ def coordinate_descent(
             break
     overall = dict(choose(list(scores), scores, slack_pct))
     return TuneResult(overall, scores, rounds, math.prod(len(v) for v in space.values()), slack_pct)
+
+
+def _check_limits(slack_pct: object, max_rounds: object) -> None:
+    """``slack_pct`` a real percentage in [0, 100), ``max_rounds`` an int >= 1 (else InvalidArgument/InvalidType)."""
+    if isinstance(slack_pct, bool) or not isinstance(slack_pct, int | float):
+        raise InvalidType(f"slack_pct={slack_pct!r} is not allowed: a percentage from 0 to below 100 (a number)")
+    if not 0 <= slack_pct < 100:  # NaN fails this too
+        raise InvalidArgument(f"slack_pct={slack_pct!r} is not allowed: a percentage from 0 to below 100")
+    if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
+        raise InvalidArgument(f"max_rounds={max_rounds!r} is not allowed: an int >= 1")
 
 
 def check_spec(spec: SweepSpec) -> None:
@@ -132,6 +141,7 @@ def tune(
     from dsalab.sweep import execute, sweep_attrs
 
     check_spec(spec)
+    _check_limits(slack_pct, max_rounds)
     records: list[TrialRecord] = []
     start = {n: v[len(v) // 2] for n, v in spec.params.items()}
     for w in range(spec.warmups):

@@ -3,6 +3,7 @@
 Switches (environment variables, read here and nowhere else):
 
 - ``DSALAB_CC_FLAGS``: extra compiler flags, appended.
+- ``DSALAB_LD_FLAGS``: extra linker flags, appended (``make test-asan`` passes ``-fsanitize=...`` in both).
 - ``DSALAB_NO_PORTAL=1``: leave out the ENQCMD/MOVDIR64B submission code even where the compiler has it.
 """
 
@@ -84,6 +85,7 @@ ffibuilder.set_source(
     define_macros=_macros,
     extra_compile_args=_flags,
     libraries=["pthread"],
+    extra_link_args=os.environ.get("DSALAB_LD_FLAGS", "").split(),
 )
 
 if __name__ == "__main__":

@@ -90,7 +90,14 @@ int dsl_mig_create(const dsl_mig_config *cfg, dsl_mig **out);
  * written everything it got). Called by the live_migration thread; blocks without the GIL. */
 int dsl_mig_send_pages(dsl_mig *m, const uint64_t *bitmap, uint64_t *pages_queued);
 int dsl_mig_finish(dsl_mig *m);         /* END on every channel; threads park until destroy */
-void dsl_mig_destroy(dsl_mig *m);       /* join every thread, free */
+/* Fail the migration now with `why` (the busy senders are appended): every wait gives up within a slice. */
+void dsl_mig_abort(dsl_mig *m, const char *why);
+/* Wake every thread and join it, waiting timeout_ms in all at most: DSL_OK once all have ended, else
+ * DSL_ETIMEDOUT with dsl_mig_stuck naming those still running (call again later; never free the engine then). */
+int dsl_mig_stop(dsl_mig *m, uint64_t timeout_ms);
+const char *dsl_mig_stuck(dsl_mig *m);
+/* dsl_mig_stop bounded by io_timeout_ms + 1 s, then free: DSL_OK; DSL_ETIMEDOUT leaves the engine allocated. */
+int dsl_mig_destroy(dsl_mig *m);
 const char *dsl_mig_error(dsl_mig *m);  /* the first failure, naming the channel; "" if none */
 int dsl_mig_channel_stats(dsl_mig *m, int channel, dsl_chan_stats *out);
 uint64_t dsl_mig_bytes_sent(dsl_mig *m);
@@ -136,7 +143,9 @@ typedef struct {
 } dsl_device_info;
 int dsl_emu_open(const dsl_emu_config *cfg, dsl_device **out);
 int dsl_emu_serve_fd(dsl_device *emu, int fd);   /* be the far end of a write() path: read descriptors from fd */
-int dsl_hw_open(const char *path, const char *sysfs_root, int force_write, dsl_device **out);
+/* open the work queue at path (wqX.Y): refused (DSL_EINVAL) unless, after open (never O_CREAT), fstat says it is a
+ * character device that char_root/MAJ:MIN/uevent names DEVNAME=dsa/wqX.Y (char_root: /sys/dev/char) */
+int dsl_hw_open(const char *path, const char *sysfs_root, const char *char_root, int force_write, dsl_device **out);
 int dsl_hw_open_fd(int fd, int shared, int wq_size, const char *name, dsl_device **out); /* write() path on fd */
 void dsl_device_close(dsl_device *dev);
 int dsl_device_get_info(dsl_device *dev, dsl_device_info *out);

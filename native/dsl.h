@@ -23,6 +23,9 @@
 #define DSL_EUNSUPPORTED 8
 #define DSL_EPERM 9
 
+/* most threads one parallel call may use (kernels, guest fill); more is DSL_EINVAL (dsalab.buffers.MAX_THREADS) */
+#define DSL_MAX_THREADS 256
+
 #define DSL_COMPLETION_THREAD 1
 #define DSL_COMPLETION_POLL 2
 #define DSL_COMPLETION_UMWAIT 3
@@ -37,7 +40,8 @@
 uint64_t dsl_splitmix64(uint64_t *state);
 void dsl_deadline_in(struct timespec *ts, uint64_t ns); /* CLOCK_REALTIME now + ns, for timed waits */
 
-/* Run fn(i, arg) for i in [0, n) on n threads (the caller runs i = 0); always completes, returns DSL_OK. */
+/* Run fn(i, arg) for i in [0, n) on n threads (the caller runs i = 0); always completes and returns DSL_OK for
+ * 1 <= n <= DSL_MAX_THREADS (a share whose thread cannot start runs on the caller); DSL_EINVAL otherwise. */
 int dsl_run_parallel(int n, void (*fn)(int i, void *arg), void *arg);
 
 #endif

@@ -4,6 +4,7 @@
  * descriptors: such a device has max_batch 0 and the offload layer sends single descriptors. */
 #include "dsa.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <immintrin.h>
@@ -11,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define PORTAL_BYTES 4096
@@ -73,17 +76,73 @@ static void hw_close(dsl_device *dev)
 
 static const struct dsl_device_ops hw_ops = {hw_submit, hw_close};
 
+/* "dir/name" into buf; -1 if it does not fit */
+static int join(char *buf, size_t len, const char *dir, const char *name)
+{
+    int n = snprintf(buf, len, "%s/%s", dir, name);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
 static int read_attr(const char *dir, const char *name, char *buf, size_t len)
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "r");
+    char path[4096];
+    if (join(path, sizeof path, dir, name) != 0)
+        return -1;
+    FILE *f = fopen(path, "re");
     if (!f)
         return -1;
     size_t n = fread(buf, 1, len - 1, f);
     fclose(f);
     buf[n] = '\0';
     buf[strcspn(buf, "\n")] = '\0';
+    return 0;
+}
+
+/* 1 if name is a work queue's name, wq<digits>.<digits> */
+static int queue_name_ok(const char *name)
+{
+    const char *p = name;
+    if (strncmp(p, "wq", 2) != 0)
+        return 0;
+    p += 2;
+    if (!isdigit((unsigned char)*p))
+        return 0;
+    while (isdigit((unsigned char)*p))
+        p++;
+    if (*p++ != '.' || !isdigit((unsigned char)*p))
+        return 0;
+    while (isdigit((unsigned char)*p))
+        p++;
+    return *p == '\0';
+}
+
+/* 1 if the open file fd is the character device that sysfs (char_root/MAJ:MIN/uevent) names dsa/<name> */
+static int is_idxd_queue(int fd, const char *char_root, const char *name)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISCHR(st.st_mode))
+        return 0;
+    char entry[64], dir[4096], uevent[1024], want[256];
+    snprintf(entry, sizeof entry, "%u:%u", major(st.st_rdev), minor(st.st_rdev));
+    char path[4096];
+    if (join(dir, sizeof dir, char_root, entry) != 0 || join(path, sizeof path, dir, "uevent") != 0)
+        return 0;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(uevent, 1, sizeof uevent - 1, f);
+    fclose(f);
+    uevent[n] = '\0';
+    int wn = snprintf(want, sizeof want, "DEVNAME=dsa/%s", name);
+    if (wn < 0 || (size_t)wn >= sizeof want)
+        return 0;
+    size_t wl = (size_t)wn;
+    for (const char *line = uevent; line && *line;) {
+        if (strncmp(line, want, wl) == 0 && (line[wl] == '\n' || line[wl] == '\0'))
+            return 1;
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
     return 0;
 }
 
@@ -102,15 +161,34 @@ static struct hwq *new_hwq(const char *name, int fd, int own_fd, int shared, int
     return q;
 }
 
-int dsl_hw_open(const char *path, const char *sysfs_root, int force_write, dsl_device **out)
+int dsl_hw_open(const char *path, const char *sysfs_root, const char *char_root, int force_write, dsl_device **out)
 {
     *out = NULL;
+    if (!path || !sysfs_root || !char_root)
+        return DSL_EINVAL;
     const char *name = strrchr(path, '/');
     name = name ? name + 1 : path;
-    if (strncmp(name, "wq", 2) != 0)
+    if (!queue_name_ok(name))
         return DSL_EINVAL;
-    char dir[512], buf[64];
-    snprintf(dir, sizeof dir, "%s/%s", sysfs_root, name);
+    char dir[4096], buf[64];
+    if (join(dir, sizeof dir, sysfs_root, name) != 0)
+        return DSL_EINVAL;
+    /* never created, truncated or made our terminal; O_NONBLOCK so that opening whatever is there cannot block.
+     * Nothing is written or mapped before fstat and sysfs say it is the idxd driver's dsa/<name>. */
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return errno == ENOENT || errno == ENODEV || errno == ENXIO || errno == ENOTDIR ? DSL_ENODEV
+               : errno == EACCES || errno == EPERM                                      ? DSL_EPERM
+                                                                                        : DSL_EIO;
+    if (!is_idxd_queue(fd, char_root, name)) {
+        close(fd);
+        return DSL_EINVAL;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        close(fd);
+        return DSL_EIO;
+    }
     int shared = 1, wq_size = 0, max_batch = 0;
     if (read_attr(dir, "mode", buf, sizeof buf) == 0)
         shared = strcmp(buf, "dedicated") != 0;
@@ -118,12 +196,11 @@ int dsl_hw_open(const char *path, const char *sysfs_root, int force_write, dsl_d
         wq_size = atoi(buf);
     if (read_attr(dir, "max_batch_size", buf, sizeof buf) == 0)
         max_batch = atoi(buf);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT || errno == ENODEV || errno == ENXIO ? DSL_ENODEV
-               : errno == EACCES || errno == EPERM                  ? DSL_EPERM
-                                                                    : DSL_EIO;
-    struct hwq *q = new_hwq(name, fd, 1, shared, wq_size > 0 ? wq_size : 128);
+    if (wq_size < 1 || wq_size > 65536)
+        wq_size = 128;
+    if (max_batch < 0 || max_batch > 65536)
+        max_batch = 0;
+    struct hwq *q = new_hwq(name, fd, 1, shared, wq_size);
     if (!q) {
         close(fd);
         return DSL_ENOMEM;

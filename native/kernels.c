@@ -259,7 +259,7 @@ dsl_zero_fn dsl_native_zero_fn(void) { return dsl_is_zero; }
 
 static int valid_pages(size_t page_size, int threads)
 {
-    return page_size >= 64 && (page_size & (page_size - 1)) == 0 && threads >= 1;
+    return page_size >= 64 && (page_size & (page_size - 1)) == 0 && threads >= 1 && threads <= DSL_MAX_THREADS;
 }
 
 /* split [0, n) into `parts` contiguous shares */

@@ -12,8 +12,19 @@
  * At the end of each round every channel sends a SYNC packet and waits for its receiver's acknowledgement, so a
  * round is over only when the destination holds everything. Every wait is bounded by io_timeout_ms without
  * progress: a dead receiver, a reset connection or a stalled peer ends in an error naming the channel, never in
- * a hang. Threads park after END (or a failure) until dsl_mig_destroy, so that their CPU time can still be read
- * from /proc/self/task/<tid>/schedstat. */
+ * a hang. Threads park after END (or a failure) until dsl_mig_stop/dsl_mig_destroy, so that their CPU time can
+ * still be read from /proc/self/task/<tid>/schedstat.
+ *
+ * Every wait here is bounded or woken by stop:
+ *   - socket I/O: slices of SLICE_MS; io_timeout_ms without progress fails the channel; a receiver idle between
+ *     packets and a parked thread wake every slice and leave on stop;
+ *   - live_migration's waits for a queue slot, a sync or the receivers: 2 * io_timeout_ms without progress;
+ *   - the rate limiter and the guest_dirty thread sleep at most 50 ms / 1 ms at a time and leave on failure or
+ *     stop (the dirtier checks its stop flag after every page it writes);
+ *   - the detector (a CPU kernel or the DSA offload layer, with its own timeout) is the one call that can take
+ *     longer: dsl_mig_abort fails the migration from outside (the trial's overall deadline) and every join
+ *     (dsl_mig_dirtier_stop, dsl_mig_stop) has a bound. A thread still running at that bound is named
+ *     (dsl_mig_stuck) and the engine is then left allocated, never freed under a running thread. */
 #include "dsl.h"
 
 #include <errno.h>
@@ -46,12 +57,19 @@ struct pkt_hdr {
 
 enum job { JOB_NONE, JOB_PAGES, JOB_SYNC, JOB_END };
 
+/* What a sender is doing, for the message that names a thread which did not finish. */
+enum phase { PH_IDLE, PH_DETECT, PH_RATE, PH_SEND, PH_ACK };
+static const char *const PHASE_NAMES[] = {"idle", "zero-page detection", "the bandwidth limit", "sendmsg",
+                                          "waiting for a sync acknowledgement"};
+
 struct chan {
     dsl_mig *m;
     int id;
     int fd_send, fd_recv;
     pthread_t send_thread, recv_thread;
     int send_started, recv_started;
+    int send_joined, recv_joined;
+    int phase; /* enum phase of the sender (atomic) */
     /* the job queue (QDEPTH slots), protected by m->lock */
     pthread_cond_t cond;
     int jobs[QDEPTH];
@@ -91,8 +109,14 @@ struct dsl_mig {
     size_t words;
     pthread_t dirtier;
     int dirtier_running, dirtier_stop, dirtier_tid;
-    uint64_t dirty_rate, dirty_seed, dirtied, dirtier_cpu_ns;
+    uint64_t dirty_rate, dirty_seed, dirtied, dirtier_cpu_ns; /* dirtied: atomic */
+    pthread_mutex_t dirtier_lock; /* with dirtier_wake: the dirtier's sleeps end at once on stop */
+    pthread_cond_t dirtier_wake;
+    char stuck[256]; /* the threads dsl_mig_stop could not join in time */
 };
+
+/* The longest io_timeout_ms dsl_mig_create takes (doubled and added to times in ns without overflow). */
+#define MAX_IO_TIMEOUT_MS (1ull << 40)
 
 static int gettid_(void) { return (int)syscall(SYS_gettid); }
 
@@ -114,6 +138,7 @@ static void fail(dsl_mig *m, const char *fmt, ...)
 
 static int is_failed(dsl_mig *m) { return __atomic_load_n(&m->failed, __ATOMIC_ACQUIRE); }
 static int is_destroying(dsl_mig *m) { return __atomic_load_n(&m->destroy, __ATOMIC_ACQUIRE); }
+static void set_phase(struct chan *ch, int phase) { __atomic_store_n(&ch->phase, phase, __ATOMIC_RELAXED); }
 
 /* Park: record CPU time, wait for destroy. */
 static void park(dsl_mig *m, uint64_t *cpu_slot)
@@ -232,6 +257,8 @@ static void detect(struct chan *ch, const uint64_t *idx, size_t n)
     const dsl_mig_config *c = &ch->m->cfg;
     size_t i = 0;
     while (i < n) {
+        if (is_failed(ch->m) || is_destroying(ch->m))
+            return; /* the packet will not be sent: do not start another (maybe slow) detector call */
         size_t run = 1;
         while (i + run < n && idx[i + run] == idx[i] + run)
             run++;
@@ -257,7 +284,9 @@ static void rate_limit(dsl_mig *m, uint64_t bytes)
     if (!bw)
         return;
     uint64_t before = __atomic_fetch_add(&m->bytes_reserved, bytes, __ATOMIC_RELAXED);
-    uint64_t when = m->start_ns + (uint64_t)((double)(before + bytes) / (double)bw * 1e9);
+    double offset_ns = (double)(before + bytes) / (double)bw * 1e9;
+    /* clamped: a tiny bandwidth must not overflow the conversion (the wait is still left on failure or stop) */
+    uint64_t when = m->start_ns + (offset_ns < 0x1p62 ? (uint64_t)offset_ns : (1ull << 62));
     for (;;) {
         uint64_t now = dsl_now_ns();
         if (now >= when || is_failed(m) || is_destroying(m))
@@ -285,9 +314,14 @@ static int send_packet(struct chan *ch, const uint64_t *idx, size_t n, const cha
     dsl_mig *m = ch->m;
     const dsl_mig_config *c = &m->cfg;
     uint64_t t0 = dsl_thread_cpu_ns();
+    set_phase(ch, PH_DETECT);
     detect(ch, idx, n);
     uint64_t t1 = dsl_thread_cpu_ns();
     ch->st.detect_cpu_ns += t1 - t0;
+    if (is_failed(m) || is_destroying(m)) {
+        *what = "the migration failed elsewhere";
+        return -ECANCELED;
+    }
 
     size_t nn = 0, nz = 0;
     for (size_t i = 0; i < n; i++) {
@@ -321,7 +355,14 @@ static int send_packet(struct chan *ch, const uint64_t *idx, size_t n, const cha
             ch->iov[cnt++] = (struct iovec){p, c->page_size};
     }
     size_t bytes = sizeof h + (nn + nz) * sizeof(uint64_t) + nn * c->page_size;
+    set_phase(ch, PH_RATE);
     rate_limit(m, bytes);
+    if (is_failed(m) || is_destroying(m)) {
+        ch->st.send_cpu_ns += dsl_thread_cpu_ns() - t1;
+        *what = "the migration failed elsewhere";
+        return -ECANCELED;
+    }
+    set_phase(ch, PH_SEND);
     int r = send_all(m, ch->fd_send, ch->iov, cnt, what);
     ch->st.send_cpu_ns += dsl_thread_cpu_ns() - t1;
     if (r)
@@ -374,13 +415,20 @@ static void *sender_main(void *arg)
         if (job == JOB_PAGES)
             r = send_packet(ch, idx, n, &what);
         else if (job == JOB_SYNC) {
+            set_phase(ch, PH_SEND);
             r = send_header_only(ch, FLAG_SYNC, &what);
+            set_phase(ch, PH_ACK);
             if (!r)
                 r = wait_ack(ch, &what);
             if (!r)
                 ch->st.syncs++;
-        } else if (job == JOB_END)
+        } else if (job == JOB_END) {
+            set_phase(ch, PH_SEND);
             r = send_header_only(ch, FLAG_END, &what);
+        }
+        set_phase(ch, PH_IDLE);
+        if (r == -ECANCELED)
+            break; /* another thread failed first, or stop: its message stands */
         if (r) {
             const char *doing = job == JOB_PAGES ? "sending packet"
                                 : job == JOB_SYNC ? "syncing (sync acknowledgement) after packet"
@@ -486,6 +534,12 @@ static void *receiver_main(void *arg)
         if (!r && (h.magic != MIG_MAGIC || h.version != MIG_VERSION)) {
             what = "bad packet header (magic or version)";
             r = -EPROTO;
+        } else if (!r && (h.flags & ~(FLAG_SYNC | FLAG_END))) {
+            what = "protocol error: unknown packet flags";
+            r = -EPROTO;
+        } else if (!r && !(h.flags & (FLAG_SYNC | FLAG_END)) && (uint64_t)h.normal + h.zero == 0) {
+            what = "protocol error: a data packet with 0 pages";
+            r = -EPROTO;
         }
         if (!r && (h.flags & FLAG_END))
             break;
@@ -514,17 +568,46 @@ static void *receiver_main(void *arg)
 
 /* ---------------------------------------------------------------- the guest's dirtying thread */
 
+/* Join `t`, waiting until the CLOCK_MONOTONIC time deadline_ns at most; 0 once joined, ETIMEDOUT if the thread
+ * is still running then. Slices of at most 50 ms, so a jump of the realtime clock cannot stretch the wait. */
+static int join_until(pthread_t t, uint64_t deadline_ns)
+{
+    for (;;) {
+        if (pthread_tryjoin_np(t, NULL) == 0)
+            return 0;
+        uint64_t now = dsl_now_ns();
+        if (now >= deadline_ns)
+            return ETIMEDOUT;
+        uint64_t left = deadline_ns - now;
+        struct timespec ts;
+        dsl_deadline_in(&ts, left < 50000000ull ? left : 50000000ull);
+        if (pthread_timedjoin_np(t, NULL, &ts) == 0)
+            return 0;
+    }
+}
+
+static uint64_t deadline_after_ms(uint64_t ms)
+{
+    uint64_t now = dsl_now_ns();
+    return ms >= (UINT64_MAX - now) / 1000000ull ? UINT64_MAX : now + ms * 1000000ull;
+}
+
+static int dirtier_stopping(dsl_mig *m) { return __atomic_load_n(&m->dirtier_stop, __ATOMIC_ACQUIRE); }
+
 static void *dirtier_main(void *arg)
 {
     dsl_mig *m = arg;
     dsl_set_thread_name("guest_dirty");
     __atomic_store_n(&m->dirtier_tid, gettid_(), __ATOMIC_RELEASE);
     const dsl_mig_config *c = &m->cfg;
-    uint64_t st = m->dirty_seed, t0 = dsl_now_ns();
+    uint64_t st = m->dirty_seed, t0 = dsl_now_ns(), dirtied = 0;
     double pages_per_ns = (double)m->dirty_rate / (double)c->page_size * 1e-9;
-    while (!__atomic_load_n(&m->dirtier_stop, __ATOMIC_ACQUIRE)) {
-        uint64_t due = (uint64_t)(pages_per_ns * (double)(dsl_now_ns() - t0));
-        while (m->dirtied < due) {
+    while (!dirtier_stopping(m)) {
+        double due_f = pages_per_ns * (double)(dsl_now_ns() - t0);
+        uint64_t due = due_f < 0x1p63 ? (uint64_t)due_f : (1ull << 63); /* a huge rate must not overflow */
+        /* At a rate the thread cannot keep up with, `due` runs ahead for ever: the stop flag is checked after
+         * every page, so dsl_mig_dirtier_stop returns after one more page write, whatever the rate. */
+        while (dirtied < due && !dirtier_stopping(m)) {
             uint64_t r = dsl_splitmix64(&st);
             uint64_t page = r % c->npages;
             uint64_t word = (dsl_splitmix64(&st) % (c->page_size / 8)) * 8;
@@ -532,10 +615,16 @@ static void *dirtier_main(void *arg)
             __atomic_store_n((uint64_t *)(c->src + page * c->page_size + word), value, __ATOMIC_RELAXED);
             /* mark after the write (release): a sync that sees the bit also sees the new content */
             __atomic_fetch_or(&m->dirty[page / 64], 1ull << (page % 64), __ATOMIC_RELEASE);
-            m->dirtied++;
+            __atomic_store_n(&m->dirtied, ++dirtied, __ATOMIC_RELAXED);
         }
-        struct timespec ts = {0, 1000000L};
-        nanosleep(&ts, NULL);
+        /* sleep 1 ms, or less: dsl_mig_dirtier_stop signals dirtier_wake */
+        pthread_mutex_lock(&m->dirtier_lock);
+        if (!dirtier_stopping(m)) {
+            struct timespec ts;
+            dsl_deadline_in(&ts, 1000000ull);
+            pthread_cond_timedwait(&m->dirtier_wake, &m->dirtier_lock, &ts);
+        }
+        pthread_mutex_unlock(&m->dirtier_lock);
     }
     m->dirtier_cpu_ns = dsl_thread_cpu_ns(); /* read by the joiner: the thread is gone by then */
     return NULL;
@@ -543,7 +632,7 @@ static void *dirtier_main(void *arg)
 
 int dsl_mig_dirtier_start(dsl_mig *m, uint64_t rate, uint64_t seed)
 {
-    if (m->dirtier_running || !rate)
+    if (m->dirtier_running || !rate || !m->cfg.npages)
         return DSL_EINVAL;
     m->dirty_rate = rate;
     m->dirty_seed = seed;
@@ -554,14 +643,25 @@ int dsl_mig_dirtier_start(dsl_mig *m, uint64_t rate, uint64_t seed)
     return DSL_OK;
 }
 
+/* Ask the dirtier to stop and wake it (it then ends after at most one more page write). */
+static void dirtier_signal_stop(dsl_mig *m)
+{
+    pthread_mutex_lock(&m->dirtier_lock);
+    __atomic_store_n(&m->dirtier_stop, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&m->dirtier_wake);
+    pthread_mutex_unlock(&m->dirtier_lock);
+}
+
 uint64_t dsl_mig_dirtier_stop(dsl_mig *m)
 {
     if (m->dirtier_running) {
-        __atomic_store_n(&m->dirtier_stop, 1, __ATOMIC_RELEASE);
-        pthread_join(m->dirtier, NULL);
-        m->dirtier_running = 0;
+        dirtier_signal_stop(m);
+        if (join_until(m->dirtier, deadline_after_ms(m->cfg.io_timeout_ms)) == 0)
+            m->dirtier_running = 0;
+        else /* cannot happen short of a stopped process; dsl_mig_stop names it and the engine is not freed */
+            fail(m, "guest_dirty did not stop within %llu ms", (unsigned long long)m->cfg.io_timeout_ms);
     }
-    return m->dirtied;
+    return __atomic_load_n(&m->dirtied, __ATOMIC_RELAXED);
 }
 
 int dsl_mig_dirtier_tid(dsl_mig *m) { return __atomic_load_n(&m->dirtier_tid, __ATOMIC_ACQUIRE); }
@@ -585,7 +685,8 @@ int dsl_mig_create(const dsl_mig_config *cfg, dsl_mig **out)
     *out = NULL;
     if (!cfg->src || !cfg->dst || cfg->channels < 1 || cfg->packet_pages < 1 || cfg->page_size < 64 ||
         (cfg->page_size & (cfg->page_size - 1)) || (!cfg->zero_fn && !cfg->detect_fn) || !cfg->send_fds ||
-        !cfg->recv_fds || cfg->io_timeout_ms < 1)
+        !cfg->recv_fds || cfg->io_timeout_ms < 1 || cfg->io_timeout_ms > MAX_IO_TIMEOUT_MS ||
+        cfg->packet_pages > SIZE_MAX / (2 * sizeof(struct iovec)) - 2)
         return DSL_EINVAL;
     dsl_mig *m = calloc(1, sizeof *m);
     if (!m)
@@ -605,6 +706,8 @@ int dsl_mig_create(const dsl_mig_config *cfg, dsl_mig **out)
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->ready, NULL);
     pthread_cond_init(&m->park, NULL);
+    pthread_mutex_init(&m->dirtier_lock, NULL);
+    pthread_cond_init(&m->dirtier_wake, NULL);
     m->start_ns = dsl_now_ns();
     int rc = DSL_OK;
     struct timeval slice = {0, SLICE_MS * 1000};
@@ -819,11 +922,28 @@ int dsl_mig_finish(dsl_mig *m)
     return rc;
 }
 
-void dsl_mig_destroy(dsl_mig *m)
+void dsl_mig_abort(dsl_mig *m, const char *why)
 {
-    if (!m)
-        return;
-    dsl_mig_dirtier_stop(m);
+    char busy[256] = "";
+    size_t len = 0;
+    pthread_mutex_lock(&m->lock);
+    for (int i = 0; i < m->cfg.channels && len + 1 < sizeof busy; i++) {
+        struct chan *ch = &m->ch[i];
+        int ph = __atomic_load_n(&ch->phase, __ATOMIC_RELAXED);
+        if (!ch->count && ph == PH_IDLE)
+            continue;
+        int w = snprintf(busy + len, sizeof busy - len, "%smultifdsend_%d in %s with %d job(s) queued",
+                         len ? ", " : "", i, PHASE_NAMES[ph], ch->count);
+        len = w < 0 ? sizeof busy : len + (size_t)w;
+    }
+    pthread_mutex_unlock(&m->lock);
+    fail(m, "%s%s%s", why, len ? "; busy: " : "", busy);
+}
+
+int dsl_mig_stop(dsl_mig *m, uint64_t timeout_ms)
+{
+    uint64_t deadline = deadline_after_ms(timeout_ms);
+    dirtier_signal_stop(m);
     pthread_mutex_lock(&m->lock);
     m->destroy = 1;
     pthread_cond_broadcast(&m->park);
@@ -831,12 +951,44 @@ void dsl_mig_destroy(dsl_mig *m)
     for (int i = 0; i < m->cfg.channels; i++)
         pthread_cond_broadcast(&m->ch[i].cond);
     pthread_mutex_unlock(&m->lock);
+    m->stuck[0] = 0;
+    size_t len = 0;
+#define JOIN(started, joined, thread, ...)                                                                     \
+    do {                                                                                                       \
+        if ((started) && !(joined)) {                                                                          \
+            if (join_until(thread, deadline) == 0)                                                             \
+                (joined) = 1;                                                                                  \
+            else if (len + 1 < sizeof m->stuck) {                                                              \
+                int _w = snprintf(m->stuck + len, sizeof m->stuck - len, __VA_ARGS__);                         \
+                len = _w < 0 ? sizeof m->stuck : len + (size_t)_w;                                             \
+            }                                                                                                  \
+        }                                                                                                      \
+    } while (0)
+    int dirtier_joined = 0;
+    JOIN(m->dirtier_running, dirtier_joined, m->dirtier, "%sguest_dirty", len ? ", " : "");
+    if (dirtier_joined)
+        m->dirtier_running = 0;
     for (int i = 0; i < m->cfg.channels; i++) {
         struct chan *ch = &m->ch[i];
-        if (ch->send_started)
-            pthread_join(ch->send_thread, NULL);
-        if (ch->recv_started)
-            pthread_join(ch->recv_thread, NULL);
+        JOIN(ch->send_started, ch->send_joined, ch->send_thread, "%smultifdsend_%d (in %s)", len ? ", " : "", i,
+             PHASE_NAMES[__atomic_load_n(&ch->phase, __ATOMIC_RELAXED)]);
+        JOIN(ch->recv_started, ch->recv_joined, ch->recv_thread, "%smultifdrecv_%d", len ? ", " : "", i);
+    }
+#undef JOIN
+    return m->stuck[0] ? DSL_ETIMEDOUT : DSL_OK;
+}
+
+const char *dsl_mig_stuck(dsl_mig *m) { return m->stuck; }
+
+int dsl_mig_destroy(dsl_mig *m)
+{
+    if (!m)
+        return DSL_OK;
+    /* every thread leaves within a slice of the stop unless it is inside the detector: bounded all the same */
+    if (dsl_mig_stop(m, m->cfg.io_timeout_ms + 1000) != DSL_OK)
+        return DSL_ETIMEDOUT; /* left allocated: a thread still running must never see freed memory */
+    for (int i = 0; i < m->cfg.channels; i++) {
+        struct chan *ch = &m->ch[i];
         pthread_cond_destroy(&ch->cond);
         for (int q = 0; q < QDEPTH; q++)
             free(ch->job_idx[q]);
@@ -849,10 +1001,13 @@ void dsl_mig_destroy(dsl_mig *m)
     pthread_cond_destroy(&m->ready);
     pthread_cond_destroy(&m->park);
     pthread_mutex_destroy(&m->lock);
+    pthread_cond_destroy(&m->dirtier_wake);
+    pthread_mutex_destroy(&m->dirtier_lock);
     free(m->ch);
     free(m->dirty);
     free(m->received);
     free(m);
+    return DSL_OK;
 }
 
 const char *dsl_mig_error(dsl_mig *m) { return m->failed ? m->err : ""; }

@@ -3,6 +3,7 @@
 
 #include <cpuid.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <time.h>
@@ -102,18 +103,23 @@ static void *par_main(void *p)
 
 int dsl_run_parallel(int n, void (*fn)(int i, void *arg), void *arg)
 {
-    if (n <= 1) {
+    if (n < 1 || n > DSL_MAX_THREADS || !fn)
+        return DSL_EINVAL;
+    if (n == 1) {
         fn(0, arg);
         return DSL_OK;
     }
-    pthread_t tids[n];
-    struct par_slot slots[n];
+    /* on the heap, never a VLA: the stack of the calling thread (a Python thread: 8 MiB or less) stays small */
+    pthread_t *tids = malloc(sizeof *tids * (size_t)n);
+    struct par_slot *slots = malloc(sizeof *slots * (size_t)n);
     int started = 1;
-    for (int i = 1; i < n; i++) {
-        slots[i] = (struct par_slot){fn, arg, i};
-        if (pthread_create(&tids[i], NULL, par_main, &slots[i]) != 0)
-            break;
-        started++;
+    if (tids && slots) {
+        for (int i = 1; i < n; i++) {
+            slots[i] = (struct par_slot){fn, arg, i};
+            if (pthread_create(&tids[i], NULL, par_main, &slots[i]) != 0)
+                break;
+            started++;
+        }
     }
     fn(0, arg);
     for (int i = 1; i < started; i++)
@@ -121,6 +127,8 @@ int dsl_run_parallel(int n, void (*fn)(int i, void *arg), void *arg)
     /* a share whose thread could not start is run here: the work is always complete */
     for (int i = started; i < n; i++)
         fn(i, arg);
+    free(tids);
+    free(slots);
     return DSL_OK;
 }
 

@@ -31,3 +31,11 @@ def test_run_rejects_bad_values_with_a_clear_message():
     assert r.exit_code == 2 and "cpu-numba, cpu-native, dsa-emulated, dsa-hardware" in r.output
     r = runner.invoke(app, ["run", "--packet", "3 bananas", "--quiet"])
     assert r.exit_code == 2 and "is not a size" in r.output
+
+
+def test_run_reports_an_unwritable_out_path_without_a_traceback(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a directory")
+    r = runner.invoke(app, ["run", "--guest", "4MiB", "--quiet", "--out", str(blocker / "trial.nc")])
+    assert r.exit_code == 2, r.exception
+    assert f"error: cannot write {blocker / 'trial.nc'}" in r.output and "Traceback" not in r.output

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
 
 from dsalab import _binding, devices
 from dsalab.cli import app
-from dsalab.errors import DeviceNotFound
+from dsalab.errors import DeviceNotFound, InvalidArgument, NativeInvalidArgument
+from dsalab.migration.trial import Trial
 
 
 def test_emulated_spec_defaults_and_settings():
@@ -52,10 +56,10 @@ def test_missing_queue_lists_what_exists(tmp_path):
     assert issubclass(DeviceNotFound, FileNotFoundError)
 
 
-@pytest.fixture
-def fake_queue(tmp_path):
-    """A sysfs entry and a stand-in character device (a plain file) for wq0.0, dedicated, 16 deep."""
-    sysfs = tmp_path / "sys"
+def _fake_sysfs(tmp_path, rdev="1:5", devname="dsa/wq0.0"):
+    """A sysfs tree laid out like the kernel's: bus/dsa/devices/{dsa0,wq0.0} and dev/char/<rdev>/uevent, which
+    names the character device ``rdev`` as ``devname``. Returns bus/dsa/devices (the ``sysfs_root``)."""
+    sysfs = tmp_path / "sys" / "bus" / "dsa" / "devices"
     (sysfs / "wq0.0").mkdir(parents=True)
     for k, v in {
         "mode": "dedicated",
@@ -69,9 +73,23 @@ def fake_queue(tmp_path):
         (sysfs / "wq0.0" / k).write_text(v + "\n")
     (sysfs / "dsa0").mkdir()
     (sysfs / "dsa0" / "state").write_text("enabled\n")
+    char = tmp_path / "sys" / "dev" / "char" / rdev
+    char.mkdir(parents=True)
+    major, minor = rdev.split(":")
+    (char / "uevent").write_text(f"MAJOR={major}\nMINOR={minor}\nDEVNAME={devname}\nDEVMODE=0600\n")
+    return sysfs
+
+
+@pytest.fixture
+def fake_queue(tmp_path):
+    """wq0.0, dedicated, 16 deep: a fake sysfs that says character device 1:5 is the idxd driver's dsa/wq0.0,
+    and dev/wq0.0 a link to /dev/zero (1:5), a real character device that may be written (and mapped, as a
+    portal is for a privileged process) without harm."""
+    assert os.stat("/dev/zero").st_rdev == os.makedev(1, 5)
+    sysfs = _fake_sysfs(tmp_path)
     dev = tmp_path / "dev"
     dev.mkdir()
-    (dev / "wq0.0").write_bytes(bytes(4096))  # a portal's worth: mappable, as for a privileged process
+    (dev / "wq0.0").symlink_to("/dev/zero")
     return sysfs, dev
 
 
@@ -107,3 +125,115 @@ def test_devices_cli_lists_queues_and_suggests_a_config(fake_queue, tmp_path):
 def test_devices_cli_without_dsa(tmp_path):
     r = CliRunner().invoke(app, ["devices", "--sysfs-root", str(tmp_path / "absent")])
     assert r.exit_code == 0 and "emulated device" in r.output
+
+
+# ---- issue 9, item 3: nothing but an idxd work queue's character device is opened for submission ----
+
+
+def _refused(spec, sysfs, match):
+    with pytest.raises(InvalidArgument, match=match):
+        devices.open_device(spec, sysfs_root=sysfs)
+
+
+def test_regular_file_named_like_a_queue_is_refused_and_unchanged(tmp_path):
+    sysfs = _fake_sysfs(tmp_path)
+    victim = tmp_path / "wq0.0"
+    content = b"precious results\n" * 300
+    victim.write_bytes(content)
+    before = victim.stat()
+    for spec in (str(victim), f"{victim}?write"):
+        _refused(spec, sysfs, rf"device path {victim} is a regular file, not a DSA work queue; allowed: the character")
+    after = victim.stat()
+    assert victim.read_bytes() == content
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+
+
+def test_link_to_a_regular_file_directory_and_fifo_are_refused(tmp_path):
+    sysfs = _fake_sysfs(tmp_path)
+    target = tmp_path / "results.nc"
+    target.write_bytes(b"data" * 1000)
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "wq0.0").symlink_to(target)
+    _refused(f"{links}/wq0.0", sysfs, r"is a regular file \(through a symbolic link\), not a DSA work queue")
+    assert target.read_bytes() == b"data" * 1000
+    d = tmp_path / "dirs" / "wq0.0"
+    d.mkdir(parents=True)
+    _refused(str(d), sysfs, r"is a directory, not a DSA work queue")
+    fifo = tmp_path / "fifos" / "wq0.0"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    _refused(str(fifo), sysfs, r"is a FIFO, not a DSA work queue")
+
+
+def test_character_device_of_another_driver_is_refused(tmp_path):
+    sysfs = _fake_sysfs(tmp_path)  # says 1:5 is dsa/wq0.0, nothing about 1:3
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "wq0.0").symlink_to("/dev/null")
+    _refused(f"{tmp_path}/dev/wq0.0", sysfs, r"is character device 1:3 \(through a symbolic link\) \(no .*uevent\)")
+    other = tmp_path / "other"
+    sysfs2 = _fake_sysfs(other, devname="zero")  # 1:5 is the memory driver's /dev/zero
+    (other / "wq0.0").symlink_to("/dev/zero")
+    _refused(f"{other}/wq0.0", sysfs2, r"character device 1:5 .*\(DEVNAME=zero\), not the idxd driver's dsa/wq0.0")
+    # a queue's device under another queue's name: sysfs names 1:5 dsa/wq0.0, the path says wq0.1
+    (tmp_path / "dev" / "wq0.1").symlink_to("/dev/zero")
+    _refused(f"{tmp_path}/dev/wq0.1", sysfs, r"\(DEVNAME=dsa/wq0.0\), not the idxd driver's dsa/wq0.1")
+
+
+def test_native_open_checks_the_opened_file_itself(tmp_path):
+    """The C side refuses too (fstat after open, then sysfs), whatever the Python side let through."""
+    sysfs = _fake_sysfs(tmp_path)
+    chars = str(tmp_path / "sys" / "dev" / "char")
+    victim = tmp_path / "wq0.0"
+    victim.write_bytes(b"keep me")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "wq0.0").symlink_to("/dev/null")
+    for path in (str(victim), f"{tmp_path}/d/wq0.0"):
+        for force_write in (False, True):
+            with pytest.raises(NativeInvalidArgument):
+                _binding.hw_open(path, str(sysfs), chars, force_write)
+    assert victim.read_bytes() == b"keep me"
+    with pytest.raises(DeviceNotFound):  # never created
+        _binding.hw_open(f"{tmp_path}/new/wq0.0", str(sysfs), chars, True)
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("emu:turbo=1", r"Trial field devices: device spec 'emu:turbo=1': unknown key 'turbo'"),
+        ("emu:gbps=nan", r"gbps=nan is out of range; allowed: 0 to 10000"),
+        ("emu:engines=1e3", r"engines='1e3' is not an int"),
+        ("/tmp/results.nc", r"'results.nc' is not a work queue name; allowed: a path ending in wqX.Y"),
+        ("/dev/dsa/wq0.0?fast", r"option 'fast' is not allowed; allowed: \?write"),
+        ("dev/dsa/wq0.0", r"is not allowed; allowed: 'emu\[:key=value,...\]' or a path /dev/dsa/wqX.Y"),
+        ("/dev/dsa/wq0.0\0", r"NUL character"),
+        ("", r"devices=\(\'\',\) is not allowed"),
+    ],
+)
+def test_trial_checks_device_specs_when_built(spec, match):
+    with pytest.raises(InvalidArgument, match=match):
+        Trial(devices=(spec,))
+
+
+def test_trial_accepts_queue_paths_that_do_not_exist_here():
+    """Whether the queue exists is checked when it is opened: a trial may be described on another machine."""
+    t = Trial(devices=("/dev/dsa/wq3.1?write", "emu:gbps=10,mode=dedicated"))
+    assert t.devices == ("/dev/dsa/wq3.1?write", "emu:gbps=10,mode=dedicated")
+
+
+def test_device_spec_module_is_light():
+    """Trial checks specs without loading the native module or numba."""
+    code = "import sys, dsalab.device_spec; print(sorted(m for m in sys.modules if 'numba' in m or '_native' in m))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
+
+
+def test_discovery_never_opens_a_regular_file(tmp_path):
+    sysfs = _fake_sysfs(tmp_path)
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "wq0.0").write_bytes(b"not a queue")
+    (q,) = devices.discover(sysfs, dev)
+    assert q.access == f"none: {dev}/wq0.0 is a regular file, not a character device"
+    assert "not usable" in q.advice

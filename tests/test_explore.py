@@ -41,7 +41,7 @@ def test_run_grid_layout_and_seeds():
 
 
 def test_run_grid_records_failures():
-    bad = Trial(guest_bytes="4MiB", detector="dsa-hardware", devices=("/dev/dsa/no-such-queue",))
+    bad = Trial(guest_bytes="4MiB", detector="dsa-hardware", devices=("/dev/dsa/wq99.99",))
     ds = explore.run_grid(bad, {"batch_size": [8]}, repeats=1, warmup=False)
     assert ds.status.item() == "failed" and ds.error.item()
 

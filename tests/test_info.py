@@ -63,7 +63,7 @@ def test_info_console_script():
 
 @pytest.fixture
 def fake_dsa(tmp_path):
-    """A sysfs tree with one device and two queues, and a /dev/dsa with one of them (a plain file, mappable)."""
+    """A sysfs tree with one device and two queues, and a /dev/dsa with one of them (/dev/zero, mappable)."""
     sysfs = tmp_path / "sys"
     dev = tmp_path / "dev"
     (sysfs / "dsa0").mkdir(parents=True)
@@ -84,7 +84,7 @@ def fake_dsa(tmp_path):
         for k, v in attrs.items():
             (sysfs / wq / k).write_text(v + "\n")
     dev.mkdir()
-    (dev / "wq0.0").write_bytes(bytes(4096))
+    (dev / "wq0.0").symlink_to("/dev/zero")  # a character device that may be mapped and written
     return sysfs, dev
 
 

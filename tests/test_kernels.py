@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import mmap
+import resource
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dsalab import _binding, kernels
+from dsalab.buffers import MAX_THREADS
 from dsalab.errors import DsalabError, InvalidArgument, InvalidType
 
 PAGE_SIZES = [64, 128, 256, 512, 4096, 8192, 65536]
@@ -184,7 +188,7 @@ def test_bandwidth_reference_reads_everything():
 
 @pytest.mark.parametrize("ps", [0, 1, 32, 63, 100, 4095, 4097, 3 * 4096, -4096])
 def test_bad_page_size(ps):
-    with pytest.raises(ValueError, match=rf"page_size={ps} is not allowed.*power of two of at least 64"):
+    with pytest.raises(ValueError, match=rf"page_size={ps} is not allowed.*power of two from 64 bytes to 1073741824"):
         kernels.find_zero_pages(bytes(8192), ps)
     with pytest.raises(InvalidArgument):
         kernels.compare_pages(bytes(8192), bytes(8192), ps)
@@ -216,10 +220,59 @@ def test_unknown_kernel():
         kernels.is_zero(bytes(4), kernel="gpu")
 
 
-@pytest.mark.parametrize("threads", [0, -1])
-def test_bad_threads(threads):
-    with pytest.raises(ValueError, match=rf"threads={threads} is not allowed: it must be at least 1"):
-        kernels.find_zero_pages(bytes(4096), threads=threads)
+@pytest.mark.parametrize("threads", [0, -1, 257, 300000, 2**70])
+@pytest.mark.parametrize("kernel", kernels.KERNELS)
+def test_bad_threads(threads, kernel):
+    with pytest.raises(ValueError, match=rf"threads={threads} is not allowed: it must be from 1 to 256"):
+        kernels.find_zero_pages(bytes(4096), kernel=kernel, threads=threads)
+    with pytest.raises(ValueError, match=rf"threads={threads} is not allowed: it must be from 1 to 256"):
+        kernels.compare_pages(bytes(4096), bytes(4096), kernel=kernel, threads=threads)
+    with pytest.raises(ValueError, match=rf"threads={threads} is not allowed: it must be from 1 to 256"):
+        kernels.bandwidth_reference(bytes(4096), threads=threads)
+
+
+@pytest.mark.parametrize("kernel", kernels.KERNELS)
+def test_thread_cap_itself_is_allowed(kernel):
+    buf = np.zeros(300 * 64, dtype=np.uint8)
+    buf[64 * 299] = 1
+    expected = [True] * 299 + [False]
+    assert kernels.find_zero_pages(buf, 64, kernel=kernel, threads=MAX_THREADS).tolist() == expected
+    assert kernels.compare_pages(buf, buf, 64, kernel=kernel, threads=MAX_THREADS).all()
+
+
+def test_python_and_native_caps_agree():
+    assert MAX_THREADS == _binding.lib.DSL_MAX_THREADS == 256
+
+
+_HUGE_THREADS = """
+import numpy as np
+from dsalab import _binding
+from dsalab.errors import NativeInvalidArgument
+buf = np.zeros(300000 * 64, dtype=np.uint8)
+for call in (lambda: _binding.find_zero_pages(buf, 64, 300000), lambda: _binding.compare_pages(buf, buf, 64, 300000)):
+    try:
+        call()
+    except NativeInvalidArgument as exc:
+        print("refused:", exc)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_native_kernels_refuse_more_threads_than_the_cap():
+    """Issue 9 item 5: 300000 threads gave a 9.6 MB array on the caller's stack (SIGSEGV); now a status code.
+    In a child with the usual 8 MiB stack, so that the old crash fails this test, not the run."""
+
+    def small_stack():
+        hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+        resource.setrlimit(
+            resource.RLIMIT_STACK, (8 << 20 if hard == resource.RLIM_INFINITY else min(8 << 20, hard), hard)
+        )
+
+    r = subprocess.run(
+        [sys.executable, "-c", _HUGE_THREADS], capture_output=True, text=True, timeout=100, preexec_fn=small_stack
+    )
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert r.stdout.count("refused:") == 2 and "EINVAL" in r.stdout, r.stdout
 
 
 def test_threads_wrong_type():
@@ -242,3 +295,53 @@ def test_compare_length_mismatch():
 def test_errors_share_one_root():
     for exc in (InvalidArgument, InvalidType):
         assert issubclass(exc, DsalabError)
+
+
+# ---- escapes the fuzzer found (issue 9): each was a bare TypeError/ValueError/OverflowError or worse ----
+
+
+@pytest.mark.parametrize("kernel", kernels.KERNELS)
+def test_object_arrays_are_refused(kernel):
+    for buf in (np.zeros(512, dtype=object), np.zeros(64, dtype=[("a", "u1"), ("o", object)])):
+        with pytest.raises(InvalidType, match=r"buf is a numpy array of dtype .* \(references to Python objects"):
+            kernels.find_zero_pages(buf, 64, kernel=kernel)
+        with pytest.raises(InvalidType, match=r"references to Python objects"):
+            kernels.is_zero(buf, kernel=kernel)
+
+
+@pytest.mark.parametrize("page_size", [2**31, 2**64, 2**70])
+@pytest.mark.parametrize("kernel", kernels.KERNELS)
+def test_page_size_above_1_gib_is_refused(page_size, kernel):
+    with pytest.raises(InvalidArgument, match=rf"page_size={page_size} is not allowed: .* to 1073741824 \(1 GiB\)"):
+        kernels.find_zero_pages(b"", page_size, kernel=kernel)
+    with pytest.raises(InvalidArgument, match="1 GiB"):
+        kernels.compare_pages(b"", b"", page_size, kernel=kernel)
+
+
+def test_kernel_name_of_another_type_is_refused():
+    for kernel in (np.array(["numba", "native"]), None, b"numba", ["numba"]):
+        with pytest.raises(InvalidArgument, match=r"kernel=.* is not known; allowed: numba, native, numpy"):
+            kernels.find_zero_pages(bytes(4096), kernel=kernel)
+
+
+_BAD_ADDRESSES = """
+from dsalab import kernels
+from dsalab.errors import InvalidArgument, InvalidType
+for address in (1, -1, 4096, 2**64, 2**70, "0x1000"):
+    try:
+        kernels.find_zero_pages_via_pointer(bytes(4096), address=address)
+    except (InvalidArgument, InvalidType) as exc:
+        print("refused:", exc)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_pointer_kernel_refuses_unknown_addresses():
+    """C would jump to the address (SIGSEGV on the old code, hence a child): only the two zero checks of the
+    package are accepted."""
+    r = subprocess.run([sys.executable, "-c", _BAD_ADDRESSES], capture_output=True, text=True, timeout=100)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    lines = r.stdout.splitlines()
+    assert len(lines) == 6, r.stdout
+    assert all("is not a known zero check; allowed: kernels.native_zero_check_address()" in x for x in lines[:5])
+    assert "address must be an int" in lines[5]

@@ -85,9 +85,9 @@ def test_parse_bytes():
         ("cpu_fraction", 1.1, "a number from 0.0 to 1.0"),
         ("max_bandwidth_bytes", -1, "bytes/s >= 0"),
         ("dirty_rate_bytes_per_s", -5, "bytes/s >= 0"),
-        ("downtime_limit_ms", 0, "a number of ms > 0"),
-        ("seed", -1, "an int >= 0"),
-        ("io_timeout_ms", 10, "an int of ms >= 100"),
+        ("downtime_limit_ms", 0, "a finite number of ms > 0"),
+        ("seed", -1, "an int from 0 to 2**63-1"),
+        ("io_timeout_ms", 10, "an int of ms from 100 to 3600000"),
     ],
 )
 def test_bad_trial_names_field_value_and_allowed(field, value, allowed):

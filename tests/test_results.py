@@ -4,6 +4,8 @@ over a ``run`` dimension, and the summary finds the right points on a constructe
 from __future__ import annotations
 
 import json
+import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -189,3 +191,90 @@ def test_summary_without_a_detector_dimension(one_result):
     ds = made(one_result, TEXT.replace('detector = ["cpu-numba", "dsa-emulated"]\n', ""))
     s = analysis.summarize(ds)
     assert set(s.best.detector) == {"cpu-numba"} and len(s.savings) == 0
+
+
+def test_write_uses_a_unique_temporary_file_in_the_same_directory(one_result, tmp_path, monkeypatch):
+    targets = []
+    real = xr.Dataset.to_netcdf
+
+    def recording(self, path=None, *args, **kwargs):
+        targets.append(pathlib.Path(path))
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", recording)
+    ds = made(one_result)
+    out = tmp_path / "out.nc"
+    results.write(ds, out)
+    results.write(ds, out)
+    assert len(targets) == 2 and targets[0] != targets[1]  # two writers of one path never share a temp file
+    assert all(t.parent == tmp_path and t != out for t in targets)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nc"]  # nothing left behind
+    assert (out.stat().st_mode & 0o777) == 0o666 & ~_umask()  # not mkstemp's 0600
+    xr.testing.assert_identical(results.read(out), ds)
+
+
+def _umask() -> int:
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def test_write_fsyncs_the_file_before_the_rename_and_the_directory_after(one_result, tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))) or real_fsync(fd)
+    )
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append(("replace", str(a), str(b))) or real_replace(a, b))
+    monkeypatch.setattr(pathlib.Path, "replace", lambda self, b: os.replace(self, b))
+    out = tmp_path / "out.nc"
+    results.write(made(one_result), out)
+    renames = [e for e in events if e[0] == "replace"]
+    assert len(renames) == 1 and renames[0][2] == str(out)
+    tmp = renames[0][1]
+    assert events.index(("fsync", tmp)) < events.index(renames[0]) < events.index(("fsync", str(tmp_path)))
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(one_result, tmp_path, monkeypatch):
+    ds = made(one_result)
+    out = tmp_path / "out.nc"
+    results.write(ds, out)
+    before = out.read_bytes()
+    real = xr.Dataset.to_netcdf
+
+    def half_then_fail(self, path=None, *args, **kwargs):
+        real(self, path, *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        results.write(ds, out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nc"]
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda good: b"", "cannot be read as a netCDF-4 result file written by dsalab"),
+        (lambda good: b"not a netCDF file at all\n" * 10, "cannot be read as a netCDF-4 result file"),
+        (lambda good: good[: len(good) // 2], "cannot be read as a netCDF-4 result file"),  # truncated
+        (lambda good: good[:8], "cannot be read as a netCDF-4 result file"),  # only the HDF5 signature
+        (lambda good: b"CDF\x01" + bytes(100), "cannot be read as a netCDF-4 result file"),  # classic netCDF header
+    ],
+    ids=["empty", "text", "half", "signature", "classic"],
+)
+def test_open_of_a_foreign_or_truncated_file_is_a_schema_error(one_result, tmp_path, make, expected):
+    results.write(made(one_result), tmp_path / "good.nc")
+    bad = tmp_path / "bad.nc"
+    bad.write_bytes(make((tmp_path / "good.nc").read_bytes()))
+    with pytest.raises(SchemaError) as err:
+        results.open(bad)
+    assert str(err.value).startswith(f"{bad}: ") and expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_open_of_a_netcdf_without_our_schema_is_a_schema_error(tmp_path):
+    path = tmp_path / "foreign.nc"
+    xr.Dataset({"temperature": ("x", np.arange(3.0))}, attrs={"title": "weather"}).to_netcdf(path, engine="h5netcdf")
+    with pytest.raises(SchemaError, match=r"foreign\.nc: not a dsalab result dataset: no 'status' variable"):
+        results.open(path)

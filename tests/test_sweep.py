@@ -228,3 +228,278 @@ def test_cli_rejects_an_invalid_sweep_file_before_running(tmp_path):
     assert r.exit_code == 2
     assert f"sweep file {path}: repeats: 0 is not allowed; it must be an int from 1 to 1000" in r.output
     assert not (tmp_path / "o.nc.partial.jsonl").exists()
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def three_done(tmp_path_factory):
+    """A partial file of TEXT's sweep after three finished trials (its bytes), and the spec."""
+    tmp = tmp_path_factory.mktemp("three")
+    spec = spec_of(tmp)
+    partial = tmp / "p.jsonl"
+
+    def stop_after_three(task, outcome, done, total):
+        if done == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        sw.run_sweep(spec, partial=partial, progress=False, on_trial=stop_after_three)
+    return spec, partial.read_bytes()
+
+
+def _lines(data: bytes) -> list[bytes]:
+    return data.split(b"\n")[:-1]
+
+
+def _record(data: bytes, **changes) -> bytes:
+    obj = json.loads(_lines(data)[1])
+    for name, value in changes.items():
+        if name.startswith("result."):
+            obj["result"][name.removeprefix("result.")] = value
+        elif value is ...:
+            del obj[name]
+        else:
+            obj[name] = value
+    return json.dumps(obj).encode()
+
+
+@pytest.mark.parametrize(
+    ("line", "make", "expected"),
+    [
+        (2, lambda d: b"3", "line 2: 3 is not a trial record"),  # was AttributeError
+        (2, lambda d: b"[]", "line 2: [] is not a trial record"),
+        (2, lambda d: b'"text"', "line 2: 'text' is not a trial record"),
+        (2, lambda d: _record(d, key=...), "line 2: trial record without 'key'"),  # was KeyError
+        (2, lambda d: _record(d, error=...), "line 2: trial record without 'error'"),
+        (2, lambda d: _record(d, key=["x"]), "line 2: trial record key=['x'] is not allowed"),
+        (2, lambda d: _record(d, result=[1]), "line 2: trial record result=[1] is not allowed"),
+        (2, lambda d: _record(d, result={"bogus": 1}), "line 2: result is not a trial result (InvalidArgument"),
+        (3, lambda d: _record(d, **{"result.trial": 5}), "line 3: result is not a trial result ("),
+        (3, lambda d: _record(d, **{"result.zero_pages": "many"}), "zero_pages='many' is not allowed"),
+        (3, lambda d: _record(d, **{"result.zero_pages": 2**70}), "line 3: result zero_pages=1180591620717411303424"),
+        (3, lambda d: _record(d, **{"result.total_bytes": 0}), "line 3: result is not a trial result (ZeroDivision"),
+        (3, lambda d: _record(d, **{"result.thread_cpu_ms": {"t": "x"}}), "thread_cpu_ms={'t': 'x'}"),
+        (2, lambda d: b"{not json", "line 2 is not JSON; only the last line may be cut short"),
+        (2, lambda d: b"\xff\xfe\x00", "line 2 is not JSON"),
+        (2, lambda d: b"", "line 2 is not JSON"),
+        (1, lambda d: _record(d), "is not a partial-file header; expected {"),
+        (1, lambda d: _lines(d)[0].replace(b'"version": 1', b'"version": 7'), "line 1: header version 7 is not"),
+        (1, lambda d: _lines(d)[0].replace(b'"sha256": "', b'"sha256": "0'), "line 1: the file belongs to another"),
+    ],
+)
+def test_a_corrupt_line_of_a_partial_file_is_an_error_naming_the_file_and_line(
+    three_done, tmp_path, line, make, expected
+):
+    spec, data = three_done
+    lines = _lines(data)
+    lines[line - 1] = make(data)
+    partial = tmp_path / "p.jsonl"
+    partial.write_bytes(b"\n".join(lines) + b"\n")
+    before = partial.read_bytes()
+    with pytest.raises(sweepfile.SweepFileError) as err:
+        sw.run_sweep(spec, partial=partial, resume=True, progress=False, on_trial=lambda *a: pytest.fail("ran"))
+    message = str(err.value)
+    assert message.startswith(f"partial file {partial}: line {line}") and expected in message
+    assert "\n" not in message
+    assert partial.read_bytes() == before  # nothing dropped from a file that is an error
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b'{"kind": "trial", "key": "[false, 1, {\\"detector', b"\x00" * 64, b"\xff"],
+    ids=["cut-json", "power-cut-zeros", "cut-utf8"],
+)
+def test_a_torn_last_line_is_dropped_with_a_warning_and_its_trial_runs_again(three_done, tmp_path, tail):
+    spec, data = three_done
+    partial = tmp_path / "p.jsonl"
+    partial.write_bytes(data + tail)
+    with pytest.warns(sw.PartialFileWarning, match=r"p\.jsonl: line 5, the last, is incomplete .* runs again"):
+        loaded = sw.PartialFile(partial, spec, resume=True)
+    loaded.close()
+    assert len(loaded.done) == 3 and partial.read_bytes() == data
+    ran = []
+    with pytest.warns(sw.PartialFileWarning):
+        partial.write_bytes(data + tail)
+        sw.run_sweep(spec, partial=partial, resume=True, progress=False, on_trial=lambda t, *a: ran.append(t))
+    assert len(ran) == len(list(sw.tasks(spec))) - 3
+
+
+def test_a_torn_header_starts_the_file_afresh(three_done, tmp_path):
+    spec, data = three_done
+    partial = tmp_path / "p.jsonl"
+    partial.write_bytes(_lines(data)[0][:20])
+    with pytest.warns(sw.PartialFileWarning, match="line 1, the last"):
+        sw.PartialFile(partial, spec, resume=True).close()
+    assert partial.read_bytes() == _lines(data)[0] + b"\n"
+
+
+def test_a_complete_last_line_without_its_newline_is_kept(three_done, tmp_path):
+    spec, data = three_done
+    partial = tmp_path / "p.jsonl"
+    partial.write_bytes(data[:-1])
+    loaded = sw.PartialFile(partial, spec, resume=True)
+    loaded.close()
+    assert len(loaded.done) == 3 and partial.read_bytes() == data  # was padded with a NUL byte
+
+
+def test_cli_resume_of_a_corrupt_or_torn_partial_file(three_done, tmp_path):
+    spec, data = three_done
+    out = tmp_path / "o.nc"
+    partial = sw.partial_path_for(out)
+    lines = _lines(data)
+    partial.write_bytes(b"\n".join([lines[0], b"7", *lines[2:]]) + b"\n")
+    r = runner.invoke(app, ["sweep", spec.path, "--out", str(out), "--quiet", "--resume"])
+    assert r.exit_code == 2, r.exception
+    assert f"error: partial file {partial}: line 2: 7 is not a trial record" in r.output
+    assert "Traceback" not in r.output
+    partial.write_bytes(data + b'{"kind": "tri')
+    r = runner.invoke(app, ["sweep", spec.path, "--out", str(out), "--quiet", "--resume", "--no-summary"])
+    assert r.exit_code == 0, r.output
+    assert f"warning: partial file {partial}: line 5, the last, is incomplete" in r.output
+    assert not partial.exists() and (results.read(out)["status"] == "ok").all()
+
+
+def test_the_result_and_its_directory_are_fsynced_before_the_partial_file_goes(tmp_path, monkeypatch):
+    spec = spec_of(tmp_path, TEXT.replace("repeats = 2", "repeats = 1").replace("warmups = 1", "warmups = 0"))
+    out = tmp_path / "res" / "o.nc"
+    partial = sw.partial_path_for(out)
+    events = []
+    real_fsync, real_unlink = os.fsync, pathlib.Path.unlink
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def unlink(self, missing_ok=False):
+        events.append(("unlink", str(self)))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(pathlib.Path, "unlink", unlink)
+    r = runner.invoke(app, ["sweep", spec.path, "--out", str(out), "--quiet", "--no-summary"])
+    assert r.exit_code == 0, r.output
+    gone = events.index(("unlink", str(partial)))
+    synced = [p for kind, p in events[:gone] if kind == "fsync"]
+    assert any(p.startswith(str(out.parent / f".{out.name}.")) and p.endswith(".tmp") for p in synced), synced
+    assert str(out.parent) in synced  # the rename is durable before the partial file is deleted
+    last_dir_sync = max(i for i, p in enumerate(synced) if p == str(out.parent))
+    assert last_dir_sync > max(i for i, p in enumerate(synced) if p.endswith(".tmp"))
+
+
+HOLD = """
+import sys, time
+from dsalab import sweep
+with sweep.exclusive(sys.argv[1]):
+    print("locked", flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+def test_a_second_process_may_not_write_the_same_partial_file(tmp_path):
+    spec = spec_of(tmp_path)
+    partial = tmp_path / "p.jsonl"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(partial)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(sw.OutputInUse, match=rf"p\.jsonl is being written by another sweep \(pid {holder.pid} on "):
+            sw.run_sweep(spec, partial=partial, progress=False, on_trial=lambda *a: pytest.fail("ran"))
+        assert not partial.exists()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+        holder.stdout.close()
+    assert not sw.lock_path(partial).exists()  # the holder removed its lock file
+    with sw.exclusive(partial), sw.exclusive(partial):  # free again; the same thread may nest it
+        pass
+
+
+def test_another_thread_may_not_write_the_same_partial_file(tmp_path):
+    import threading
+
+    spec = spec_of(tmp_path)
+    partial = tmp_path / "p.jsonl"
+    caught = []
+
+    def other():
+        try:
+            sw.run_sweep(spec, partial=partial, progress=False)
+        except sw.OutputInUse as exc:
+            caught.append(exc)
+
+    with sw.exclusive(partial):
+        t = threading.Thread(target=other)
+        t.start()
+        t.join(timeout=60)
+    assert not t.is_alive() and len(caught) == 1
+    assert "another sweep in this process" in str(caught[0])
+
+
+def test_a_stale_lock_file_of_a_killed_sweep_does_not_block(tmp_path):
+    partial = tmp_path / "p.jsonl"
+    sw.lock_path(partial).write_text("pid 999999 on elsewhere\n")  # left behind, nobody holds the flock
+    with sw.exclusive(partial) as lock:
+        assert lock.read_text() == f"pid {os.getpid()} on {__import__('socket').gethostname()}\n"
+    assert not lock.exists()
+
+
+def test_cli_refuses_a_second_concurrent_sweep_of_the_same_output(tmp_path):
+    text = TEXT.replace("normal_ratio = 0.5", 'normal_ratio = 0.5\nmax_bandwidth_bytes = "16MiB"')
+    path = tmp_path / "slow.toml"
+    path.write_text(text)
+    out = tmp_path / "slow.nc"
+    partial = sw.partial_path_for(out)
+    exe = pathlib.Path(sys.executable).parent / "dsalab"
+    first = subprocess.Popen([str(exe), "sweep", str(path), "--out", str(out), "--quiet"], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        while not partial.exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert first.poll() is None, first.stderr.read().decode()
+        # --resume too: the old code then appended to the same partial file as the running sweep
+        r = runner.invoke(app, ["sweep", str(path), "--out", str(out), "--quiet", "--resume"])
+        assert r.exit_code == 2, r.output
+        assert f"slow.nc is being written by another sweep (pid {first.pid} on " in r.output
+        os.kill(first.pid, signal.SIGKILL)  # the kernel drops its lock; the lock file stays behind
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.wait(timeout=30)
+        first.stderr.close()
+    assert sw.lock_path(out).exists()
+    r = runner.invoke(app, ["sweep", str(path), "--out", str(out), "--quiet", "--resume", "--no-summary"])
+    assert r.exit_code == 0, r.output
+    assert not partial.exists() and not sw.lock_path(out).exists() and not sw.lock_path(partial).exists()
+    assert (results.read(out)["status"] == "ok").all()
+
+
+def test_cli_sweep_refuses_an_out_path_it_cannot_use_before_running(tmp_path):
+    spec = spec_of(tmp_path)
+    r = runner.invoke(app, ["sweep", spec.path, "--quiet", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and f"--out {tmp_path} is a directory" in r.output
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a directory")
+    r = runner.invoke(app, ["sweep", spec.path, "--quiet", "--out", str(blocker / "o.nc")])
+    assert r.exit_code == 2, r.exception
+    assert f"error: cannot create the lock file {blocker / 'o.nc.lock'}" in r.output
+
+
+def test_an_outcome_that_cannot_be_stored_is_recorded_as_a_failed_trial(three_done, tmp_path):
+    spec, data = three_done
+    good = json.loads(_lines(data)[1])
+    outcome = {"result": dict(good["result"], zero_pages=2**70), "error": "", "worker": good["worker"]}
+    partial = tmp_path / "p.jsonl"
+    written = sw.PartialFile(partial, spec, resume=False)
+    task = next(sw.tasks(spec))
+    written.append(task, outcome)  # was stored as is; building the dataset then raised OverflowError
+    written.close()
+    reread = sw.PartialFile(partial, spec, resume=True)
+    reread.close()
+    for loaded in (written, reread):
+        result, error, worker = loaded.records[task.key]
+        assert result is None and worker == good["worker"]
+        assert error.startswith("invalid result: result zero_pages=1180591620717411303424 is not allowed")

@@ -113,3 +113,76 @@ def test_shipped_sweep_files_are_valid(path):
 def test_quick_compares_cpu_with_dsa():
     spec = sweepfile.load(ROOT / "data" / "sweeps" / "quick.toml")
     assert set(spec.params["detector"]) == {"cpu-numba", "dsa-emulated"}
+
+
+def range_file(table: str, key: str = "batch_size") -> str:
+    return f'name = "r"\n[sweep]\n{key} = {table}\n'
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ("{ start = 1, stop = 8, step = nan }", "range step=nan is not allowed; it must be a finite number"),
+        ("{ start = 1, stop = 8, step = inf }", "range step=inf is not allowed; it must be a finite number"),
+        ("{ start = 1, stop = inf, step = 1 }", "range stop=inf is not allowed; it must be a finite number"),
+        ("{ start = nan, stop = 8, step = 1 }", "range start=nan is not allowed; it must be a finite number"),
+        ("{ start = -inf, stop = 8, step = 1 }", "range start=-inf is not allowed; it must be a finite number"),
+        ("{ start = nan, stop = 8, factor = 2 }", "range start=nan is not allowed"),  # was a silent 0-point sweep
+        ("{ start = 1, stop = nan, factor = 2 }", "range stop=nan is not allowed"),
+        ("{ start = 1, stop = 8, factor = nan }", "range factor=nan is not allowed"),  # was the single value 1
+        ("{ start = 1, stop = 8, factor = inf }", "range factor=inf is not allowed"),
+        ("{ start = 8, stop = 1, step = 1 }", "range start=8, stop=1 is empty; it needs stop >= start"),
+        ("{ start = 8, stop = 1, factor = 2 }", "range start=8, stop=1 is empty; it needs stop >= start"),
+        ("{ start = 1, stop = 8, step = 0 }", "range step=0 is not allowed; it must be > 0"),
+        ("{ start = 1, stop = 8, factor = 1 }", "range factor=1 is not allowed; it must be > 1"),
+        ("{ start = 0, stop = 8, factor = 2 }", "range start=0 is not allowed with a factor; it must be > 0"),
+        ("{ start = 1, stop = 20000, step = 1 }", "has more than 10000 values; at most 10000 are allowed"),
+        ("{ start = 1, stop = 9223372036854775807, step = 1 }", "has more than 10000 values"),
+        ("{ start = 0.0, stop = 1e300, step = 1e-300 }", "has more than 10000 values"),  # was OverflowError
+        ("{ start = 1, stop = 2, factor = 1.0000000000000002 }", "has more than 10000 values"),
+        ("{ start = 1, stop = 8, step = true }", "range step=True is not allowed; it must be a number or a size"),
+        ('{ start = "1KiB", stop = "9e999KiB", step = 1 }', "range stop='9e999KiB' is not"),
+        (f"[{', '.join(['1'] * 10001)}]", "the list has 10001 values; at most 10000 are allowed"),
+    ],
+)
+def test_bad_ranges_fail_naming_the_value_and_what_is_allowed(table, expected):
+    with pytest.raises(SweepFileError) as err:
+        sweepfile.loads(range_file(table), "r.toml")
+    message = str(err.value)
+    assert message.startswith("sweep file r.toml: sweep.batch_size: ") and "\n" not in message
+    assert expected in message
+
+
+def test_a_range_at_the_documented_maximum_is_accepted():
+    spec = sweepfile.loads(range_file("{ start = 1, stop = 10000, step = 1 }", "max_iterations"))
+    assert len(spec.params["max_iterations"]) == sweepfile.MAX_VALUES
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("seed = 7", "seed = 9223372036854775808"), "seed: 9223372036854775808 is not allowed; it must be an int"),
+        (('name = "t"', f'name = "{"n" * 101}"'), "is not allowed; it must be a string of 1 to 100 ASCII letters"),
+        (('name = "t"', 'name = ".."'), "name: '..' is not allowed"),
+        (("repeats = 2\nwarmups = 1", "repeats = 1000\nwarmups = 100"), "(1000 repeats + 100 warm-ups) = 4400"),
+        (('"cpu-native"]', '"cpu-native"]\n"a\\nb" = 1'), "sweep.'a\\nb': unknown Trial field"),
+    ],
+)
+def test_limits_of_top_level_values(tmp_path, change, expected, monkeypatch):
+    monkeypatch.setattr(sweepfile, "MAX_TRIALS", 1000)
+    path = write(tmp_path, GOOD.replace(*change, 1))
+    with pytest.raises(SweepFileError) as err:
+        sweepfile.load(path)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_reports_a_nan_range_as_an_error_not_a_traceback(tmp_path):
+    from typer.testing import CliRunner
+
+    from dsalab.cli import app
+
+    path = write(tmp_path, range_file("{ start = 1, stop = 8, step = nan }"))
+    r = CliRunner().invoke(app, ["sweep", str(path), "--quiet", "--out", str(tmp_path / "o.nc")])
+    assert r.exit_code == 2, r.exception
+    assert f"error: sweep file {path}: sweep.batch_size: range step=nan is not allowed" in r.output
+    assert "Traceback" not in r.output

@@ -76,6 +76,22 @@ def test_slack_must_be_a_percentage():
         coordinate_descent(SPACE, known, slack_pct=100)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"slack_pct": math.nan}, "slack_pct=nan is not allowed: a percentage from 0 to below 100"),
+        ({"slack_pct": "5"}, "slack_pct='5' is not allowed"),
+        ({"max_rounds": 0}, "max_rounds=0 is not allowed: an int >= 1"),  # was an IndexError
+        ({"max_rounds": 1.5}, "max_rounds=1.5 is not allowed: an int >= 1"),
+    ],
+)
+def test_bad_tuner_arguments_are_dsalab_errors(kwargs, expected):
+    from dsalab.errors import DsalabError
+
+    with pytest.raises(DsalabError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        coordinate_descent(SPACE, known, **kwargs)
+
+
 TUNE = """
 name = "tiny-tune"
 repeats = 1

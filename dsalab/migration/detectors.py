@@ -20,6 +20,8 @@ class Detector:
     detect_ctx: Any = None
     devices: int = 0
     offloader: Any = None
+    #: devices this detector opened (closed after the offloader)
+    opened: list[Any] = dataclasses.field(default_factory=list)
 
     def stats(self) -> dict[str, Any]:
         """Offload counters (zeros for CPU detectors)."""
@@ -35,10 +37,16 @@ class Detector:
         return offload_counters(self.offloader.stats())
 
     def close(self) -> None:
-        """Release devices."""
+        """Release the offloader, then the devices it used (idempotent)."""
         if self.offloader is not None:
             self.offloader.close()
             self.offloader = None
+        _close_all(self.opened)
+
+
+def _close_all(devices: list[Any]) -> None:
+    while devices:
+        devices.pop().close()
 
 
 def offload_counters(stats: dict[str, Any]) -> dict[str, Any]:
@@ -78,18 +86,25 @@ def _dsa_detector(trial: Trial) -> Detector:
                 f"detector dsa-hardware needs {count} usable DSA work queue(s) but this machine has "
                 f"{len(found)} ({', '.join(found) or 'none'}); use detector dsa-emulated, or see `dsalab devices`"
             )
-    opened = [devices.open_device(s) for s in specs]
+    opened: list[Any] = []
+    try:
+        for spec in specs:
+            opened.append(devices.open_device(spec))
+        off = offload.Offloader(
+            opened,
+            batch_size=trial.batch_size,
+            completion=trial.completion,
+            cpu_fraction=trial.cpu_fraction,
+        )
+    except BaseException:  # a spec that does not open, or no offloader: close what did open
+        _close_all(opened)
+        raise
     backends = {d.backend for d in opened}
-    off = offload.Offloader(
-        opened,
-        batch_size=trial.batch_size,
-        completion=trial.completion,
-        cpu_fraction=trial.cpu_fraction,
-    )
     return Detector(
         backend="dsa-hardware" if "dsa-hardware" in backends else "dsa-emulated",
         detect_fn_address=off._native_detect_fn_address(),
         detect_ctx=off._native_handle(),
         devices=len(opened),
         offloader=off,
+        opened=opened,
     )

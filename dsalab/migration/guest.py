@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+import numbers
 import os
 
 import numpy as np
@@ -11,14 +12,44 @@ import numpy as np
 from dsalab import _binding
 from dsalab.buffers import check_page_size
 from dsalab.config import PAGE_SIZE, default_threads
-from dsalab.errors import InvalidArgument
-from dsalab.units import parse_bytes
+from dsalab.errors import InvalidArgument, MigrationError
+from dsalab.units import format_bytes, parse_bytes
+
+MEMINFO = "/proc/meminfo"
 
 
 def _check_ratio(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
         raise InvalidArgument(f"{name}={value!r} is not allowed: it must be a number from 0.0 to 1.0")
     return float(value)
+
+
+def mem_available_bytes(path: str = MEMINFO) -> int | None:
+    """Memory this machine can give a new allocation without swapping: ``MemAvailable`` of ``/proc/meminfo``,
+    bytes; None where the file or the line is missing (then nothing is checked)."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key == "MemAvailable":
+                    fields = rest.split()
+                    if fields and fields[0].isdigit():
+                        return int(fields[0]) * (1024 if fields[1:] == ["kB"] else 1)
+    except OSError:
+        return None
+    return None
+
+
+def memory_shortfall(needed: int) -> str:
+    """An empty string if ``needed`` bytes fit in :func:`mem_available_bytes`, else a phrase saying how much is
+    needed and how much is available (for an error message)."""
+    available = mem_available_bytes()
+    if available is None or needed <= available:
+        return ""
+    return (
+        f"needs {format_bytes(needed)} ({needed} bytes) but {format_bytes(available)} ({available} bytes) is "
+        f"available (MemAvailable in {MEMINFO})"
+    )
 
 
 def anonymous_mapping(nbytes: int, *, huge_pages: bool = False, populate: bool = False) -> mmap.mmap:
@@ -81,17 +112,31 @@ class GuestMemory:
                 f"{self.page_size}-byte pages"
             )
         self.normal_ratio = _check_ratio("normal_ratio", normal_ratio)
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < 2**63:
+            raise InvalidArgument(f"seed={seed!r} is not allowed: it must be an int from 0 to 2**63-1")
         self.seed = int(seed)
         self.npages = self.guest_bytes // self.page_size
+        # the mapping, plus the positions drawn below (a permutation of int64 and the normal map)
+        short = memory_shortfall(self.guest_bytes + 9 * self.npages)
+        if short:
+            raise InvalidArgument(
+                f"guest_bytes={self.guest_bytes} ({format_bytes(self.guest_bytes)}) is too large for this "
+                f"machine: the guest {short}"
+            )
         rng = np.random.default_rng(self.seed)
         n_normal = round(self.normal_ratio * self.npages)
         normal = np.zeros(self.npages, dtype=np.uint8)
         normal[rng.permutation(self.npages)[:n_normal]] = 1
         self.memfd: int | None = None
-        if shared:
-            self.memfd, self._map = memfd_mapping(self.guest_bytes, f"dsalab-guest-{self.seed}")
-        else:
-            self._map = anonymous_mapping(self.guest_bytes, huge_pages=huge_pages)
+        try:
+            if shared:
+                self.memfd, self._map = memfd_mapping(self.guest_bytes, f"dsalab-guest-{self.seed}")
+            else:
+                self._map = anonymous_mapping(self.guest_bytes, huge_pages=huge_pages)
+        except OSError as exc:
+            raise MigrationError(
+                f"could not map {format_bytes(self.guest_bytes)} of guest memory: {exc.strerror or exc}"
+            ) from None
         self.array = np.frombuffer(self._map, dtype=np.uint8)[: self.guest_bytes]
         _binding.fill_pages(self.array, self.page_size, normal, self.seed, True, default_threads())
         #: truth: True where the page is zero

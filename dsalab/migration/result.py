@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dsalab import results
-from dsalab.errors import InvalidArgument
+from dsalab.errors import InvalidArgument, InvalidType
 from dsalab.migration.accounting import DESTINATION_THREADS, SOURCE_THREADS, thread_order
 from dsalab.migration.trial import Trial
 
@@ -80,14 +80,35 @@ class TrialResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrialResult:
-        """A TrialResult from :meth:`to_dict`'s output (e.g. read back from JSON)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
+        """A TrialResult from :meth:`to_dict`'s output (e.g. read back from JSON). Anything else (a foreign or
+        corrupt record: not a mapping, missing or unknown fields, values of the wrong type, a trial a
+        :class:`Trial` refuses) raises :class:`~dsalab.errors.InvalidArgument` / ``InvalidType`` naming it."""
+        if not isinstance(data, Mapping):
+            raise InvalidType(f"TrialResult.from_dict: data must be a mapping of fields, got {type(data).__name__}")
+        fields_ = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(repr(k) for k in data if k not in fields_)
         if unknown:
-            raise InvalidArgument(f"TrialResult.from_dict: unknown fields {sorted(unknown)}; allowed: {sorted(names)}")
-        fields = dict(data)
-        fields["trial"] = Trial(**fields["trial"])
-        return cls(**fields)
+            raise InvalidArgument(
+                f"TrialResult.from_dict: unknown fields {', '.join(unknown)[:300]}; allowed: {sorted(fields_)}"
+            )
+        missing = sorted(n for n, f in fields_.items() if n not in data and f.default_factory is dataclasses.MISSING)
+        if missing:
+            raise InvalidArgument(f"TrialResult.from_dict: missing fields {missing}")
+        values = dict(data)
+        trial = values["trial"]
+        if not isinstance(trial, Mapping) or not all(isinstance(k, str) for k in trial):
+            raise InvalidType(f"TrialResult.from_dict: trial must be a mapping of Trial fields, got {trial!r:.200}")
+        unknown = sorted(set(trial) - set(Trial.fields()))
+        if unknown:
+            raise InvalidArgument(f"TrialResult.from_dict: trial has unknown fields {unknown}")
+        values["trial"] = Trial(**trial)
+        for name, value in values.items():
+            if name != "trial" and not _FIELD_CHECKS[str(fields_[name].type)](value):
+                raise InvalidType(
+                    f"TrialResult.from_dict: field {name}={value!r:.200} is not allowed: allowed is "
+                    f"{fields_[name].type}"
+                )
+        return cls(**values)
 
     def metrics(self) -> dict[str, float | int | bool]:
         """Every scalar metric of :data:`dsalab.results.METRICS`."""
@@ -160,6 +181,26 @@ class TrialResult:
                 f"{self.device_cpu_ms:.0f} ms (device time)"
             )
         return "\n".join(lines)
+
+
+def _is_num(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _is_str_map(v: object, value_ok: Callable[[object], bool]) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and value_ok(x) for k, x in v.items())
+
+
+#: what from_dict takes for each annotation of TrialResult
+_FIELD_CHECKS: dict[str, Callable[[object], bool]] = {
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": _is_num,
+    "bool": lambda v: isinstance(v, bool),
+    "dict[str, float]": lambda v: _is_str_map(v, _is_num),
+    "dict[str, int]": lambda v: _is_str_map(v, _is_num),
+    "list[dict[str, int]]": lambda v: isinstance(v, list) and all(_is_str_map(c, _is_num) for c in v),
+}
 
 
 def split_threads(cpu: dict[str, float]) -> tuple[float, float]:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from typing import Any
 
+import numpy as np
+
 from dsalab.buffers import check_page_size
+from dsalab.device_spec import check_spec as check_device_spec
 from dsalab.errors import InvalidArgument
 from dsalab.units import parse_bytes
 
@@ -14,6 +19,15 @@ from dsalab.units import parse_bytes
 DETECTORS = ("cpu-numba", "cpu-native", "dsa-emulated", "dsa-hardware")
 #: completion modes of the DSA offload layer
 COMPLETIONS = ("thread", "poll", "umwait")
+#: largest guest a Trial describes, bytes (1 EiB: a model may predict guests larger than any one machine)
+MAX_GUEST_BYTES = 1 << 60
+#: largest page, bytes (x86's 1 GiB huge page)
+#: largest bandwidth limit and dirty rate, bytes/s (256 TiB/s)
+MAX_RATE_BYTES_PER_S = 1 << 48
+#: largest I/O timeout, ms (one hour)
+MAX_IO_TIMEOUT_MS = 3_600_000
+#: largest seed (the devices' seeds and NumPy's generators take 63 bits)
+MAX_SEED = 2**63 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +58,14 @@ class Trial:
     seed : seed of guest memory, dirtying and injected faults
     io_timeout_ms : a channel that makes no progress for this long fails the trial, ms
     huge_pages : back guest memory with transparent huge pages
+
+    Every field is checked when the Trial is built: a bad value raises :class:`~dsalab.errors.InvalidArgument`
+    or :class:`~dsalab.errors.InvalidType` naming the field, the value and what is allowed. Ints may be any
+    integer type (NumPy's too) and numbers any finite real; they are stored as ``int`` / ``float``. Limits:
+    ``guest_bytes`` <= :data:`MAX_GUEST_BYTES` (a Trial is a description: whether this machine can hold the
+    guest is checked by :func:`~dsalab.migration.run_trial`), ``page_size`` <= :data:`dsalab.config.MAX_PAGE_SIZE`, rates <=
+    :data:`MAX_RATE_BYTES_PER_S`, ``seed`` 0 to :data:`MAX_SEED`, ``io_timeout_ms`` 100 to
+    :data:`MAX_IO_TIMEOUT_MS`.
     """
 
     guest_bytes: int = 256 << 20
@@ -67,33 +89,39 @@ class Trial:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "guest_bytes", parse_bytes(self.guest_bytes, "guest_bytes"))
-        set_(self, "packet_bytes", parse_bytes(self.packet_bytes, "packet_bytes"))
-        set_(self, "max_bandwidth_bytes", parse_bytes(self.max_bandwidth_bytes, "max_bandwidth_bytes"))
-        set_(self, "dirty_rate_bytes_per_s", parse_bytes(self.dirty_rate_bytes_per_s, "dirty_rate_bytes_per_s"))
+        for name in ("guest_bytes", "packet_bytes", "max_bandwidth_bytes", "dirty_rate_bytes_per_s"):
+            set_(self, name, parse_bytes(getattr(self, name), name))
         try:
             check_page_size(self.page_size)
         except (ValueError, TypeError) as exc:
             raise InvalidArgument(f"Trial field {exc}") from None
-        ps = self.page_size
+        ps = int(self.page_size)
+        set_(self, "page_size", ps)
         _require(
-            self.guest_bytes > 0 and self.guest_bytes % ps == 0,
+            0 < self.guest_bytes <= MAX_GUEST_BYTES and self.guest_bytes % ps == 0,
             "guest_bytes",
             self.guest_bytes,
-            f"a positive multiple of page_size ({ps})",
+            f"a positive multiple of page_size ({ps}) up to {MAX_GUEST_BYTES} (1 EiB)",
         )
         for name in ("normal_ratio", "force_normal_ratio", "cpu_fraction"):
-            value = getattr(self, name)
-            _require(_is_number(value) and 0.0 <= value <= 1.0, name, value, "a number from 0.0 to 1.0")
-            set_(self, name, float(value))
-        _require(_is_int(self.channels) and 1 <= self.channels <= 64, "channels", self.channels, "an int from 1 to 64")
+            set_(self, name, _real(self, name, 0.0, 1.0, "a number from 0.0 to 1.0"))
+        set_(self, "channels", _int(self, "channels", 1, 64, "an int from 1 to 64"))
         _require(
             self.packet_bytes >= ps and self.packet_bytes % ps == 0 and self.packet_bytes // ps <= 65536,
             "packet_bytes",
             self.packet_bytes,
             f"a multiple of page_size ({ps}) from {ps} to {65536 * ps} bytes",
         )
-        _require(self.detector in DETECTORS, "detector", self.detector, ", ".join(DETECTORS))
+        for name in ("detector", "completion"):
+            value = getattr(self, name)
+            if isinstance(value, str) and type(value) is not str:  # e.g. numpy.str_
+                set_(self, name, str(value))
+        _require(
+            isinstance(self.detector, str) and self.detector in DETECTORS,
+            "detector",
+            self.detector,
+            ", ".join(DETECTORS),
+        )
         if isinstance(self.devices, list):
             set_(self, "devices", tuple(self.devices))
         if isinstance(self.devices, tuple):
@@ -103,6 +131,11 @@ class Trial:
                 self.devices,
                 "a count >= 1 or a non-empty tuple of device spec strings",
             )
+            for spec in self.devices:  # by shape only: whether a queue path exists is checked when it is opened
+                try:
+                    check_device_spec(spec)
+                except InvalidArgument as exc:
+                    raise InvalidArgument(f"Trial field devices: {exc}") from None
         else:
             _require(
                 _is_int(self.devices) and 1 <= self.devices <= 64,
@@ -110,44 +143,30 @@ class Trial:
                 self.devices,
                 "a count from 1 to 64 or a tuple of device spec strings",
             )
+        set_(self, "batch_size", _int(self, "batch_size", 1, 1024, "an int from 1 to 1024"))
         _require(
-            _is_int(self.batch_size) and 1 <= self.batch_size <= 1024,
-            "batch_size",
-            self.batch_size,
-            "an int from 1 to 1024",
+            isinstance(self.completion, str) and self.completion in COMPLETIONS,
+            "completion",
+            self.completion,
+            ", ".join(COMPLETIONS),
         )
-        _require(self.completion in COMPLETIONS, "completion", self.completion, ", ".join(COMPLETIONS))
-        _require(
-            self.max_bandwidth_bytes >= 0,
-            "max_bandwidth_bytes",
-            self.max_bandwidth_bytes,
-            "bytes/s >= 0 (0 = unlimited)",
-        )
-        _require(
-            self.dirty_rate_bytes_per_s >= 0,
-            "dirty_rate_bytes_per_s",
-            self.dirty_rate_bytes_per_s,
-            "bytes/s >= 0 (0 = idle guest)",
-        )
-        _require(
-            _is_number(self.downtime_limit_ms) and self.downtime_limit_ms > 0,
+        for name, what in (("max_bandwidth_bytes", "0 = unlimited"), ("dirty_rate_bytes_per_s", "0 = idle guest")):
+            value = getattr(self, name)
+            _require(0 <= value <= MAX_RATE_BYTES_PER_S, name, value, f"bytes/s >= 0 ({what}), at most 2**48")
+        set_(
+            self,
             "downtime_limit_ms",
-            self.downtime_limit_ms,
-            "a number of ms > 0",
+            _real(self, "downtime_limit_ms", 0.0, math.inf, "a finite number of ms > 0", low_open=True),
         )
-        _require(
-            _is_int(self.max_iterations) and 1 <= self.max_iterations <= 10000,
-            "max_iterations",
-            self.max_iterations,
-            "an int from 1 to 10000",
-        )
-        _require(_is_int(self.seed) and self.seed >= 0, "seed", self.seed, "an int >= 0")
-        _require(
-            _is_int(self.io_timeout_ms) and self.io_timeout_ms >= 100,
+        set_(self, "max_iterations", _int(self, "max_iterations", 1, 10000, "an int from 1 to 10000"))
+        set_(self, "seed", _int(self, "seed", 0, MAX_SEED, "an int from 0 to 2**63-1"))
+        set_(
+            self,
             "io_timeout_ms",
-            self.io_timeout_ms,
-            "an int of ms >= 100",
+            _int(self, "io_timeout_ms", 100, MAX_IO_TIMEOUT_MS, f"an int of ms from 100 to {MAX_IO_TIMEOUT_MS}"),
         )
+        if isinstance(self.huge_pages, np.bool_):
+            set_(self, "huge_pages", bool(self.huge_pages))
         _require(isinstance(self.huge_pages, bool), "huge_pages", self.huge_pages, "True or False")
 
     @property
@@ -162,7 +181,7 @@ class Trial:
             return self.devices
         if self.detector == "dsa-hardware":
             return ()  # discovered at run time
-        return tuple(f"emu:seed={self.seed + i}" for i in range(self.devices))
+        return tuple(f"emu:seed={(self.seed + i) % (MAX_SEED + 1)}" for i in range(self.devices))
 
     def replace(self, **changes: Any) -> Trial:
         """A copy with some fields changed (validated again)."""
@@ -189,10 +208,38 @@ def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+def _int(trial: Trial, name: str, low: int, high: int, allowed: str) -> int:
+    """Field ``name`` as an int from ``low`` to ``high`` (any integer type but bool)."""
+    value = getattr(trial, name)
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and low <= int(value) <= high
+    _require(ok, name, value, allowed)
+    return int(value)
+
+
+def _real(trial: Trial, name: str, low: float, high: float, allowed: str, *, low_open: bool = False) -> float:
+    """Field ``name`` as a finite float from ``low`` to ``high`` (``low`` excluded with ``low_open``)."""
+    value = getattr(trial, name)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok:
+        try:
+            f = float(value)
+        except (OverflowError, ValueError):  # an int too large for a float
+            f = math.nan
+        ok = math.isfinite(f) and (low < f if low_open else low <= f) and f <= high
+    _require(ok, name, value, allowed)
+    return f
 
 
 def _require(ok: bool, name: str, value: object, allowed: str) -> None:
     if not ok:
-        raise InvalidArgument(f"Trial field {name}={value!r} is not allowed: allowed is {allowed}")
+        raise InvalidArgument(f"Trial field {name}={_short_repr(value)} is not allowed: allowed is {allowed}")
+
+
+def _short_repr(value: object, limit: int = 200) -> str:
+    """``repr(value)`` for a one-line message: cut to ``limit`` characters, never raising."""
+    try:
+        text = repr(value)
+    except Exception:  # a foreign object whose repr fails must not hide the error about it
+        text = f"<{type(value).__name__} object>"
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
