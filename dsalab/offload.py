@@ -45,8 +45,6 @@ TIMEOUT_MS_RANGE = (0.001, 3_600_000.0)
 MAX_SPIN_US = 1000.0
 #: largest ``workers``
 MAX_WORKERS = 256
-#: largest page size, bytes: a descriptor's transfer size is a 32-bit field
-MAX_PAGE_SIZE = 2**31
 #: how long :meth:`Offloader.close` waits for the calls in flight to return, s
 CLOSE_TIMEOUT_S = 30.0
 _worker = threading.local()  # .offload is set in the threads behind futures
@@ -202,14 +200,14 @@ class Offloader:
     def find_zero_pages(self, buf: BufferLike, page_size: int = PAGE_SIZE, *, device: int = -1) -> np.ndarray:
         """Which pages of ``buf`` are all zero (bool per page); same contract as
         :func:`dsalab.kernels.find_zero_pages`. ``device`` pins the request to one device (-1: round-robin)."""
-        view, ps = _pages(buf, page_size)
+        view, ps = page_view(buf, page_size)
         return self._zero(view, ps, self._device(device))
 
     def compare_pages(
         self, a: BufferLike, b: BufferLike, page_size: int = PAGE_SIZE, *, device: int = -1
     ) -> np.ndarray:
         """Which pages of ``a`` equal the same page of ``b`` (bool per page)."""
-        va, ps = _pages(a, page_size, "a")
+        va, ps = page_view(a, page_size, "a")
         vb, _ = page_view(b, ps, "b")
         if va.nbytes != vb.nbytes:
             raise InvalidArgument(f"a is {va.nbytes} bytes but b is {vb.nbytes}; they must have the same length")
@@ -230,7 +228,7 @@ class Offloader:
     ) -> concurrent.futures.Future:
         """Start a zero check; returns a Future of the bool-per-page array. ``callback`` is called once with the
         same array (or the exception). Bad arguments raise here, not in the future."""
-        view, ps = _pages(buf, page_size)
+        view, ps = page_view(buf, page_size)
         self._live()
         return self._future(lambda: self._zero(view, ps, -1), callback)
 
@@ -239,7 +237,7 @@ class Offloader:
     ) -> concurrent.futures.Future:
         """Start a page compare (the reviewer's ``start_memcmp``): a Future of the bool-per-page array, True where
         the pages are equal; ``callback`` is called once with the same result (or the exception)."""
-        va, ps = _pages(a, page_size, "a")
+        va, ps = page_view(a, page_size, "a")
         vb, _ = page_view(b, ps, "b")
         if va.nbytes != vb.nbytes:
             raise InvalidArgument(f"a is {va.nbytes} bytes but b is {vb.nbytes}; they must have the same length")
@@ -335,15 +333,6 @@ class Offloader:
 
 def _mark_worker() -> None:
     _worker.offload = True
-
-
-def _pages(buf: BufferLike, page_size: object, name: str = "buf") -> tuple[np.ndarray, int]:
-    """:func:`dsalab.buffers.page_view`, with the descriptor's limit on the page size."""
-    if isinstance(buf, np.ndarray) and buf.dtype.hasobject:  # Python objects are not memory a device can read
-        raise InvalidType(f"{name} is a numpy array of Python objects ({buf.dtype}); allowed: an array of numbers")
-    view, ps = page_view(buf, page_size, name)
-    _check("page_size", ps, ps <= MAX_PAGE_SIZE, f"a power of two from 64 to {MAX_PAGE_SIZE} bytes")
-    return view, ps
 
 
 def _is_int(v: object) -> bool:
