@@ -17,7 +17,7 @@ import numpy as np
 
 from dsalab import errors
 
-_ABI_VERSION = 3
+_ABI_VERSION = 4
 _REBUILD = "rebuild it (`make setup`, or `pip install --no-build-isolation -e .`) and restart the Python kernel"
 
 try:

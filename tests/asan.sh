@@ -13,6 +13,7 @@ OUT=build/asan
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 
 rm -rf "$OUT" build/asan-tmp
+mkdir -p build
 DSALAB_CC_FLAGS="$SAN -g -O1" DSALAB_LD_FLAGS="-fsanitize=address,undefined" \
   "$PY" setup.py -q build_ext --build-lib "$OUT" --build-temp build/asan-tmp >build/asan-build.log 2>&1 \
   || { cat build/asan-build.log; exit 1; }
@@ -32,7 +33,7 @@ cd "$OUT"
 loaded=$("$PY" -c 'import dsalab._native as n; print(n.__file__)')
 [ "$loaded" = "$ROOT/$so" ] || { echo "test-asan: loaded $loaded, not the sanitized $so" >&2; exit 1; }
 echo "test-asan: sanitized module $so"
-TESTS=${TESTS:-"test_binding test_kernels test_devices test_emulator test_offload test_migration"}
+TESTS=${TESTS:-"test_binding test_kernels test_fuzz_kernels test_devices test_fuzz_devices test_emulator test_offload test_offload_lifetime test_fuzz_offload test_migration test_migration_bounds"}
 paths=()
 for t in $TESTS; do paths+=("$ROOT/tests/$t.py"); done
 "$PY" -m pytest -c "$ROOT/pyproject.toml" --rootdir "$ROOT" -p no:cacheprovider -q "${paths[@]}" "$@"

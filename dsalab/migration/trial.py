@@ -63,8 +63,8 @@ class Trial:
     or :class:`~dsalab.errors.InvalidType` naming the field, the value and what is allowed. Ints may be any
     integer type (NumPy's too) and numbers any finite real; they are stored as ``int`` / ``float``. Limits:
     ``guest_bytes`` <= :data:`MAX_GUEST_BYTES` (a Trial is a description: whether this machine can hold the
-    guest is checked by :func:`~dsalab.migration.run_trial`), ``page_size`` <= :data:`dsalab.config.MAX_PAGE_SIZE`, rates <=
-    :data:`MAX_RATE_BYTES_PER_S`, ``seed`` 0 to :data:`MAX_SEED`, ``io_timeout_ms`` 100 to
+    guest is checked by :func:`~dsalab.migration.run_trial`), ``page_size`` <= :data:`dsalab.config.MAX_PAGE_SIZE`,
+    rates <= :data:`MAX_RATE_BYTES_PER_S`, ``seed`` 0 to :data:`MAX_SEED`, ``io_timeout_ms`` 100 to
     :data:`MAX_IO_TIMEOUT_MS`.
     """
 
