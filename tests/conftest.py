@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
+from fuzzing import examples
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
     "dsalab",
-    max_examples=int(os.environ.get("DSALAB_HYPOTHESIS_EXAMPLES", "60")),
+    max_examples=examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+from fuzzing import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +18,7 @@ from dsalab.devices import open_device
 from dsalab.errors import DsalabError
 from dsalab.offload import Offloader
 
-FUZZ = settings(max_examples=80, deadline=None)
+FUZZ = settings(max_examples=examples(80), deadline=None)
 
 # numbers of every kind a careless caller passes: ints of any size, floats with NaN and infinities, bools,
 # fractions, numpy scalars, strings and None
@@ -172,7 +173,7 @@ def test_offloader_calls(shared, a, b, page_size, device, which):
 
 
 @pytest.mark.timeout(120)
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(
     closes=st.integers(1, 3),
     callers=st.integers(1, 4),

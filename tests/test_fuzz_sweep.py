@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
 import string
 import warnings
@@ -13,6 +12,7 @@ import warnings
 import numpy as np
 import pytest
 import xarray as xr
+from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +25,7 @@ from dsalab.results import TrialRecord
 pytestmark = pytest.mark.timeout(300)
 #: examples per property (``DSALAB_FUZZ_EXAMPLES=2000`` for a longer hunt); files are written per example, so
 #: the netCDF properties take a quarter of it
-EXAMPLES = int(os.environ.get("DSALAB_FUZZ_EXAMPLES", "120"))
+EXAMPLES = examples(120)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 FUZZ_NC = settings(FUZZ, max_examples=max(10, EXAMPLES // 4))
 
