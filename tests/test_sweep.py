@@ -132,15 +132,20 @@ def test_interrupted_sweep_resumes_and_equals_an_uninterrupted_one(serial, tmp_p
     assert_same_but_timings(ds, expected)
 
 
-def test_cli_sweep_killed_mid_run_resumes(tmp_path):
-    # trials slowed by a bandwidth limit (the engine sleeps), so the kill lands mid-sweep
+def _start_slow_cli_sweep(tmp_path):
+    """`dsalab sweep` in a child process, its trials slowed by a bandwidth limit (the engine sleeps), so that the
+    test can act mid-sweep: (process, sweep file, output, partial file)."""
     text = TEXT.replace("normal_ratio = 0.5", 'normal_ratio = 0.5\nmax_bandwidth_bytes = "16MiB"')
     path = tmp_path / "slow.toml"
     path.write_text(text)
     out = tmp_path / "slow.nc"
-    partial = sw.partial_path_for(out)
     exe = pathlib.Path(sys.executable).parent / "dsalab"
     proc = subprocess.Popen([str(exe), "sweep", str(path), "--out", str(out), "--quiet"], stderr=subprocess.PIPE)
+    return proc, path, out, sw.partial_path_for(out)
+
+
+def test_cli_sweep_killed_mid_run_resumes(tmp_path):
+    proc, path, out, partial = _start_slow_cli_sweep(tmp_path)
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -448,13 +453,7 @@ def test_a_stale_lock_file_of_a_killed_sweep_does_not_block(tmp_path):
 
 
 def test_cli_refuses_a_second_concurrent_sweep_of_the_same_output(tmp_path):
-    text = TEXT.replace("normal_ratio = 0.5", 'normal_ratio = 0.5\nmax_bandwidth_bytes = "16MiB"')
-    path = tmp_path / "slow.toml"
-    path.write_text(text)
-    out = tmp_path / "slow.nc"
-    partial = sw.partial_path_for(out)
-    exe = pathlib.Path(sys.executable).parent / "dsalab"
-    first = subprocess.Popen([str(exe), "sweep", str(path), "--out", str(out), "--quiet"], stderr=subprocess.PIPE)
+    first, path, out, partial = _start_slow_cli_sweep(tmp_path)
     try:
         deadline = time.monotonic() + 90
         while not partial.exists() and first.poll() is None and time.monotonic() < deadline:
