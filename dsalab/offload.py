@@ -26,7 +26,7 @@ import numbers
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -50,6 +50,13 @@ CLOSE_TIMEOUT_S = 30.0
 _worker = threading.local()  # .offload is set in the threads behind futures
 
 Callback = Callable[[Any], None]
+
+
+class NativeDetector(NamedTuple):
+    """What :meth:`Offloader.native_detector` returns: a ``dsl_detect_fn`` address and its context."""
+
+    fn_address: int
+    ctx: Any
 
 
 def _check(name: str, value: object, ok: bool, allowed: str) -> None:
@@ -277,14 +284,16 @@ class Offloader:
             "devices": [d.info() for d in self.devices],
         }
 
-    def _native_handle(self) -> Any:
-        """The native ``dsl_offload *`` (internal: the multifd engine's senders call it without Python)."""
-        return self._live()
+    def native_detector(self) -> NativeDetector:
+        """The batch zero-page detector as native code calls it, without Python or the GIL.
 
-    @staticmethod
-    def _native_detect_fn_address() -> int:
-        """Address of the native detector function matching :meth:`_native_handle` (internal)."""
-        return _binding.offload_detect_fn_address()
+        Returns a :class:`NativeDetector`: ``fn_address``, the address of a C function of type ``dsl_detect_fn``
+        (``native/dsalab.h``), and ``ctx``, the ``dsl_offload *`` to pass it as its first argument. The multifd
+        engine's sender threads call it for each packet (:mod:`dsalab.migration.detectors`). Both stay valid
+        until :meth:`close`, which the caller must not run while native code may still call the function; a
+        closed Offloader raises :class:`~dsalab.errors.InvalidArgument`.
+        """
+        return NativeDetector(_binding.offload_detect_fn_address(), self._live())
 
     def close(self) -> None:
         """Refuse new calls, let the calls in flight finish on the CPU and wait for them (at most

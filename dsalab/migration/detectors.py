@@ -100,10 +100,11 @@ def _dsa_detector(trial: Trial) -> Detector:
         _close_all(opened)
         raise
     backends = {d.backend for d in opened}
+    native = off.native_detector()
     return Detector(
         backend="dsa-hardware" if "dsa-hardware" in backends else "dsa-emulated",
-        detect_fn_address=off._native_detect_fn_address(),
-        detect_ctx=off._native_handle(),
+        detect_fn_address=native.fn_address,
+        detect_ctx=native.ctx,
         devices=len(opened),
         offloader=off,
         opened=opened,
