@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from dsalab import machine
+from dsalab.errors import InvalidArgument
 
 #: version of the benchmark JSON layout; changes:
 #: 1 - first version: {"benchmark", "schema", "machine", "parameters", "results": [...]}
@@ -64,6 +65,28 @@ def write_json(path: pathlib.Path, benchmark: str, parameters: dict, results: Se
     }
     path.write_text(json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n")
     return path
+
+
+def read_json(path: str | pathlib.Path, benchmark: str) -> dict:
+    """A benchmark JSON file that :func:`write_json` wrote for ``benchmark``: the whole document (``results``,
+    ``parameters``, ``machine``, ...). A missing file raises ``FileNotFoundError``; a file that is not JSON, of
+    another benchmark or of another schema raises :class:`~dsalab.errors.InvalidArgument` naming it."""
+    path = pathlib.Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidArgument(f"{path} is not a benchmark JSON file ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("benchmark") != benchmark or not isinstance(doc.get("results"), list):
+        found = doc.get("benchmark") if isinstance(doc, dict) else type(doc).__name__
+        raise InvalidArgument(
+            f"{path} is not a {benchmark!r} benchmark result: its benchmark is {found!r}; allowed is a file "
+            f"written by benchmarks/bench_{benchmark}.py"
+        )
+    if doc.get("schema") != BENCH_SCHEMA:
+        raise InvalidArgument(
+            f"{path} has benchmark schema {doc.get('schema')!r}; allowed is schema {BENCH_SCHEMA} (run it again)"
+        )
+    return doc
 
 
 def table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]) -> str:

@@ -17,13 +17,16 @@ import itertools
 import json
 import pathlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dsalab.migration import Trial, TrialResult, run_trial
+from dsalab.errors import InvalidArgument
 from dsalab.results import TrialRecord, build_dataset, coord_value
 
+if TYPE_CHECKING:  # the engine (and the compiled module) load when a trial runs, not to read a stored file
+    from dsalab.migration import Trial, TrialResult
+
 #: called before each trial with (index, count, trial)
-GridProgress = Callable[[int, int, Trial], None]
+GridProgress = Callable[[int, int, "Trial"], None]
 
 
 def _params_of(trial: Trial, names: Sequence[str]) -> dict[str, Any]:
@@ -33,6 +36,8 @@ def _params_of(trial: Trial, names: Sequence[str]) -> dict[str, Any]:
 def run_one(trial: Trial) -> tuple[TrialResult | None, str]:
     """Run one trial; return (result, "") or (None, the error as text). A failed trial is a result too: grids
     and panels record it instead of stopping (a missing DSA device, a channel that broke)."""
+    from dsalab.migration import run_trial
+
     try:
         return run_trial(trial), ""
     except Exception as exc:  # every failure is recorded with its message, as the sweep layer does
@@ -41,9 +46,11 @@ def run_one(trial: Trial) -> tuple[TrialResult | None, str]:
 
 def grid_trials(base: Trial, grid: Mapping[str, Sequence[Any]]) -> list[Trial]:
     """Every point of ``grid`` (field -> values, the last field varying fastest) applied to ``base``."""
+    from dsalab.migration import Trial
+
     unknown = [k for k in grid if k not in Trial.fields()]
     if unknown:
-        raise ValueError(f"grid fields {unknown} are not Trial fields; allowed: {', '.join(Trial.fields())}")
+        raise InvalidArgument(f"grid fields {unknown} are not Trial fields; allowed: {', '.join(Trial.fields())}")
     names = list(grid)
     return [base.replace(**dict(zip(names, combo, strict=True))) for combo in itertools.product(*grid.values())]
 
@@ -83,7 +90,7 @@ def run_grid(
     and their error, and NaN metrics.
     """
     if repeats < 1:
-        raise ValueError(f"repeats={repeats} is not allowed: at least 1")
+        raise InvalidArgument(f"repeats={repeats!r} is not allowed: allowed is an int >= 1")
     trials = grid_trials(base, grid)
     if warmup:
         warm_up(trials)
@@ -130,18 +137,6 @@ def history_dataset(history: Sequence[tuple[Trial, TrialResult | None, str]], fi
     return build_dataset(records, coords, repeats, info)
 
 
-def _open_one(path: pathlib.Path):
-    from dsalab import results
-
-    opener = getattr(results, "open", None)  # the sweep layer's reader, when present
-    if opener is not None:
-        return opener(path)
-    import xarray as xr
-
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
-        return ds.load()
-
-
 def find_results(pattern: str | pathlib.Path) -> list[pathlib.Path]:
     """The netCDF files a path or glob names (a directory means every ``*.nc`` below it), sorted."""
     p = pathlib.Path(pattern)
@@ -159,8 +154,26 @@ def latest_result(root: str | pathlib.Path = "data/results") -> pathlib.Path | N
 
 
 def load(path: str | pathlib.Path):
-    """One result dataset from a netCDF file (loaded in memory, the file closed)."""
-    return _open_one(pathlib.Path(path))
+    """One result dataset from a netCDF file (loaded in memory, the file closed, validated: see
+    :func:`dsalab.results.read`)."""
+    from dsalab import results
+
+    return results.read(pathlib.Path(path))
+
+
+def load_or_run_grid(
+    stored: str | pathlib.Path,
+    base: Trial,
+    grid: Mapping[str, Sequence[Any]],
+    repeats: int = 1,
+    **options: Any,
+):
+    """The dataset of a stored sweep when ``stored`` names one (a netCDF file, see :func:`load`), else the dataset
+    :func:`run_grid` measures for ``base``, ``grid`` and ``repeats`` (``options`` go to it): the notebooks'
+    "plot this file, or run a small grid here"."""
+    if stored:
+        return load(stored)
+    return run_grid(base, grid, repeats, **options)
 
 
 def results_dataset(results: Mapping[Any, TrialResult], params: Sequence[str], attrs=None):
@@ -170,19 +183,44 @@ def results_dataset(results: Mapping[Any, TrialResult], params: Sequence[str], a
     return history_dataset([(r.trial, r, "") for r in results.values()], params, attrs)
 
 
-def kernel_benchmark(size_mib: int = 64, repeats: int = 5, threads: Sequence[int] = (1, 2), seed: int = 1):
-    """Run ``benchmarks/bench_kernels.py`` of this checkout (every zero-page kernel beside the memory-read
-    bandwidth reference) on ``size_mib`` MiB buffers; returns its rows as a pandas DataFrame (case, kernel,
-    threads, gbps, ratio_ref, ratio_numpy, ...)."""
-    import importlib.util
-
+def kernel_benchmark(
+    size_mib: int = 64,
+    repeats: int = 5,
+    threads: Sequence[int] = (1, 2),
+    seed: int = 1,
+    *,
+    stored: str | pathlib.Path = "",
+):
+    """The kernel benchmark's rows as a pandas DataFrame (case, kernel, threads, gbps, ratio_ref, ratio_numpy,
+    seconds, ...): measured now by :func:`dsalab.kernel_bench.run` (every zero-page kernel beside the memory-read
+    bandwidth reference, on ``size_mib`` MiB buffers, ``repeats`` timed repeats, at each count of ``threads``), or
+    read from ``stored``, a JSON file ``benchmarks/bench_kernels.py`` wrote (e.g. ``data/bench/kernels.json``;
+    :func:`dsalab.benchmarking.read_json` checks it)."""
     import pandas as pd
 
-    path = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "bench_kernels.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the kernel benchmark ships with the source checkout")
-    spec = importlib.util.spec_from_file_location("dsalab_bench_kernels", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rows = module.run(size_mib << 20, repeats, list(threads), seed)
-    return pd.DataFrame(rows)
+    from dsalab import benchmarking
+
+    if stored:
+        return pd.DataFrame(benchmarking.read_json(stored, "kernels")["results"])
+    from dsalab import kernel_bench
+
+    if isinstance(size_mib, bool) or not isinstance(size_mib, int) or size_mib < 1:
+        raise InvalidArgument(f"size_mib={size_mib!r} is not allowed: allowed is an int of MiB >= 1")
+    return pd.DataFrame(kernel_bench.run(size_mib << 20, repeats, list(threads), seed))
+
+
+def format_break_even(
+    ds, metric: str = "host_cpu_ms_per_gb", *, offload: str | None = None, baseline: str | None = None
+) -> str:
+    """Where offload stops paying, one line per combination of the other swept parameters: the normal ratios at
+    which ``metric`` of ``offload`` minus that of ``baseline`` crosses zero (see
+    :func:`dsalab.plots.break_even_points`, which picks the detectors when they are None), or "nowhere in range".
+    """
+    from dsalab.plots import break_even_points
+
+    lines = []
+    for c in break_even_points(ds, metric, offload=offload, baseline=baseline):
+        where = ", ".join(f"{x:.3g}" for x in c["crossings"]) or "nowhere in range"
+        at = "".join(f", {k}={v}" for k, v in c["point"].items())
+        lines.append(f"{c['offload']} - {c['baseline']}{at}: {metric} crosses zero at normal ratio: {where}")
+    return "\n".join(lines)

@@ -6,11 +6,13 @@ import os
 import pathlib
 import shutil
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from dsalab import explore
+from dsalab import benchmarking, explore
 from dsalab.cli import app
+from dsalab.errors import DsalabError
 from dsalab.migration import Trial
 
 pytestmark = pytest.mark.timeout(300)
@@ -111,3 +113,59 @@ def test_cli_plot_needs_a_path(tmp_path):
     assert r.exit_code == 2 and "give PATH" in r.output
     r = CliRunner().invoke(app, ["plot", str(tmp_path / "none*.nc")])
     assert r.exit_code == 2 and "no result files match" in r.output
+
+
+# ---------------------------------------------------------------- the notebooks' one-call helpers
+
+
+def test_load_or_run_grid(result_file):
+    stored = explore.load_or_run_grid(str(result_file), BASE, {"bogus": [1]})  # a stored file: the grid never runs
+    assert dict(stored.sizes) == dict(explore.load(result_file).sizes) and stored.attrs["source"].endswith("run_grid")
+    ran = explore.load_or_run_grid("", BASE, {"normal_ratio": [0.0, 1.0]}, repeats=1, warmup=False)
+    assert dict(ran.sizes)["normal_ratio"] == 2 and (ran.status == "ok").all()
+    with pytest.raises(explore.InvalidArgument, match="not Trial fields"):
+        explore.load_or_run_grid("", BASE, {"bogus": [1]})
+
+
+def test_load_refuses_a_file_that_is_not_a_result(tmp_path):
+    bad = tmp_path / "bad.nc"
+    bad.write_text("not netCDF")
+    with pytest.raises(DsalabError, match="cannot be read as a netCDF-4 result file"):
+        explore.load(bad)
+
+
+@pytest.mark.timeout(120)
+def test_kernel_benchmark_measures_and_reads_a_stored_run(tmp_path):
+    rows = explore.kernel_benchmark(size_mib=1, repeats=1, threads=[1])
+    assert set(rows.case) == {"all-zero", "half-random", "half-last-byte", "hot-1MiB"}
+    assert {"reference", "numpy", "numba", "native"} <= set(rows.kernel) and (rows.gbps > 0).all()
+    path = benchmarking.write_json(tmp_path / "kernels.json", "kernels", {"size_mib": 1}, rows.to_dict("records"))
+    stored = explore.kernel_benchmark(stored=str(path))
+    assert stored[["case", "kernel", "threads"]].equals(rows[["case", "kernel", "threads"]])
+    assert np.allclose(stored.gbps, rows.gbps)
+    other = benchmarking.write_json(tmp_path / "offload.json", "offload", {}, [])
+    with pytest.raises(DsalabError, match=r"is not a 'kernels' benchmark result: its benchmark is 'offload'"):
+        explore.kernel_benchmark(stored=other)
+    (tmp_path / "junk.json").write_text("{")
+    with pytest.raises(DsalabError, match="is not a benchmark JSON file"):
+        explore.kernel_benchmark(stored=tmp_path / "junk.json")
+    with pytest.raises(DsalabError, match=r"size_mib=0 is not allowed"):
+        explore.kernel_benchmark(size_mib=0)
+    with pytest.raises(DsalabError, match=r"repeats=0 is not allowed"):
+        explore.kernel_benchmark(size_mib=1, repeats=0)
+
+
+@pytest.mark.timeout(120)
+def test_format_break_even():
+    ds = explore.run_grid(
+        BASE, {"normal_ratio": [0.0, 1.0], "detector": ["cpu-numba", "cpu-native"]}, repeats=2, warmup=False
+    )
+    # offload - baseline goes from -1 to +3 ms/GB: it crosses zero a quarter of the way, at normal ratio 0.25
+    ds["host_cpu_ms_per_gb"].loc[{"detector": "cpu-numba"}] = 10.0
+    ds["host_cpu_ms_per_gb"].loc[{"detector": "cpu-native", "normal_ratio": 0.0}] = 9.0
+    ds["host_cpu_ms_per_gb"].loc[{"detector": "cpu-native", "normal_ratio": 1.0}] = 13.0
+    text = explore.format_break_even(ds, offload="cpu-native", baseline="cpu-numba")
+    assert text == "cpu-native - cpu-numba: host_cpu_ms_per_gb crosses zero at normal ratio: 0.25"
+    ds["host_cpu_ms_per_gb"].loc[{"detector": "cpu-native"}] = 5.0
+    text = explore.format_break_even(ds, offload="cpu-native", baseline="cpu-numba")
+    assert text.endswith("crosses zero at normal ratio: nowhere in range")
