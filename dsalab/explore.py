@@ -16,6 +16,7 @@ import glob
 import itertools
 import json
 import pathlib
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,11 @@ from dsalab.results import TrialRecord, build_dataset, coord_value
 
 if TYPE_CHECKING:  # the engine (and the compiled module) load when a trial runs, not to read a stored file
     from dsalab.migration import Trial, TrialResult
+
+
+class TrialsFailedWarning(UserWarning):
+    """Some trials of a grid failed: they are in the dataset with status "failed" and their error."""
+
 
 #: called before each trial with (index, count, trial)
 GridProgress = Callable[[int, int, "Trial"], None]
@@ -87,21 +93,31 @@ def run_grid(
     Returns
     -------
     xarray.Dataset in the layout of :func:`dsalab.results.build_dataset`; failed trials have status "failed"
-    and their error, and NaN metrics.
+    and their error, and NaN metrics, and a :class:`TrialsFailedWarning` says how many failed and why the first did.
     """
     if repeats < 1:
         raise InvalidArgument(f"repeats={repeats!r} is not allowed: allowed is an int >= 1")
     trials = grid_trials(base, grid)
     if warmup:
         warm_up(trials)
-    records = []
+    records, runs = [], []
     count = len(trials) * repeats
     for i, (trial, r) in enumerate(itertools.product(trials, range(repeats))):
         run = trial.replace(seed=base.seed + r)
         if progress is not None:
             progress(i, count, run)
         result, error = run_one(run)
+        runs.append(run)
         records.append(TrialRecord(_params_of(trial, list(grid)), r, result, error))
+    failed = [(rec, run) for rec, run in zip(records, runs, strict=True) if rec.error]
+    if failed:
+        first, run = failed[0]
+        warnings.warn(
+            f"{len(failed)} of {count} trials failed (recorded with status 'failed'); the first, {run.detector} "
+            f"at {first.params} repeat {first.repeat}: {first.error}",
+            TrialsFailedWarning,
+            stacklevel=2,
+        )
     info: dict[str, str | int | float] = {
         "trial": base.to_json(),
         "grid": json.dumps({k: [coord_value(v) for v in vals] for k, vals in grid.items()}),

@@ -15,7 +15,7 @@
 size_mib: int = 256  # buffer size of the DRAM cases, MiB (larger than the last-level cache)
 repeats: int = 5  # timed repeats per point (the median is reported)
 threads: list = [1, 2]  # thread counts to scan with
-results_json: str = ""  # a data/bench/kernels.json written by `make run` to show instead of measuring
+results_json: str = ""  # a data/bench/kernels.json written by `make bench` to show instead of measuring
 
 # %% [markdown]
 # # CPU baselines: zero-page kernels against the memory-bandwidth limit
@@ -26,7 +26,7 @@ results_json: str = ""  # a data/bench/kernels.json written by `make run` to sho
 # bounded by **memory-read bandwidth**: no CPU kernel can check zero pages faster than the memory can deliver
 # them.
 #
-# The benchmark (`benchmarks/bench_kernels.py`, also run by `make run`) times each kernel of
+# The benchmark (`benchmarks/bench_kernels.py`; `make bench` runs it) times each kernel of
 # `dsalab.kernels`:
 #
 # - `numpy`: one `.any()` per page, the slow, obviously right reference;
@@ -40,18 +40,11 @@ results_json: str = ""  # a data/bench/kernels.json written by `make run` to sho
 # and a small buffer that stays in cache.
 
 # %%
-import json
-import pathlib
-
-import pandas as pd
 from IPython.display import display
 
 from dsalab import explore, plots
 
-if results_json:
-    rows = pd.DataFrame(json.loads(pathlib.Path(results_json).read_text())["results"])
-else:
-    rows = explore.kernel_benchmark(size_mib=size_mib, repeats=repeats, threads=threads)
+rows = explore.kernel_benchmark(size_mib=size_mib, repeats=repeats, threads=threads, stored=results_json)
 display(rows[["case", "kernel", "threads", "gbps", "ratio_ref", "ratio_numpy"]].round(2))
 
 # %%

@@ -44,12 +44,9 @@ from IPython.display import display
 from dsalab import explore, plots
 from dsalab.migration import Trial
 
-if results_file:
-    ds = explore.load(results_file)
-else:
-    base = Trial(guest_bytes=guest, detector=detector, normal_ratio=normal_ratio, channels=channels)
-    grid = {"batch_size": batch_sizes, "packet_bytes": [k << 10 for k in packet_sizes_kib]}
-    ds = explore.run_grid(base, grid, repeats=repeats)
+base = Trial(guest_bytes=guest, detector=detector, normal_ratio=normal_ratio, channels=channels)
+grid = {"batch_size": batch_sizes, "packet_bytes": [k << 10 for k in packet_sizes_kib]}
+ds = explore.load_or_run_grid(results_file, base, grid, repeats=repeats)
 display(ds.host_cpu_ms_per_gb.mean("repeat").to_pandas().round(1))
 
 # %%

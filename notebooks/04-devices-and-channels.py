@@ -41,11 +41,8 @@ from IPython.display import display
 from dsalab import explore, plots
 from dsalab.migration import Trial
 
-if results_file:
-    ds = explore.load(results_file)
-else:
-    base = Trial(guest_bytes=guest, detector=detector, normal_ratio=normal_ratio)
-    ds = explore.run_grid(base, {"devices": devices, "channels": channels}, repeats=repeats)
+base = Trial(guest_bytes=guest, detector=detector, normal_ratio=normal_ratio)
+ds = explore.load_or_run_grid(results_file, base, {"devices": devices, "channels": channels}, repeats=repeats)
 display(ds[["host_cpu_ms_per_gb", "throughput_mbps", "queue_full_retries"]].mean("repeat").to_dataframe().round(1))
 
 # %%

@@ -91,8 +91,7 @@ fig.show()
 # %%
 base = Trial(guest_bytes=guest, channels=channels, seed=seed)
 curve = explore.run_grid(base, {"normal_ratio": ratios, "detector": [cpu_detector, dsa_detector]}, repeats=repeats)
-for c in plots.break_even_points(curve, offload=dsa_detector, baseline=cpu_detector):
-    print(f"{c['offload']} - {c['baseline']} crosses zero at normal ratio: {c['crossings'] or 'nowhere in range'}")
+print(explore.format_break_even(curve, offload=dsa_detector, baseline=cpu_detector))
 fig = plots.break_even(curve, offload=dsa_detector, baseline=cpu_detector)
 fig.show()
 

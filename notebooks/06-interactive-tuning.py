@@ -74,11 +74,9 @@ if save_history:
 # the selection.
 
 # %%
-if results_file:
-    sweep = explore.load(results_file)
-else:
-    base = Trial(guest_bytes=guest, detector=detector, channels=channels)
-    sweep = explore.run_grid(base, {"normal_ratio": [0.0, 0.5, 1.0], "batch_size": [16, 128]}, repeats=grid_repeats)
+base = Trial(guest_bytes=guest, detector=detector, channels=channels)
+grid = {"normal_ratio": [0.0, 0.5, 1.0], "batch_size": [16, 128]}
+sweep = explore.load_or_run_grid(results_file, base, grid, repeats=grid_repeats)
 explorer = SweepExplorer(sweep)
 display(explorer.widget)
 

@@ -44,7 +44,8 @@ def test_run_grid_layout_and_seeds():
 
 def test_run_grid_records_failures():
     bad = Trial(guest_bytes="4MiB", detector="dsa-hardware", devices=("/dev/dsa/wq99.99",))
-    ds = explore.run_grid(bad, {"batch_size": [8]}, repeats=1, warmup=False)
+    with pytest.warns(explore.TrialsFailedWarning, match=r"1 of 1 trials failed .*the first, dsa-hardware at"):
+        ds = explore.run_grid(bad, {"batch_size": [8]}, repeats=1, warmup=False)
     assert ds.status.item() == "failed" and ds.error.item()
 
 

@@ -24,13 +24,20 @@ def test_scenario_trials():
 
 
 @pytest.mark.timeout(300)
-def test_compare_with_cpu_detectors_only():
-    """The comparison machinery with two CPU detectors (the DSA mode is covered by the offload tests)."""
+def test_compare_runs_the_dsa_mode_on_the_emulated_device():
+    """The "dsa" mode runs dsa-emulated (it ran cpu-native before, so a broken DSA path still passed)."""
     table, results = scenarios.compare_seed_scenarios(
-        "16MiB", channels=2, cpu_detector="cpu-numba", dsa_detector="cpu-native"
+        "8MiB", channels=2, cpu_detector="cpu-numba", dsa_detector="dsa-emulated", warmup=False
     )
     assert set(table.source) == {"seed", "dsalab"} and len(table) == 8
     seed1 = table[(table.source == "seed") & (table.scenario == 1) & (table["mode"] == "dsa")]
     assert seed1.cpu_saved_pct.iloc[0] == pytest.approx(100 * (41922 - 32568) / 41922)
     assert all(r.verified for r in results.values())
+    for scenario in scenarios.SCENARIOS:
+        dsa, cpu = results[(scenario, "dsa")], results[(scenario, "cpu")]
+        assert dsa.backend == "dsa-emulated" and cpu.backend == "cpu-numba"
+        assert dsa.pages_offloaded > 0 and "dsa_completion" in dsa.thread_cpu_ms  # the device did the work
+        assert cpu.pages_offloaded == 0
+    ours = table[table.source == "dsalab"]
+    assert set(ours[ours["mode"] == "dsa"].backend) == {"dsa-emulated"}
     assert "host_cpu_ms_per_gb" in scenarios.format_comparison(table)
