@@ -6,6 +6,8 @@ import json
 
 import typer
 
+from dsalab.trial_options import with_trial_options
+
 app = typer.Typer(
     name="dsalab",
     help="Study Intel DSA zero-page offload in QEMU-style multifd live migration.",
@@ -103,61 +105,23 @@ def devices(
         )
 
 
-def _trial_from_options(**opts: object):
-    from dsalab.migration import Trial
-
-    devices = opts.pop("devices")
-    if devices is not None:
-        opts["devices"] = int(devices) if devices.isdigit() else tuple(d for d in devices.split(";") if d)
-    return Trial(**{k: v for k, v in opts.items() if v is not None})
-
-
 @app.command()
+@with_trial_options
 def run(
-    guest: str = typer.Option("256MiB", "--guest", help="Guest RAM, e.g. 4GiB."),
-    normal_ratio: float = typer.Option(0.5, help="Fraction of guest pages that are normal (non-zero)."),
-    force_normal_ratio: float = typer.Option(0.0, help="Fraction of zero pages sent as normal anyway."),
-    channels: int = typer.Option(2, help="multifd channels."),
-    packet: str = typer.Option("512KiB", "--packet", help="multifd packet size, e.g. 512KiB."),
-    detector: str = typer.Option("cpu-numba", help="cpu-numba, cpu-native, dsa-emulated or dsa-hardware."),
-    devices: str = typer.Option(None, help="DSA devices: a count, or specs separated by ';'."),
-    batch_size: int = typer.Option(128, help="Pages per DSA batch descriptor."),
-    completion: str = typer.Option("thread", help="DSA completion waiting: thread, poll or umwait."),
-    cpu_fraction: float = typer.Option(0.0, help="Fraction of each detection done on the CPU."),
-    max_bandwidth: str = typer.Option("0", help="Bandwidth limit in bytes/s, e.g. 1GiB (0 = unlimited)."),
-    dirty_rate: str = typer.Option("0", help="Guest dirtying rate in bytes/s, e.g. 100MiB."),
-    downtime_limit_ms: float = typer.Option(300.0, help="Downtime limit, ms."),
-    page_size: int = typer.Option(4096, help="Page size, bytes."),
-    seed: int = typer.Option(0, help="Seed of guest memory and dirtying."),
-    huge_pages: bool = typer.Option(False, help="Back guest memory with transparent huge pages."),
+    fields: dict,
     out: str = typer.Option(None, "--out", help="Write the result dataset (netCDF) here."),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
-    """Run one migration trial over loopback TCP and print a table laid out like the seed's."""
+    """Run one migration trial over loopback TCP and print a table laid out like the seed's.
+
+    Every Trial field is an option of its name and default (--guest, --packet: --guest-bytes, --packet-bytes)."""
     from tqdm import tqdm
 
     from dsalab.errors import DsalabError
-    from dsalab.migration import run_trial
+    from dsalab.migration import Trial, run_trial
 
     try:
-        trial = _trial_from_options(
-            guest_bytes=guest,
-            normal_ratio=normal_ratio,
-            force_normal_ratio=force_normal_ratio,
-            channels=channels,
-            packet_bytes=packet,
-            detector=detector,
-            devices=devices,
-            batch_size=batch_size,
-            completion=completion,
-            cpu_fraction=cpu_fraction,
-            max_bandwidth_bytes=max_bandwidth,
-            dirty_rate_bytes_per_s=dirty_rate,
-            downtime_limit_ms=downtime_limit_ms,
-            page_size=page_size,
-            seed=seed,
-            huge_pages=huge_pages,
-        )
+        trial = Trial(**fields)
     except (ValueError, TypeError) as exc:
         _fail(str(exc))
     bar = tqdm(

@@ -39,3 +39,41 @@ def test_run_reports_an_unwritable_out_path_without_a_traceback(tmp_path):
     r = runner.invoke(app, ["run", "--guest", "4MiB", "--quiet", "--out", str(blocker / "trial.nc")])
     assert r.exit_code == 2, r.exception
     assert f"error: cannot write {blocker / 'trial.nc'}" in r.output and "Traceback" not in r.output
+
+
+def _run_options() -> dict[str, object]:
+    import typer
+
+    command = typer.main.get_command(app).commands["run"]
+    return {opt: p for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+
+
+def test_every_trial_field_is_a_run_option_with_its_default():
+    """`dsalab run` derives its options from Trial (it copied 16 of 18 fields and their defaults by hand)."""
+    from dsalab.migration import Trial
+
+    opts = _run_options()
+    for field in Trial.fields():
+        flag = "--" + field.replace("_", "-")
+        assert flag in opts, f"Trial field {field} has no option {flag}"
+        assert opts[flag].name == field and opts[flag].help
+    for old in ("--guest", "--packet", "--max-bandwidth", "--dirty-rate", "--no-huge-pages", "--out", "--quiet"):
+        assert old in opts
+    assert opts["--guest"] is opts["--guest-bytes"] and opts["--guest"].default == "256MiB"
+    assert opts["--io-timeout-ms"].default == Trial().io_timeout_ms and opts["--max-iterations"].default == 30
+    assert "multifd channels" in opts["--channels"].help  # from Trial's docstring
+
+
+def test_run_takes_fields_it_did_not_have_before(tmp_path):
+    import json
+
+    out = tmp_path / "trial.nc"
+    args = ["run", "--guest-bytes", "4MiB", "--packet-bytes", "64KiB", "--io-timeout-ms", "5000", "--max-iterations"]
+    r = runner.invoke(app, [*args, "3", "--detector", "cpu-native", "--quiet", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    with xr.open_dataset(out, engine="h5netcdf") as ds:
+        trial = json.loads(ds.attrs["trial"])
+    assert (trial["guest_bytes"], trial["packet_bytes"]) == (4 << 20, 64 << 10)
+    assert (trial["io_timeout_ms"], trial["max_iterations"]) == (5000, 3)
+    r = runner.invoke(app, ["run", "--io-timeout-ms", "5", "--quiet"])
+    assert r.exit_code == 2 and "io_timeout_ms=5 is not allowed" in r.output
