@@ -1,0 +1,5 @@
+"""``python -m dsalab.cli``: the ``dsalab`` command."""
+
+from dsalab.cli import main
+
+main()

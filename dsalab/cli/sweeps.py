@@ -1,0 +1,172 @@
+"""``dsalab sweep``, ``dsalab summary`` and ``dsalab tune``: sweep files run serially or on Dask, and their results."""
+
+from __future__ import annotations
+
+import typer
+
+from dsalab.cli._app import app, fail
+
+
+def _load_sweep(file: str):
+    from dsalab import sweepfile
+    from dsalab.errors import SweepFileError
+
+    try:
+        return sweepfile.load(file)
+    except SweepFileError as exc:
+        fail(str(exc))
+
+
+def _open_client(scheduler: str | None, local_workers: int | None):
+    """(client, cluster, label) for the options, or (None, None, "serial")."""
+    if scheduler and local_workers:
+        fail("--scheduler and --local-workers exclude each other: give one (or neither for a serial run)")
+    if scheduler is not None:
+        import re
+
+        if not re.fullmatch(r"tcp://[^\s:/]+:\d{1,5}", scheduler):
+            fail(f"--scheduler {scheduler!r} is not allowed: give a Dask scheduler address tcp://HOST:PORT")
+        from distributed import Client
+
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            fail(f"--scheduler {scheduler}: cannot connect ({exc})")
+        return client, None, scheduler
+    if local_workers is not None:
+        if local_workers < 1:
+            fail(f"--local-workers {local_workers} is not allowed: an int >= 1")
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=local_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        return Client(cluster), cluster, f"local:{local_workers}"
+    return None, None, "serial"
+
+
+@app.command()
+def sweep(
+    file: str = typer.Argument(..., help="Sweep file (TOML), e.g. data/sweeps/quick.toml."),
+    out: str = typer.Option(
+        None, "--out", help="Result file (netCDF). Default: data/results/<hostname>/<date>-<sweep>-<commit8>.nc."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue the trials of an interrupted run of this file."),
+    scheduler: str = typer.Option(None, "--scheduler", help="Run on an existing Dask cluster: tcp://HOST:PORT."),
+    local_workers: int = typer.Option(
+        None, "--local-workers", help="Start a local Dask cluster of N single-thread worker processes."
+    ),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+    summary: bool = typer.Option(True, help="Print the summary when done."),
+) -> None:
+    """Run every trial of a sweep file (serially unless a Dask option is given), write the dataset, summarise."""
+    import contextlib
+    import pathlib
+    import warnings
+
+    from dsalab import results
+    from dsalab import sweep as sw
+    from dsalab.errors import DsalabError
+
+    spec = _load_sweep(file)
+    path = results.default_path(spec.name) if out is None else pathlib.Path(out)
+    partial = sw.default_partial_path(spec) if out is None else sw.partial_path_for(out)
+    if path.is_dir():
+        fail(f"--out {path} is a directory: give the result file's path, e.g. {path / (spec.name + '.nc')}")
+    with contextlib.ExitStack() as held, warnings.catch_warnings():
+        warnings.simplefilter("always", sw.PartialFileWarning)
+        warnings.showwarning = lambda message, *_a, **_k: typer.echo(f"warning: {message}", err=True)
+        try:  # one writer per output and per partial file, from here until the partial file is gone
+            held.enter_context(sw.exclusive(path))
+            held.enter_context(sw.exclusive(partial))
+        except DsalabError as exc:
+            fail(str(exc))
+        if partial.exists() and not resume:
+            fail(f"partial file {partial} of an interrupted run exists: pass --resume to continue it, or delete it")
+        client, cluster, label = _open_client(scheduler, local_workers)
+        typer.echo(
+            f"sweep {spec.name}: {spec.n_points} points x {spec.repeats} repeats (+{spec.warmups} warm-up passes), "
+            f"{label}; partial results in {partial}",
+            err=True,
+        )
+        try:
+            ds = sw.run_sweep(spec, partial=partial, resume=resume, client=client, progress=not quiet, scheduler=label)
+        except KeyboardInterrupt:
+            typer.echo(f"interrupted: finished trials are kept in {partial}; rerun with --resume to continue", err=True)
+            raise typer.Exit(130) from None
+        except DsalabError as exc:
+            fail(str(exc))
+        finally:
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+        try:  # fsyncs the file and its directory: only then may the partial file go
+            results.write(ds, path)
+        except (DsalabError, OSError) as exc:
+            fail(f"cannot write {path} ({exc}); the finished trials are kept in {partial}: rerun with --resume")
+        partial.unlink(missing_ok=True)
+    typer.echo(f"wrote {path}")
+    if summary:
+        from dsalab import analysis
+
+        typer.echo(analysis.format_summary(analysis.summarize(ds), ds))
+
+
+@app.command("summary")
+def summary_cmd(
+    path: str = typer.Argument(..., help="A result file, a glob of them (quoted), e.g. 'data/results/*/*.nc'."),
+) -> None:
+    """Best point per detector (CPU per GB, total time) and the host CPU DSA saves, per result file."""
+    from dsalab import analysis, results
+
+    try:
+        ds = results.open(path)
+    except (OSError, ValueError) as exc:
+        fail(f"{path}: {exc}")
+    runs = [(str(r), ds.sel(run=r)) for r in ds["run"].values] if "run" in ds.dims else [(path, ds)]
+    blocks = []
+    for name, one in runs:
+        if "run" in ds.dims:
+            one = one.drop_vars([v for v in one.data_vars if str(v).startswith("run_")] + ["run"])
+        blocks.append((f"== {name}\n" if len(runs) > 1 else "") + analysis.format_summary(analysis.summarize(one), one))
+    typer.echo("\n\n".join(blocks))
+
+
+@app.command()
+def tune(
+    file: str = typer.Argument("data/sweeps/tune.toml", help="Sweep file whose [sweep] lists the candidate values."),
+    slack: float = typer.Option(10.0, "--slack", help="Allowed throughput loss below the best seen, percent."),
+    max_rounds: int = typer.Option(4, help="Rounds of coordinate descent at most."),
+    out: str = typer.Option(None, "--out", help="Dataset of the trials run. Default: data/results/<host>/..."),
+) -> None:
+    """Search batch size x packet size x channels for the lowest host CPU per GB within --slack % of the best
+    throughput (coordinate descent: far fewer trials than the grid); write the trials run as a dataset."""
+    import pathlib
+
+    from dsalab import results
+    from dsalab import sweep as sw
+    from dsalab import tune as tn
+    from dsalab.errors import DsalabError, SweepFileError
+
+    spec = _load_sweep(file)
+    if not 0 <= slack < 100:
+        fail(f"--slack {slack} is not allowed: a percentage from 0 to below 100")
+    if max_rounds < 1:
+        fail(f"--max-rounds {max_rounds} is not allowed: an int >= 1")
+    try:
+        tn.check_spec(spec)
+    except SweepFileError as exc:
+        fail(str(exc))
+    found, ds = tn.tune(spec, slack_pct=slack, max_rounds=max_rounds, progress=lambda m: typer.echo(m, err=True))
+    path = results.default_path(f"tune-{spec.name}") if out is None else pathlib.Path(out)
+    try:
+        with sw.exclusive(path):
+            results.write(ds, path)
+    except (DsalabError, OSError) as exc:
+        fail(f"cannot write {path} ({exc})")
+    typer.echo(f"wrote {path}")
+    best = found.scores[tn.point_key(found.best)]
+    shown = f"{best[0]:.1f} ms/GB host CPU at {best[1]:.0f} Mbit/s" if best else "every trial failed"
+    typer.echo(
+        f"best: {found.best} -> {shown}; {found.evaluated} of {found.grid_points} grid points measured "
+        f"({ds.attrs['tune_trials']} trials) in {found.rounds} rounds, slack {slack}%"
+    )

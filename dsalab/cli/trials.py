@@ -1,0 +1,83 @@
+"""``dsalab run`` (one trial, options derived from Trial) and ``dsalab scenarios`` (the seed's two scenarios)."""
+
+from __future__ import annotations
+
+import typer
+
+from dsalab.cli._app import app, fail
+from dsalab.cli.trial_options import with_trial_options
+
+
+@app.command()
+@with_trial_options
+def run(
+    fields: dict,
+    out: str = typer.Option(None, "--out", help="Write the result dataset (netCDF) here."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+) -> None:
+    """Run one migration trial over loopback TCP and print a table laid out like the seed's.
+
+    Every Trial field is an option of its name and default (--guest, --packet: --guest-bytes, --packet-bytes)."""
+    from tqdm import tqdm
+
+    from dsalab.errors import DsalabError
+    from dsalab.migration import Trial, run_trial
+
+    try:
+        trial = Trial(**fields)
+    except (ValueError, TypeError) as exc:
+        fail(str(exc))
+    bar = tqdm(
+        total=trial.guest_bytes // trial.page_size,
+        unit="page",
+        unit_scale=True,
+        disable=quiet,
+        desc=f"{trial.detector} {trial.channels}ch",
+    )
+
+    def progress(done: int, total: int) -> None:
+        bar.total = max(total, done)
+        bar.n = done
+        bar.refresh()
+
+    try:
+        result = run_trial(trial, progress=progress)
+    except (DsalabError, OSError) as exc:
+        bar.close()
+        fail(str(exc))
+    bar.close()
+    typer.echo(result.table())
+    if out:
+        from dsalab import results
+
+        try:
+            path = results.write_trial(result, out)
+        except (DsalabError, OSError) as exc:
+            fail(f"cannot write {out} ({exc})")
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+def scenarios(
+    guest: str = typer.Option("1GiB", "--guest", help="Guest RAM of each trial, e.g. 1GiB."),
+    channels: int = typer.Option(8, help="multifd channels (the seed used 8)."),
+    cpu_detector: str = typer.Option("cpu-numba", help="The baseline detector."),
+    dsa_detector: str = typer.Option("dsa-emulated", help="dsa-emulated, or dsa-hardware with real queues."),
+    seed: int = typer.Option(0),
+) -> None:
+    """The cover letter's scenarios 1 (50% normal) and 2 (all zero), CPU vs DSA, beside the published figures."""
+    from dsalab import scenarios as sc
+    from dsalab.errors import DsalabError
+
+    try:
+        table, _ = sc.compare_seed_scenarios(
+            guest,
+            channels=channels,
+            cpu_detector=cpu_detector,
+            dsa_detector=dsa_detector,
+            seed=seed,
+            progress=lambda msg: typer.echo(msg, err=True),
+        )
+    except (DsalabError, ValueError, TypeError, OSError) as exc:
+        fail(str(exc))
+    typer.echo(sc.format_comparison(table))
