@@ -180,3 +180,17 @@ def test_opening_frees_the_detector_when_the_channels_fail(monkeypatch):
     assert closed == ["rec"]
     monkeypatch.undo()
     assert run_trial(Trial(guest_bytes="1MiB", channels=1, detector="cpu-native")).verified
+
+
+@pytest.mark.timeout(60)
+def test_destination_mapping_is_closed_after_a_trial(monkeypatch):
+    maps = []
+
+    def recording(*args, **kwargs):
+        maps.append(engine_anonymous_mapping(*args, **kwargs))
+        return maps[-1]
+
+    engine_anonymous_mapping = engine.anonymous_mapping
+    monkeypatch.setattr(engine, "anonymous_mapping", recording)
+    assert run_trial(Trial(guest_bytes="1MiB", channels=1, detector="cpu-native")).verified
+    assert len(maps) == 1 and maps[0].closed

@@ -126,6 +126,8 @@ class _Opened:
             sockets = self.sockets[0] + self.sockets[1]
             keep: list[object] = [self.guest, self.dst_map, self.dst]
             self.stuck = shut_down(self.engine, self.live, sockets, self.detector, self.stop_s, keep)
+            if not self.stuck:
+                self.engine = None  # destroyed: drop it and the buffers it held
         return self.stuck
 
     def finish(self) -> None:
@@ -177,6 +179,7 @@ def _opened(trial: Trial, guest: GuestMemory | None, fault: Fault | None) -> Ite
         ) from None
     dst = np.frombuffer(dst_map, dtype=np.uint8)[: trial.guest_bytes]
     res = _Opened(trial, guest, dst_map, dst, stop_s=trial.io_timeout_ms / 1e3 + STOP_GRACE_S)
+    del dst  # res holds the only view, so that unmap() can close the mapping
     with contextlib.ExitStack() as stack:
         stack.callback(res.unmap)  # last: after the engine is stopped
         stack.push(res.exit)
@@ -186,7 +189,7 @@ def _opened(trial: Trial, guest: GuestMemory | None, fault: Fault | None) -> Ite
         res.sockets = connect_channels(trial.channels)
         res.engine = _binding.MigrationEngine(
             guest.array,
-            dst,
+            res.dst,
             trial.page_size,
             [s.fileno() for s in res.sockets[0]],
             [s.fileno() for s in res.sockets[1]],
