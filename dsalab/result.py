@@ -1,29 +1,33 @@
-"""The outcome of one trial: query-migrate-like statistics, per-thread CPU, device counters, verification."""
+"""The outcome of one trial, for every backend: query-migrate-like statistics, per-thread CPU, device counters,
+verification, and the :class:`~dsalab.backends.Backend` that produced it (a leaf module: nothing heavy)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dsalab import results
+from dsalab import metrics as _metrics
+from dsalab.backends import Backend
 from dsalab.errors import InvalidArgument, InvalidType
-from dsalab.migration.accounting import DESTINATION_THREADS, SOURCE_THREADS, thread_order
-from dsalab.migration.trial import Trial
+from dsalab.threads import SOURCE_THREADS, cpu_sums, split_threads, thread_order  # noqa: F401 (split_threads)
+from dsalab.trial import Trial
 
 
 @dataclasses.dataclass
 class TrialResult:
     """Statistics of one migration (names follow QEMU's ``query-migrate`` where it has one; units in names).
 
-    ``thread_cpu_ms`` maps thread names (``live_migration``, ``multifdsend_<i>``, ``dsa_completion``,
+    ``backend`` is a :class:`~dsalab.backends.Backend` (a plain string naming one is converted; anything else is
+    refused). ``thread_cpu_ms`` maps thread names (``live_migration``, ``multifdsend_<i>``, ``dsa_completion``,
     ``multifdrecv_<i>``, ``dsa_engine_<d>_<e>``, ``guest_dirty``) to CPU ms. ``host_cpu_ms`` sums the source side as
     the seed does; destination and emulated-device time are reported apart from it.
     """
 
     trial: Trial
-    backend: str
+    backend: Backend
     total_time_ms: float
     setup_time_ms: float
     downtime_ms: float
@@ -57,6 +61,15 @@ class TrialResult:
     mismatched_pages: int
     channel_stats: list[dict[str, int]] = dataclasses.field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        try:
+            self.backend = Backend(self.backend)
+        except ValueError:
+            allowed = ", ".join(b.value for b in Backend)
+            raise InvalidArgument(
+                f"TrialResult field backend={self.backend!r:.100} is not allowed: allowed is {allowed}"
+            ) from None
+
     @property
     def host_cpu_ms_per_gb(self) -> float:
         """Host CPU per GB (1e9 bytes) of guest RAM migrated, ms/GB."""
@@ -64,7 +77,10 @@ class TrialResult:
 
     @property
     def packet_overhead_fraction(self) -> float:
-        """Sender CPU outside zero-page detection and sendmsg, as a fraction of sender CPU."""
+        """Sender CPU outside zero-page detection and sendmsg, as a fraction of sender CPU (NaN where a backend
+        does not split its sender CPU)."""
+        if math.isnan(self.detect_cpu_ms) or math.isnan(self.send_cpu_ms):
+            return math.nan
         if self.sender_cpu_ms <= 0:
             return 0.0
         return max(0.0, self.sender_cpu_ms - self.detect_cpu_ms - self.send_cpu_ms) / self.sender_cpu_ms
@@ -73,6 +89,7 @@ class TrialResult:
         """Every field as plain JSON-ready values (the trial as :meth:`Trial.to_dict`); :meth:`from_dict` inverts."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["trial"] = self.trial.to_dict()
+        out["backend"] = str(self.backend)
         out["thread_cpu_ms"] = dict(self.thread_cpu_ms)
         out["fallback_pages_by_reason"] = dict(self.fallback_pages_by_reason)
         out["channel_stats"] = [dict(c) for c in self.channel_stats]
@@ -111,21 +128,17 @@ class TrialResult:
         return cls(**values)
 
     def metrics(self) -> dict[str, float | int | bool]:
-        """Every scalar metric of :data:`dsalab.results.METRICS`."""
-        out = {}
-        for name in results.METRICS:
-            if name != "thread_cpu_ms":
-                out[name] = getattr(self, name)
-        return out
+        """Every scalar metric of the metric table :data:`dsalab.metrics.TABLE`."""
+        return {name: getattr(self, name) for name in _metrics.SCALAR_NAMES}
 
     def to_dataset(self):
         """An ``xarray.Dataset`` in the layout of :mod:`dsalab.results` (no swept parameter, one repeat): every
         metric with ``units`` and ``long_name``, ``thread_cpu_ms`` over ``thread``; the trial, backend and
         CPU-fallback reasons as attributes."""
-        from dsalab.results import TrialRecord, build_dataset
+        from dsalab.results import TrialRecord, build_dataset  # deferred: the dataset layer sits above this one
 
         attrs = {
-            "backend": self.backend,
+            "backend": str(self.backend),
             "trial": self.trial.to_json(),
             "fallback_pages_by_reason": json.dumps(self.fallback_pages_by_reason, sort_keys=True),
         }
@@ -174,7 +187,7 @@ class TrialResult:
             f"destination CPU {self.destination_cpu_ms:.0f} ms, verified {'yes' if self.verified else 'NO'}"
         )
         lines.append(extra)
-        if self.backend.startswith("dsa"):
+        if self.backend.is_dsa:
             lines.append(
                 f"device: {self.pages_offloaded} pages offloaded, {self.fallback_pages} on the CPU "
                 f"{self.fallback_pages_by_reason}, busy {self.device_busy_ms:.0f} ms, engine CPU "
@@ -194,17 +207,12 @@ def _is_str_map(v: object, value_ok: Callable[[object], bool]) -> bool:
 #: what from_dict takes for each annotation of TrialResult
 _FIELD_CHECKS: dict[str, Callable[[object], bool]] = {
     "str": lambda v: isinstance(v, str),
+    "Backend": lambda v: isinstance(v, str),
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "float": _is_num,
     "bool": lambda v: isinstance(v, bool),
     "dict[str, float]": lambda v: _is_str_map(v, _is_num),
     "dict[str, int]": lambda v: _is_str_map(v, _is_num),
+    "dict": lambda v: isinstance(v, dict),
     "list[dict[str, int]]": lambda v: isinstance(v, list) and all(_is_str_map(c, _is_num) for c in v),
 }
-
-
-def split_threads(cpu: dict[str, float]) -> tuple[float, float]:
-    """(source-side total, destination total) of a per-thread CPU map, ms."""
-    src = sum(v for n, v in cpu.items() if SOURCE_THREADS.match(n))
-    dst = sum(v for n, v in cpu.items() if DESTINATION_THREADS.match(n))
-    return src, dst

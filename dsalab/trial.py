@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import numbers
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from dsalab import validate
+from dsalab.backends import DETECTORS as _DETECTORS
 from dsalab.buffers import check_page_size
 from dsalab.device_spec import check_spec as check_device_spec
 from dsalab.errors import InvalidArgument
 from dsalab.units import parse_bytes
+from dsalab.validate import MAX_SEED
 
-#: how zero pages are found, and the backend label results carry
-DETECTORS = ("cpu-numba", "cpu-native", "dsa-emulated", "dsa-hardware")
+#: how zero pages are found, and the backend label results carry (:class:`~dsalab.backends.Backend` members)
+DETECTORS: tuple[str, ...] = _DETECTORS
 #: completion modes of the DSA offload layer
 COMPLETIONS = ("thread", "poll", "umwait")
 #: largest guest a Trial describes, bytes (1 EiB: a model may predict guests larger than any one machine)
@@ -25,9 +27,7 @@ MAX_GUEST_BYTES = 1 << 60
 #: largest bandwidth limit and dirty rate, bytes/s (256 TiB/s)
 MAX_RATE_BYTES_PER_S = 1 << 48
 #: largest I/O timeout, ms (one hour)
-MAX_IO_TIMEOUT_MS = 3_600_000
-#: largest seed (the devices' seeds and NumPy's generators take 63 bits)
-MAX_SEED = 2**63 - 1
+MAX_IO_TIMEOUT_MS = int(validate.LIMITS["io_timeout_ms"].high)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Trial:
     detector : how zero pages are found: ``cpu-numba``, ``cpu-native``, ``dsa-emulated``, ``dsa-hardware``
     devices : DSA devices: a count of default devices, or a tuple of device specs (``"emu:gbps=30"``,
         ``"/dev/dsa/wq0.0"``)
-    batch_size : pages per DSA batch descriptor, 1..1024
+    batch_size : pages per DSA batch descriptor, 1..1024 (:data:`dsalab.validate.MAX_BATCH_SIZE`, the DSA spec's)
     completion : DSA completion waiting: ``thread`` (a dsa_completion thread), ``poll``, ``umwait``
     cpu_fraction : fraction of each detection request done on the CPU instead of the device, 0..1
     max_bandwidth_bytes : migration bandwidth limit, bytes/s (0 = unlimited)
@@ -88,86 +88,11 @@ class Trial:
     huge_pages: bool = False
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        for name in ("guest_bytes", "packet_bytes", "max_bandwidth_bytes", "dirty_rate_bytes_per_s"):
-            set_(self, name, parse_bytes(getattr(self, name), name))
-        try:
-            check_page_size(self.page_size)
-        except (ValueError, TypeError) as exc:
-            raise InvalidArgument(f"Trial field {exc}") from None
-        ps = int(self.page_size)
-        set_(self, "page_size", ps)
-        _require(
-            0 < self.guest_bytes <= MAX_GUEST_BYTES and self.guest_bytes % ps == 0,
-            "guest_bytes",
-            self.guest_bytes,
-            f"a positive multiple of page_size ({ps}) up to {MAX_GUEST_BYTES} (1 EiB)",
-        )
-        for name in ("normal_ratio", "force_normal_ratio", "cpu_fraction"):
-            set_(self, name, _real(self, name, 0.0, 1.0, "a number from 0.0 to 1.0"))
-        set_(self, "channels", _int(self, "channels", 1, 64, "an int from 1 to 64"))
-        _require(
-            self.packet_bytes >= ps and self.packet_bytes % ps == 0 and self.packet_bytes // ps <= 65536,
-            "packet_bytes",
-            self.packet_bytes,
-            f"a multiple of page_size ({ps}) from {ps} to {65536 * ps} bytes",
-        )
-        for name in ("detector", "completion"):
-            value = getattr(self, name)
-            if isinstance(value, str) and type(value) is not str:  # e.g. numpy.str_
-                set_(self, name, str(value))
-        _require(
-            isinstance(self.detector, str) and self.detector in DETECTORS,
-            "detector",
-            self.detector,
-            ", ".join(DETECTORS),
-        )
-        if isinstance(self.devices, list):
-            set_(self, "devices", tuple(self.devices))
-        if isinstance(self.devices, tuple):
-            _require(
-                len(self.devices) >= 1 and all(isinstance(d, str) and d for d in self.devices),
-                "devices",
-                self.devices,
-                "a count >= 1 or a non-empty tuple of device spec strings",
-            )
-            for spec in self.devices:  # by shape only: whether a queue path exists is checked when it is opened
-                try:
-                    check_device_spec(spec)
-                except InvalidArgument as exc:
-                    raise InvalidArgument(f"Trial field devices: {exc}") from None
-        else:
-            _require(
-                _is_int(self.devices) and 1 <= self.devices <= 64,
-                "devices",
-                self.devices,
-                "a count from 1 to 64 or a tuple of device spec strings",
-            )
-        set_(self, "batch_size", _int(self, "batch_size", 1, 1024, "an int from 1 to 1024"))
-        _require(
-            isinstance(self.completion, str) and self.completion in COMPLETIONS,
-            "completion",
-            self.completion,
-            ", ".join(COMPLETIONS),
-        )
-        for name, what in (("max_bandwidth_bytes", "0 = unlimited"), ("dirty_rate_bytes_per_s", "0 = idle guest")):
-            value = getattr(self, name)
-            _require(0 <= value <= MAX_RATE_BYTES_PER_S, name, value, f"bytes/s >= 0 ({what}), at most 2**48")
-        set_(
-            self,
-            "downtime_limit_ms",
-            _real(self, "downtime_limit_ms", 0.0, math.inf, "a finite number of ms > 0", low_open=True),
-        )
-        set_(self, "max_iterations", _int(self, "max_iterations", 1, 10000, "an int from 1 to 10000"))
-        set_(self, "seed", _int(self, "seed", 0, MAX_SEED, "an int from 0 to 2**63-1"))
-        set_(
-            self,
-            "io_timeout_ms",
-            _int(self, "io_timeout_ms", 100, MAX_IO_TIMEOUT_MS, f"an int of ms from 100 to {MAX_IO_TIMEOUT_MS}"),
-        )
-        if isinstance(self.huge_pages, np.bool_):
-            set_(self, "huge_pages", bool(self.huge_pages))
-        _require(isinstance(self.huge_pages, bool), "huge_pages", self.huge_pages, "True or False")
+        """Check and normalize every field by :data:`FIELD_RULES` (page_size first: other fields depend on it)."""
+        values: dict[str, Any] = {}
+        for name in ("page_size", *(n for n in FIELD_RULES if n != "page_size")):
+            values[name] = FIELD_RULES[name](name, getattr(self, name), values)
+            object.__setattr__(self, name, values[name])
 
     @property
     def packet_pages(self) -> int:
@@ -204,42 +129,103 @@ class Trial:
         return tuple(f.name for f in dataclasses.fields(cls))
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+#: how a Trial refuses a value
+_MESSAGE = "Trial field {name}={value} is not allowed: allowed is {allowed}"
 
-
-def _int(trial: Trial, name: str, low: int, high: int, allowed: str) -> int:
-    """Field ``name`` as an int from ``low`` to ``high`` (any integer type but bool)."""
-    value = getattr(trial, name)
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and low <= int(value) <= high
-    _require(ok, name, value, allowed)
-    return int(value)
-
-
-def _real(trial: Trial, name: str, low: float, high: float, allowed: str, *, low_open: bool = False) -> float:
-    """Field ``name`` as a finite float from ``low`` to ``high`` (``low`` excluded with ``low_open``)."""
-    value = getattr(trial, name)
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        try:
-            f = float(value)
-        except (OverflowError, ValueError):  # an int too large for a float
-            f = math.nan
-        ok = math.isfinite(f) and (low < f if low_open else low <= f) and f <= high
-    _require(ok, name, value, allowed)
-    return f
+#: a field's rule: (field name, value as given, the fields checked so far) -> the value as stored
+Rule = Callable[[str, object, Mapping[str, Any]], Any]
 
 
 def _require(ok: bool, name: str, value: object, allowed: str) -> None:
     if not ok:
-        raise InvalidArgument(f"Trial field {name}={_short_repr(value)} is not allowed: allowed is {allowed}")
+        validate.refuse(name, value, allowed, message=_MESSAGE)
 
 
-def _short_repr(value: object, limit: int = 200) -> str:
-    """``repr(value)`` for a one-line message: cut to ``limit`` characters, never raising."""
+def _limited(name: str, value: object, _: Mapping[str, Any]) -> int | float:
+    """A number within :data:`dsalab.validate.LIMITS` of the field's name."""
+    return validate.check(name, value, message=_MESSAGE)
+
+
+def _choice(options: tuple[str, ...]) -> Rule:
+    """One of ``options`` (any str subclass, e.g. numpy.str_, stored as str)."""
+
+    def rule(name: str, value: object, _: Mapping[str, Any]) -> str:
+        _require(isinstance(value, str) and value in options, name, value, ", ".join(options))
+        return str(value)
+
+    return rule
+
+
+def _page_size(name: str, value: object, _: Mapping[str, Any]) -> int:
     try:
-        text = repr(value)
-    except Exception:  # a foreign object whose repr fails must not hide the error about it
-        text = f"<{type(value).__name__} object>"
-    text = text.replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+        return check_page_size(value)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument(f"Trial field {exc}") from None
+
+
+def _guest_bytes(name: str, value: object, done: Mapping[str, Any]) -> int:
+    n, ps = parse_bytes(value, name), done["page_size"]
+    allowed = f"a positive multiple of page_size ({ps}) up to {MAX_GUEST_BYTES} (1 EiB)"
+    _require(0 < n <= MAX_GUEST_BYTES and n % ps == 0, name, n, allowed)
+    return n
+
+
+def _packet_bytes(name: str, value: object, done: Mapping[str, Any]) -> int:
+    n, ps = parse_bytes(value, name), done["page_size"]
+    allowed = f"a multiple of page_size ({ps}) from {ps} to {65536 * ps} bytes"
+    _require(n >= ps and n % ps == 0 and n // ps <= 65536, name, n, allowed)
+    return n
+
+
+def _rate(what: str) -> Rule:
+    """A rate in bytes/s (a size string accepted), 0 meaning ``what``."""
+
+    def rule(name: str, value: object, _: Mapping[str, Any]) -> int:
+        n = parse_bytes(value, name)
+        _require(0 <= n <= MAX_RATE_BYTES_PER_S, name, n, f"bytes/s >= 0 ({what}), at most 2**48")
+        return n
+
+    return rule
+
+
+def _devices(name: str, value: object, _: Mapping[str, Any]) -> int | tuple[str, ...]:
+    if isinstance(value, list):
+        value = tuple(value)
+    if not isinstance(value, tuple):
+        return validate.check(name, value, message=_MESSAGE)
+    ok = len(value) >= 1 and all(isinstance(d, str) and d for d in value)
+    _require(ok, name, value, "a count >= 1 or a non-empty tuple of device spec strings")
+    for spec in value:  # by shape only: whether a queue path exists is checked when it is opened
+        try:
+            check_device_spec(spec)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"Trial field devices: {exc}") from None
+    return tuple(str(d) for d in value)
+
+
+def _flag(name: str, value: object, _: Mapping[str, Any]) -> bool:
+    _require(isinstance(value, bool | np.bool_), name, value, "True or False")
+    return bool(value)
+
+
+#: field -> its rule: how a value given to :class:`Trial` is checked and stored (limits in :mod:`dsalab.validate`)
+FIELD_RULES: dict[str, Rule] = {
+    "guest_bytes": _guest_bytes,
+    "page_size": _page_size,
+    "normal_ratio": _limited,
+    "force_normal_ratio": _limited,
+    "channels": _limited,
+    "packet_bytes": _packet_bytes,
+    "detector": _choice(DETECTORS),
+    "devices": _devices,
+    "batch_size": _limited,
+    "completion": _choice(COMPLETIONS),
+    "cpu_fraction": _limited,
+    "max_bandwidth_bytes": _rate("0 = unlimited"),
+    "dirty_rate_bytes_per_s": _rate("0 = idle guest"),
+    "downtime_limit_ms": _limited,
+    "max_iterations": _limited,
+    "seed": _limited,
+    "io_timeout_ms": _limited,
+    "huge_pages": _flag,
+}
