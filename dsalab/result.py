@@ -14,6 +14,7 @@ from dsalab.backends import Backend
 from dsalab.errors import InvalidArgument, InvalidType
 from dsalab.threads import SOURCE_THREADS, cpu_sums, split_threads, thread_order  # noqa: F401 (split_threads)
 from dsalab.trial import Trial
+from dsalab.units import format_bytes
 
 
 @dataclasses.dataclass
@@ -152,8 +153,8 @@ class TrialResult:
         w = 18
         rule = "|" + "|".join(["-" * w] * 3) + "|"
         lines = [
-            f"{self.backend}: {self.trial.guest_bytes >> 20} MiB guest, normal_ratio {self.trial.normal_ratio}, "
-            f"{self.trial.channels} channels, packet {self.trial.packet_bytes >> 10} KiB",
+            f"{self.backend}: {format_bytes(self.trial.guest_bytes)} guest, normal_ratio {self.trial.normal_ratio}, "
+            f"{self.trial.channels} channels, packet {format_bytes(self.trial.packet_bytes)}",
             "CPU usage",
             rule,
             f"|{'comm':<{w}}|{'runtime(msec)':<{w}}|{'totaltime(msec)':<{w}}|",

@@ -11,6 +11,7 @@ import numpy as np
 
 from dsalab import validate
 from dsalab.backends import DETECTORS as _DETECTORS
+from dsalab.backends import Backend
 from dsalab.buffers import check_page_size
 from dsalab.device_spec import check_spec as check_device_spec
 from dsalab.errors import InvalidArgument
@@ -104,7 +105,7 @@ class Trial:
         """The device specs this trial opens (a count becomes that many default devices of its detector)."""
         if isinstance(self.devices, tuple):
             return self.devices
-        if self.detector == "dsa-hardware":
+        if self.detector == Backend.DSA_HARDWARE:
             return ()  # discovered at run time
         return tuple(f"emu:seed={(self.seed + i) % (MAX_SEED + 1)}" for i in range(self.devices))
 

@@ -52,8 +52,11 @@ def parse_bytes(value: object, name: str = "size") -> int:
 
 
 def format_bytes(n: float) -> str:
-    """``4294967296`` -> ``"4.0 GiB"``."""
+    """A byte count as people read it, in binary units: ``4294967296`` -> ``"4 GiB"``, ``1610612736`` ->
+    ``"1.5 GiB"``, ``524288`` -> ``"512 KiB"``, ``100`` -> ``"100 B"``. The largest unit the value reaches; a whole
+    number of it shows no decimals, anything else one. The one formatter of sizes (messages, tables, labels)."""
     for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if abs(n) >= size:
-            return f"{n / size:.1f} {unit}"
+            value = n / size
+            return f"{value:.0f} {unit}" if float(value).is_integer() else f"{value:.1f} {unit}"
     return f"{int(n)} B"
