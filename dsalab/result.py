@@ -153,8 +153,9 @@ class TrialResult:
         w = 18
         rule = "|" + "|".join(["-" * w] * 3) + "|"
         lines = [
-            f"{self.backend}: {format_bytes(self.trial.guest_bytes)} guest, normal_ratio {self.trial.normal_ratio}, "
-            f"{self.trial.channels} channels, packet {format_bytes(self.trial.packet_bytes)}",
+            f"{self.backend}: {format_bytes(self.trial.guest_bytes, whole=True)} guest, normal_ratio "
+            f"{self.trial.normal_ratio}, {self.trial.channels} channels, packet "
+            f"{format_bytes(self.trial.packet_bytes, whole=True)}",
             "CPU usage",
             rule,
             f"|{'comm':<{w}}|{'runtime(msec)':<{w}}|{'totaltime(msec)':<{w}}|",

@@ -12,11 +12,19 @@ from dsalab.units import format_bytes
 
 
 @pytest.mark.parametrize(
-    ("n", "text"),
-    [(4 << 30, "4 GiB"), (3 << 29, "1.5 GiB"), (512 << 10, "512 KiB"), (100, "100 B"), (0, "0 B"), (1 << 40, "1 TiB")],
+    ("n", "text", "whole"),
+    [
+        (4 << 30, "4.0 GiB", "4 GiB"),
+        (3 << 29, "1.5 GiB", "1.5 GiB"),
+        (512 << 10, "512.0 KiB", "512 KiB"),
+        (100, "100 B", "100 B"),
+        (0, "0 B", "0 B"),
+        (1 << 40, "1.0 TiB", "1 TiB"),
+    ],
 )
-def test_format_bytes(n, text):
+def test_format_bytes(n, text, whole):
     assert format_bytes(n) == text
+    assert format_bytes(n, whole=True) == whole
 
 
 def test_result_table_formats_sizes_with_the_one_formatter():
