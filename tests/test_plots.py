@@ -62,7 +62,7 @@ def test_lines_mean_and_error_bars(ds):
     expected = ds.host_cpu_ms_per_gb.sel(detector="cpu-native", normal_ratio=1.0)
     trace = next(t for t in fig.data if t.name == "cpu-native, normal 1")
     np.testing.assert_allclose(trace.y, expected.mean("repeat").values)
-    np.testing.assert_allclose(trace.error_y.array, expected.std("repeat").values)
+    np.testing.assert_allclose(trace.error_y.array, expected.std("repeat", ddof=1).values)  # sample std
 
 
 def test_thread_cpu_stacks_add_up_to_host_cpu(ds):
