@@ -49,13 +49,13 @@ REGISTRY: dict[str, FigureKind] = {
         FigureKind("latency", latency, lambda ds: True),
     )
 }
-#: the figure kinds :func:`figure` and ``dsalab plot --kind`` know
+#: the names of the figure kinds of :data:`REGISTRY` (``dsalab plot --kind``)
 KINDS = tuple(REGISTRY)
 
 
 def _kind(kind: str) -> FigureKind:
     if kind not in REGISTRY:
-        raise InvalidArgument(f"unknown figure kind {kind!r}; choose from {', '.join(KINDS)}")
+        raise InvalidArgument(f"unknown figure kind {kind!r}; choose from {', '.join(REGISTRY)}")
     return REGISTRY[kind]
 
 
@@ -66,5 +66,5 @@ def figure(ds, kind: str) -> go.Figure:
 
 def overview(ds, kinds: Sequence[str] | None = None) -> dict[str, go.Figure]:
     """Every figure kind that applies to the dataset (or those of ``kinds`` that do), by kind."""
-    chosen = [_kind(k) for k in (KINDS if kinds is None else kinds)]
+    chosen = [_kind(k) for k in (REGISTRY if kinds is None else kinds)]
     return {k.name: k.build(ds) for k in chosen if k.applies(ds)}
