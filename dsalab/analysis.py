@@ -50,10 +50,6 @@ class Summary:
     overall: pd.DataFrame
 
 
-def _ok(ds, name: str):
-    return ok_values(ds, name)
-
-
 def _detectors(ds) -> list[tuple[str, Any]]:
     """(label, selection) per detector: a coordinate value when swept, else the one detector of the base trial."""
     if "detector" in ds["status"].dims:
@@ -82,9 +78,7 @@ def summarize(ds) -> Summary:
     for label, sub in _detectors(ds):
         dims = [d for d in param_dims(sub) if d in sub["status"].dims]
         for metric, meaning in CRITERIA.items():
-            values = _ok(sub, metric)
-            mean = values.mean("repeat", skipna=True)
-            n = values.count("repeat")
+            mean, std, n = summarize_over(ok_values(sub, metric))
             row = {"detector": label, "criterion": meaning, "metric": metric}
             arr = np.asarray(mean.transpose(*dims).values, dtype=float) if dims else np.asarray(mean.values)
             if np.all(np.isnan(arr)):
@@ -93,13 +87,12 @@ def summarize(ds) -> Summary:
             flat = int(np.nanargmin(arr))
             index = np.unravel_index(flat, arr.shape) if dims else ()
             sel = dict(zip(dims, index, strict=True))
-            at = values.isel(sel)
             rows.append(
                 row
                 | {
                     "point": _point(sub, dims, index),
-                    "mean": float(at.mean(skipna=True)),
-                    "std": float(at.std(skipna=True, ddof=1)) if int(n.isel(sel)) > 1 else 0.0,
+                    "mean": float(mean.isel(sel)),
+                    "std": float(std.isel(sel)),
                     "n": int(n.isel(sel)),
                 }
             )
@@ -116,7 +109,7 @@ def _savings(ds) -> tuple[pd.DataFrame, pd.DataFrame]:
     names = [str(d) for d in ds["detector"].values]
     cpus = [d for d in names if d.startswith("cpu")]
     dsas = [d for d in names if d.startswith("dsa")]
-    metric = _ok(ds, "host_cpu_ms_per_gb")
+    metric = ok_values(ds, "host_cpu_ms_per_gb")
     rows, orows = [], []
     others = [d for d in param_dims(ds) if d != "detector"]
     for dsa in dsas:
@@ -125,35 +118,24 @@ def _savings(ds) -> tuple[pd.DataFrame, pd.DataFrame]:
             d = metric.sel(detector=dsa)
             saved = 100.0 * (c - d) / c  # per repeat, paired: same guest memory
             stacked = saved.stack(point=others) if others else saved.expand_dims(point=[0])
-            cm = c.mean("repeat", skipna=True)
-            dm = d.mean("repeat", skipna=True)
+            cm, dm = summarize_over(c)[0], summarize_over(d)[0]
+            sm, ss, sn = summarize_over(saved)
             for i in range(stacked.sizes["point"]):
-                s = stacked.isel(point=i)
-                n = int(s.count())
                 sel = {k: stacked["point"].values[i][j] for j, k in enumerate(others)} if others else {}
                 rows.append(
                     {
                         "dsa": dsa,
                         "cpu": cpu,
                         "point": {k: v.item() if hasattr(v, "item") else v for k, v in sel.items()},
-                        "cpu_ms_per_gb": float(cm.sel(sel)) if sel else float(cm),
-                        "dsa_ms_per_gb": float(dm.sel(sel)) if sel else float(dm),
-                        "saved_pct": float(s.mean(skipna=True)) if n else np.nan,
-                        "saved_pct_std": float(s.std(skipna=True, ddof=1)) if n > 1 else (0.0 if n else np.nan),
-                        "n": n,
+                        "cpu_ms_per_gb": float(cm.sel(sel)),
+                        "dsa_ms_per_gb": float(dm.sel(sel)),
+                        "saved_pct": float(sm.sel(sel)),
+                        "saved_pct_std": float(ss.sel(sel)),
+                        "n": int(sn.sel(sel)),
                     }
                 )
-            flat = saved.values.ravel()
-            flat = flat[~np.isnan(flat)]
-            orows.append(
-                {
-                    "dsa": dsa,
-                    "cpu": cpu,
-                    "saved_pct": float(flat.mean()) if flat.size else np.nan,
-                    "saved_pct_std": float(flat.std(ddof=1)) if flat.size > 1 else (0.0 if flat.size else np.nan),
-                    "n": int(flat.size),
-                }
-            )
+            om, os_, on = summarize_over(saved, saved.dims)  # every point and repeat
+            orows.append({"dsa": dsa, "cpu": cpu, "saved_pct": float(om), "saved_pct_std": float(os_), "n": int(on)})
     return pd.DataFrame(rows, columns=cols), pd.DataFrame(orows, columns=ocols)
 
 

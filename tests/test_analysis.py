@@ -136,6 +136,22 @@ def test_summarize_and_figures_use_the_same_rule():
     row = best.loc[("dsa-emulated", "host_cpu_ms_per_gb")]
     assert row.point == {"normal_ratio": 0.0}
     assert row["std"] == pytest.approx(float(std.sel(detector="dsa-emulated", normal_ratio=0.0)))
+    summary = analysis.summarize(ds)
+    saved0 = 100 * (np.array([20, 21, 25]) - [10, 12, 17]) / [20, 21, 25]  # per repeat, paired
+    saved1 = 100 * (np.array([20, 22]) - [30, 31]) / [20, 22]  # repeat 2 failed for dsa: no pair
+    point = summary.savings.set_index(summary.savings.point.map(str)).loc[str({"normal_ratio": 0.0})]
+    assert (point.saved_pct, point.saved_pct_std, point.n) == (
+        pytest.approx(saved0.mean()),
+        pytest.approx(saved0.std(ddof=1)),
+        3,
+    )
+    everything = np.concatenate([saved0, saved1])
+    (overall,) = summary.overall.itertuples()
+    assert (overall.saved_pct, overall.saved_pct_std, overall.n) == (
+        pytest.approx(everything.mean()),
+        pytest.approx(everything.std(ddof=1)),
+        5,
+    )
 
 
 def test_plots_reexports_the_statistics():
