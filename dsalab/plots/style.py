@@ -106,9 +106,16 @@ def cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _schema_metric(name: str) -> tuple[str, str] | None:
+    """(units, long_name) of a metric of the result schema, None for a name that is not one (the one place that
+    reads the metric table)."""
+    return tuple(results.METRICS[name]) if name in results.METRICS else None
+
+
 def metric_units(name: str) -> str:
     """Units of a metric of the result schema (``"ms/GB"``, ...), ``""`` for a name that is not one."""
-    return results.METRICS[name][0] if name in results.METRICS else ""
+    known = _schema_metric(name)
+    return known[0] if known else ""
 
 
 def label(ds, name: str) -> str:
@@ -116,9 +123,9 @@ def label(ds, name: str) -> str:
     if name in PARAM_LABELS:
         return PARAM_LABELS[name]
     attrs = ds[name].attrs if name in ds.variables else {}
-    if not attrs and name in results.METRICS:
-        u, text = results.METRICS[name]
-        attrs = {"units": u, "long_name": text}
+    known = _schema_metric(name)
+    if not attrs and known:
+        attrs = {"units": known[0], "long_name": known[1]}
     text = cap(str(attrs.get("long_name", name.replace("_", " "))))
     u = attrs.get("units")
     return f"{text} ({u})" if u and u != "1" else text
@@ -129,7 +136,8 @@ def short_metric(name: str) -> str:
     ``long_name``, else the variable name with spaces (``"total time"``, ``"host CPU per GB"``)."""
     if name in METRIC_SHORT:
         return METRIC_SHORT[name]
-    return results.METRICS[name][1] if name in results.METRICS else name.replace("_", " ")
+    known = _schema_metric(name)
+    return known[1] if known else name.replace("_", " ")
 
 
 def format_value(dim: str, value: Any) -> str:
