@@ -24,8 +24,9 @@ from plotly.subplots import make_subplots
 
 from dsalab import analysis, explore, plots, results
 from dsalab.errors import InvalidArgument
-from dsalab.migration import COMPLETIONS, DETECTORS, Trial, TrialResult
-from dsalab.migration.accounting import SOURCE_THREADS, thread_order
+from dsalab.result import TrialResult
+from dsalab.threads import SOURCE_THREADS, thread_order
+from dsalab.trial import COMPLETIONS, DETECTORS, Trial
 
 #: the parameters both panels control, in display order
 CONTROLLED = ("batch_size", "packet_bytes", "devices", "channels", "normal_ratio", "detector", "completion")

@@ -13,9 +13,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dsalab import results
+from dsalab import schema
 from dsalab.analysis import swept_dims
-from dsalab.migration.accounting import SOURCE_THREADS, thread_order
+from dsalab.threads import SOURCE_THREADS, thread_order
 
 __all__ = [
     "COLORS",
@@ -109,7 +109,7 @@ def cap(text: str) -> str:
 def _schema_metric(name: str) -> tuple[str, str] | None:
     """(units, long_name) of a metric of the result schema, None for a name that is not one (the one place that
     reads the metric table)."""
-    return tuple(results.METRICS[name]) if name in results.METRICS else None
+    return tuple(schema.METRICS[name]) if name in schema.METRICS else None
 
 
 def metric_units(name: str) -> str:
