@@ -75,9 +75,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("dsalab.result", "dsalab.results"): "TrialResult.to_dataset builds the one-trial dataset, on call only",
     ("dsalab.results", "dsalab.machine"): "provenance of a new file (versions, git commit), on write only",
 }
-#: module-level imports allowed for now: plots.py is being made a package by another part of issue 10, and its
-#: thread-name import is repointed from the old path to dsalab.threads when the parts merge
-TEMPORARY: dict[tuple[str, str], str] = {}
 
 
 def layer_of(module: str) -> str:
