@@ -18,13 +18,12 @@ import json
 import pathlib
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dsalab.errors import InvalidArgument
+from dsalab.result import TrialResult
 from dsalab.results import TrialRecord, build_dataset, coord_value
-
-if TYPE_CHECKING:  # the engine (and the compiled module) load when a trial runs, not to read a stored file
-    from dsalab.migration import Trial, TrialResult
+from dsalab.trial import Trial
 
 
 class TrialsFailedWarning(UserWarning):
@@ -32,7 +31,7 @@ class TrialsFailedWarning(UserWarning):
 
 
 #: called before each trial with (index, count, trial)
-GridProgress = Callable[[int, int, "Trial"], None]
+GridProgress = Callable[[int, int, Trial], None]
 
 
 def _params_of(trial: Trial, names: Sequence[str]) -> dict[str, Any]:
@@ -42,7 +41,7 @@ def _params_of(trial: Trial, names: Sequence[str]) -> dict[str, Any]:
 def run_one(trial: Trial) -> tuple[TrialResult | None, str]:
     """Run one trial; return (result, "") or (None, the error as text). A failed trial is a result too: grids
     and panels record it instead of stopping (a missing DSA device, a channel that broke)."""
-    from dsalab.migration import run_trial
+    from dsalab.migration import run_trial  # the engine (and the compiled module) load when a trial runs
 
     try:
         return run_trial(trial), ""
@@ -52,8 +51,6 @@ def run_one(trial: Trial) -> tuple[TrialResult | None, str]:
 
 def grid_trials(base: Trial, grid: Mapping[str, Sequence[Any]]) -> list[Trial]:
     """Every point of ``grid`` (field -> values, the last field varying fastest) applied to ``base``."""
-    from dsalab.migration import Trial
-
     unknown = [k for k in grid if k not in Trial.fields()]
     if unknown:
         raise InvalidArgument(f"grid fields {unknown} are not Trial fields; allowed: {', '.join(Trial.fields())}")
@@ -230,9 +227,9 @@ def format_break_even(
 ) -> str:
     """Where offload stops paying, one line per combination of the other swept parameters: the normal ratios at
     which ``metric`` of ``offload`` minus that of ``baseline`` crosses zero (see
-    :func:`dsalab.plots.break_even_points`, which picks the detectors when they are None), or "nowhere in range".
+    :func:`dsalab.analysis.break_even_points`, which picks the detectors when they are None), or "nowhere in range".
     """
-    from dsalab.plots import break_even_points
+    from dsalab.analysis import break_even_points
 
     lines = []
     for c in break_even_points(ds, metric, offload=offload, baseline=baseline):

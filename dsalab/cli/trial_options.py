@@ -1,4 +1,4 @@
-"""A :class:`~dsalab.migration.trial.Trial`'s fields as command-line options, derived from the dataclass.
+"""A :class:`~dsalab.trial.Trial`'s fields as command-line options, derived from the dataclass.
 
 Each field becomes ``--<field-name>`` (underscores as dashes) with its help line from Trial's docstring and the
 field's default. :data:`ALIASES` keeps the shorter
@@ -19,7 +19,7 @@ from typing import Any
 
 import typer
 
-from dsalab.migration.trial import Trial
+from dsalab.trial import Trial
 
 #: older, shorter option names kept working (each field's own ``--field-name`` works too)
 ALIASES = {

@@ -1,4 +1,4 @@
-"""From what one migration recorded to its :class:`~dsalab.migration.result.TrialResult`: a pure function.
+"""From what one migration recorded to its :class:`~dsalab.result.TrialResult`: a pure function.
 
 :class:`RawCounters` holds the raw numbers (time stamps, the rounds, two snapshots of the process's threads, the
 native channels' counters, the detector's counters, the pages that differ); :func:`build_result` sums and
@@ -13,16 +13,9 @@ from typing import Any
 
 from dsalab.migration import accounting
 from dsalab.migration.accounting import ThreadSample
-from dsalab.migration.result import TrialResult, split_threads
-from dsalab.migration.trial import Trial
-
-#: the thread groups whose CPU time a trial reports (anything else in the process is left out)
-THREAD_GROUPS = (
-    accounting.SOURCE_THREADS,
-    accounting.DESTINATION_THREADS,
-    accounting.DEVICE_THREADS,
-    accounting.GUEST_THREADS,
-)
+from dsalab.result import TrialResult
+from dsalab.threads import ROLES, cpu_sums
+from dsalab.trial import Trial
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +62,7 @@ def thread_cpu_ms(
     """CPU ms of each migration thread between two snapshots, by thread name; ``guest_cpu_ms`` (> 0), which the
     ended guest_dirty thread reported itself, replaces what the snapshots saw of it."""
     cpu: dict[str, float] = {}
-    for pattern in THREAD_GROUPS:
+    for pattern in ROLES.values():  # the accounted threads; anything else in the process is left out
         cpu.update(accounting.cpu_by_name(dict(before), dict(after), pattern))
     if guest_cpu_ms:
         cpu["guest_dirty"] = guest_cpu_ms
@@ -88,7 +81,7 @@ def build_result(trial: Trial, raw: RawCounters) -> TrialResult:
     """
     total_s = raw.end_s - raw.start_s
     cpu = thread_cpu_ms(raw.threads_before, raw.threads_after, raw.guest_cpu_ms)
-    host, dest = split_threads(cpu)
+    sums = cpu_sums(cpu)
     transferred = _channel_sum(raw, "bytes_sent")
     off = raw.offload
     return TrialResult(
@@ -109,11 +102,11 @@ def build_result(trial: Trial, raw: RawCounters) -> TrialResult:
         dirtied_pages=raw.dirtied_pages,
         converged=raw.converged,
         thread_cpu_ms=cpu,
-        host_cpu_ms=host,
-        destination_cpu_ms=dest,
-        device_cpu_ms=sum(v for n, v in cpu.items() if accounting.DEVICE_THREADS.match(n)),
+        host_cpu_ms=sums.host_cpu_ms,
+        destination_cpu_ms=sums.destination_cpu_ms,
+        device_cpu_ms=sums.device_cpu_ms,
         device_busy_ms=off["device_busy_ms"],
-        guest_cpu_ms=sum(v for n, v in cpu.items() if accounting.GUEST_THREADS.match(n)),
+        guest_cpu_ms=sums.guest_cpu_ms,
         detect_cpu_ms=_channel_sum(raw, "detect_cpu_ns") / 1e6,
         send_cpu_ms=_channel_sum(raw, "send_cpu_ns") / 1e6,
         sender_cpu_ms=_channel_sum(raw, "sender_cpu_ns") / 1e6,

@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any
 
 from dsalab import kernels
-from dsalab.migration.trial import Trial
+from dsalab.trial import Trial
 
 
 @dataclasses.dataclass

@@ -45,10 +45,10 @@ from dsalab.migration.precopy import (
     trial_deadline_s,
     wait_for_rounds,
 )
-from dsalab.migration.result import TrialResult
 from dsalab.migration.teardown import STOP_GRACE_S, release_stuck_trials, shut_down
-from dsalab.migration.trial import Trial
 from dsalab.migration.verify import count_mismatched, require_verified
+from dsalab.result import TrialResult
+from dsalab.trial import Trial
 from dsalab.units import format_bytes
 
 __all__ = [

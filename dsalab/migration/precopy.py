@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from dsalab import _binding
-from dsalab.migration.trial import Trial
+from dsalab.trial import Trial
 from dsalab.units import format_bytes
 
 #: called about 10 times a second with (pages sent, guest pages)

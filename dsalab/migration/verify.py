@@ -6,7 +6,7 @@ import numpy as np
 
 from dsalab import kernels
 from dsalab.errors import MigrationError
-from dsalab.migration.result import TrialResult
+from dsalab.result import TrialResult
 
 
 def count_mismatched(src: np.ndarray, dst: np.ndarray, page_size: int) -> int:
