@@ -17,7 +17,7 @@ import numpy as np
 
 from dsalab import errors
 
-_ABI_VERSION = 4
+_ABI_VERSION = 5
 _REBUILD = "rebuild it (`make setup`, or `pip install --no-build-isolation -e .`) and restart the Python kernel"
 
 try:
@@ -39,6 +39,61 @@ class Status(enum.IntEnum):
     EIO = lib.DSL_EIO
     EUNSUPPORTED = lib.DSL_EUNSUPPORTED
     EPERM = lib.DSL_EPERM
+
+
+class CompletionMode(enum.IntEnum):
+    """How the offload layer waits for completions (``DSL_COMPLETION_*``); ``label`` is the Python name."""
+
+    THREAD = lib.DSL_COMPLETION_THREAD
+    POLL = lib.DSL_COMPLETION_POLL
+    UMWAIT = lib.DSL_COMPLETION_UMWAIT
+
+    @property
+    def label(self) -> str:
+        """The name :class:`dsalab.offload.Offloader` takes: "thread", "poll" or "umwait"."""
+        return self.name.lower()
+
+
+class DeviceBackend(enum.IntEnum):
+    """What a native device is (``DSL_BACKEND_*``, ``dsl_device_info.backend``)."""
+
+    EMULATED = lib.DSL_BACKEND_EMU
+    HARDWARE = lib.DSL_BACKEND_HW
+
+
+class SubmitPath(enum.IntEnum):
+    """How descriptors reach a device (``DSL_SUBMIT_*``, ``dsl_device_info.submit_path``)."""
+
+    PORTAL = lib.DSL_SUBMIT_PORTAL
+    WRITE = lib.DSL_SUBMIT_WRITE
+    RING = lib.DSL_SUBMIT_RING
+
+    @property
+    def label(self) -> str:
+        """The name ``Device.info()`` reports: "portal", "write" or "emulated"."""
+        return "emulated" if self is SubmitPath.RING else self.name.lower()
+
+
+class FaultMode(enum.IntEnum):
+    """The multifd engine's injected receiver faults (``DSL_FAULT_*``, ``dsl_mig_config.fail_mode``)."""
+
+    NONE = lib.DSL_FAULT_NONE
+    RECEIVER_EXIT = lib.DSL_FAULT_RECEIVER_EXIT
+    RECEIVER_RESET = lib.DSL_FAULT_RECEIVER_RESET
+    RECEIVER_STALL = lib.DSL_FAULT_RECEIVER_STALL
+
+    @property
+    def label(self) -> str:
+        """The fault's name in a trial: "receiver-exit", "receiver-reset" or "receiver-stall" ("none" for 0)."""
+        return self.name.lower().replace("_", "-")
+
+
+#: completion mode name -> native value ("thread", "poll", "umwait")
+COMPLETION_MODES: dict[str, CompletionMode] = {m.label: m for m in CompletionMode}
+#: native submit path -> the name ``Device.info()`` reports
+SUBMIT_PATHS: dict[int, str] = {p.value: p.label for p in SubmitPath}
+#: injected fault name -> native fail_mode (FaultMode.NONE is "no fault", not a kind)
+FAULT_MODES: dict[str, FaultMode] = {f.label: f for f in FaultMode if f is not FaultMode.NONE}
 
 
 _EXCEPTIONS: dict[Status, type[errors.NativeError]] = {
@@ -237,7 +292,7 @@ class MigrationEngine:
         io_timeout_ms: int = 30000,
         fail_channel: int = -1,
         fail_after_packets: int = 0,
-        fail_mode: int = 0,
+        fail_mode: int = FaultMode.NONE,
     ) -> None:
         self._keep = [
             ffi.from_buffer(src),
@@ -342,12 +397,6 @@ class MigrationEngine:
 
 # ---------------------------------------------------------------- DSA devices and the offload layer
 
-COMPLETION_MODES = {
-    "thread": lib.DSL_COMPLETION_THREAD,
-    "poll": lib.DSL_COMPLETION_POLL,
-    "umwait": lib.DSL_COMPLETION_UMWAIT,
-}
-SUBMIT_PATHS = {1: "portal", 2: "write", 3: "emulated"}
 DEVICE_INFO_FIELDS = tuple(f for f, _ in ffi.typeof("dsl_device_info").fields)
 OFFLOAD_STAT_FIELDS = tuple(f for f, _ in ffi.typeof("dsl_offload_stats").fields)
 

@@ -14,8 +14,6 @@
 #define DSL_CR_BYTES 32
 #define DSL_CR_ALIGN 32
 
-enum { DSL_BACKEND_EMU = 1, DSL_BACKEND_HW = 2 };
-enum { DSL_SUBMIT_PORTAL = 1, DSL_SUBMIT_WRITE = 2, DSL_SUBMIT_RING = 3 };
 
 struct dsl_device_ops {
     /* Submit one 64-byte descriptor: DSL_OK (accepted), DSL_EQUEUE_FULL (retry), DSL_EGONE, DSL_EIO, ... */

@@ -108,7 +108,7 @@ struct dsl_mig {
     uint64_t *dirty; /* atomic words */
     size_t words;
     pthread_t dirtier;
-    int dirtier_running, dirtier_stop, dirtier_tid;
+    int dirtier_running, dirtier_stop;
     uint64_t dirty_rate, dirty_seed, dirtied, dirtier_cpu_ns; /* dirtied: atomic */
     pthread_mutex_t dirtier_lock; /* with dirtier_wake: the dirtier's sleeps end at once on stop */
     pthread_cond_t dirtier_wake;
@@ -497,13 +497,13 @@ static int receive_packet(struct chan *ch, const struct pkt_hdr *h, const char *
 static void injected_fault(struct chan *ch)
 {
     dsl_mig *m = ch->m;
-    if (m->cfg.fail_mode == 2) { /* reset: close with SO_LINGER 0, the peer sees ECONNRESET */
+    if (m->cfg.fail_mode == DSL_FAULT_RECEIVER_RESET) { /* reset: close with SO_LINGER 0, the peer sees ECONNRESET */
         struct linger lg = {1, 0};
         setsockopt(ch->fd_recv, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
         shutdown(ch->fd_recv, SHUT_RDWR);
-    } else if (m->cfg.fail_mode == 1) { /* the receiver goes away */
+    } else if (m->cfg.fail_mode == DSL_FAULT_RECEIVER_EXIT) { /* the receiver goes away */
         shutdown(ch->fd_recv, SHUT_RDWR);
-    } else if (m->cfg.fail_mode == 3) { /* the receiver stalls: stops reading, stays connected */
+    } else if (m->cfg.fail_mode == DSL_FAULT_RECEIVER_STALL) { /* the receiver stalls: stops reading, stays connected */
         pthread_mutex_lock(&m->lock);
         while (!m->destroy) {
             struct timespec ts;
@@ -523,7 +523,8 @@ static void *receiver_main(void *arg)
     dsl_set_thread_name(name);
     ch->st.receiver_tid = gettid_();
     for (;;) {
-        if (m->cfg.fail_channel == ch->id && ch->recv_packets >= m->cfg.fail_after_packets && m->cfg.fail_mode) {
+        if (m->cfg.fail_channel == ch->id && ch->recv_packets >= m->cfg.fail_after_packets &&
+            m->cfg.fail_mode != DSL_FAULT_NONE) {
             injected_fault(ch);
             break;
         }
@@ -598,7 +599,6 @@ static void *dirtier_main(void *arg)
 {
     dsl_mig *m = arg;
     dsl_set_thread_name("guest_dirty");
-    __atomic_store_n(&m->dirtier_tid, gettid_(), __ATOMIC_RELEASE);
     const dsl_mig_config *c = &m->cfg;
     uint64_t st = m->dirty_seed, t0 = dsl_now_ns(), dirtied = 0;
     double pages_per_ns = (double)m->dirty_rate / (double)c->page_size * 1e-9;
@@ -664,8 +664,6 @@ uint64_t dsl_mig_dirtier_stop(dsl_mig *m)
     return __atomic_load_n(&m->dirtied, __ATOMIC_RELAXED);
 }
 
-int dsl_mig_dirtier_tid(dsl_mig *m) { return __atomic_load_n(&m->dirtier_tid, __ATOMIC_ACQUIRE); }
-
 uint64_t dsl_mig_dirtier_cpu_ns(dsl_mig *m) { return m->dirtier_running ? 0 : m->dirtier_cpu_ns; }
 
 uint64_t dsl_mig_dirty_sync(dsl_mig *m, uint64_t *out)
@@ -686,7 +684,8 @@ int dsl_mig_create(const dsl_mig_config *cfg, dsl_mig **out)
     if (!cfg->src || !cfg->dst || cfg->channels < 1 || cfg->packet_pages < 1 || cfg->page_size < 64 ||
         (cfg->page_size & (cfg->page_size - 1)) || (!cfg->zero_fn && !cfg->detect_fn) || !cfg->send_fds ||
         !cfg->recv_fds || cfg->io_timeout_ms < 1 || cfg->io_timeout_ms > MAX_IO_TIMEOUT_MS ||
-        cfg->packet_pages > SIZE_MAX / (2 * sizeof(struct iovec)) - 2)
+        cfg->packet_pages > SIZE_MAX / (2 * sizeof(struct iovec)) - 2 || cfg->fail_mode < DSL_FAULT_NONE ||
+        cfg->fail_mode > DSL_FAULT_RECEIVER_STALL)
         return DSL_EINVAL;
     dsl_mig *m = calloc(1, sizeof *m);
     if (!m)

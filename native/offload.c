@@ -691,8 +691,6 @@ static int detect_adapter(void *ctx, const void *buf, size_t npages, size_t page
 
 dsl_detect_fn dsl_offload_detect_fn(void) { return detect_adapter; }
 
-int dsl_offload_device_count(dsl_offload *o) { return o ? o->ndev : 0; }
-
 /* ---------------------------------------------------------------- life cycle */
 
 int dsl_offload_create(dsl_device **devs, int ndev, const dsl_offload_config *cfg, dsl_offload **out)
@@ -700,7 +698,7 @@ int dsl_offload_create(dsl_device **devs, int ndev, const dsl_offload_config *cf
     if (!out || !cfg)
         return DSL_EINVAL;
     *out = NULL;
-    if (!devs || ndev < 1 || cfg->batch_size < 1 || cfg->batch_size > 4096 || cfg->max_retries < 0 ||
+    if (!devs || ndev < 1 || cfg->batch_size < 1 || cfg->batch_size > DSL_MAX_BATCH || cfg->max_retries < 0 ||
         !(cfg->cpu_fraction >= 0 && cfg->cpu_fraction <= 1) || cfg->timeout_ns == 0 ||
         cfg->timeout_ns > MAX_TIMEOUT_NS || cfg->spin_ns > MAX_SPIN_NS ||
         (cfg->completion != DSL_COMPLETION_THREAD && cfg->completion != DSL_COMPLETION_POLL &&

@@ -36,7 +36,7 @@ from dsalab.migration.trial import Trial
 from dsalab.units import format_bytes
 
 #: engine fault injection (tests): receiver of a channel exits, resets its connection, or stalls
-FAULTS = {"receiver-exit": 1, "receiver-reset": 2, "receiver-stall": 3}
+FAULTS = _binding.FAULT_MODES
 
 ProgressFn = Callable[[int, int], None]
 
@@ -350,7 +350,7 @@ def run_trial(
             io_timeout_ms=trial.io_timeout_ms,
             fail_channel=fault.channel if fault else -1,
             fail_after_packets=fault.after_packets if fault else 0,
-            fail_mode=FAULTS[fault.kind] if fault else 0,
+            fail_mode=FAULTS[fault.kind] if fault else _binding.FaultMode.NONE,
         )
         t_setup = time.perf_counter()
         live = threading.Thread(target=_live_migration, args=(engine, trial, rounds), name="live_migration")
