@@ -48,7 +48,8 @@
 #define DSL_FAULT_RECEIVER_RESET 2
 #define DSL_FAULT_RECEIVER_STALL 3
 
-/* limits the native side enforces (dsl_emu_open, dsl_offload_create) */
+/* limits the native side enforces (dsl_emu_open, dsl_offload_create, the kernels, the multifd engine) */
+#define DSL_MIN_PAGE_SIZE 64
 #define DSL_EMU_MAX_ENGINES 64
 #define DSL_MAX_WQ_SIZE 4096
 #define DSL_MAX_BATCH 4096

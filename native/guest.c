@@ -60,7 +60,7 @@ static void fill_part(int part, void *arg)
 int dsl_fill_pages(uint8_t *buf, size_t npages, size_t page_size, const uint8_t *normal, uint64_t seed,
                    int touch_zero, int threads)
 {
-    if (page_size < 64 || (page_size & (page_size - 1)) || threads < 1)
+    if (page_size < DSL_MIN_PAGE_SIZE || (page_size & (page_size - 1)) || threads < 1)
         return DSL_EINVAL;
     struct fill_job j = {buf, npages, page_size, normal, seed, touch_zero, dsl_parts(threads, npages)};
     return dsl_run_parallel(j.parts, fill_part, &j);

@@ -259,7 +259,8 @@ dsl_zero_fn dsl_native_zero_fn(void) { return dsl_is_zero; }
 
 static int valid_pages(size_t page_size, int threads)
 {
-    return page_size >= 64 && (page_size & (page_size - 1)) == 0 && threads >= 1 && threads <= DSL_MAX_THREADS;
+    return page_size >= DSL_MIN_PAGE_SIZE && (page_size & (page_size - 1)) == 0 && threads >= 1 &&
+           threads <= DSL_MAX_THREADS;
 }
 
 struct zp_job {

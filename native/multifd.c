@@ -70,7 +70,7 @@ uint64_t mig_deadline_after_ms(uint64_t ms)
 int dsl_mig_create(const dsl_mig_config *cfg, dsl_mig **out)
 {
     *out = NULL;
-    if (!cfg->src || !cfg->dst || cfg->channels < 1 || cfg->packet_pages < 1 || cfg->page_size < 64 ||
+    if (!cfg->src || !cfg->dst || cfg->channels < 1 || cfg->packet_pages < 1 || cfg->page_size < DSL_MIN_PAGE_SIZE ||
         (cfg->page_size & (cfg->page_size - 1)) || (!cfg->zero_fn && !cfg->detect_fn) || !cfg->send_fds ||
         !cfg->recv_fds || cfg->io_timeout_ms < 1 || cfg->io_timeout_ms > MAX_IO_TIMEOUT_MS ||
         cfg->packet_pages > SIZE_MAX / (2 * sizeof(struct iovec)) - 2 || cfg->fail_mode < DSL_FAULT_NONE ||
