@@ -1,7 +1,7 @@
 /* dsalab native API: declarations only, written once. native/dsl.h includes this file for the C sources, and
  * native/build_native.py feeds it to cffi's cdef(), after declaring the DSL_* constants of dsl.h with "..." (the
  * compiler fills them in) and the two DSA structs of <linux/idxd.h> as partial structs.
- * Bump DSL_ABI_VERSION (native/dsl.h) and dsalab/_binding.py's _ABI_VERSION whenever a declaration changes. */
+ * Bump DSL_ABI_VERSION (native/dsl.h) and _ABI_VERSION (dsalab/_binding/native.py) whenever a declaration changes. */
 #ifndef DSALAB_H
 #define DSALAB_H
 

@@ -24,7 +24,7 @@ def test_stale_sources_detected(tmp_path, monkeypatch):
 
 
 def test_loaded_module_matches_checkout():
-    native = pathlib.Path(_binding.__file__).resolve().parent.parent / "native"
+    native = pathlib.Path(_binding.__file__).resolve().parents[2] / "native"
     assert _binding.source_build_id(native) == _binding.build_id()
     assert _binding.source_build_id(pathlib.Path("/nonexistent")) is None
 
