@@ -263,8 +263,9 @@ static int valid_pages(size_t page_size, int threads)
            threads <= DSL_MAX_THREADS;
 }
 
-struct zp_job {
-    const uint8_t *buf;
+/* A page-wise job over shares of [0, npages): zero pages of a (b unused), or equal pages of a and b. */
+struct pages_job {
+    const uint8_t *a, *b;
     size_t npages, ps;
     uint8_t *out;
     int parts;
@@ -272,18 +273,33 @@ struct zp_job {
 
 static void zp_part(int i, void *arg)
 {
-    struct zp_job *j = arg;
+    struct pages_job *j = arg;
     size_t first, last;
     dsl_share(j->npages, j->parts, i, &first, &last);
-    walk(j->buf, first, last, j->ps, j->out);
+    walk(j->a, first, last, j->ps, j->out);
+}
+
+static void cmp_part(int i, void *arg)
+{
+    struct pages_job *j = arg;
+    size_t first, last;
+    dsl_share(j->npages, j->parts, i, &first, &last);
+    for (size_t k = first; k < last; k++)
+        j->out[k] = memcmp(j->a + k * j->ps, j->b + k * j->ps, j->ps) == 0;
+}
+
+static int run_pages(void (*part)(int, void *), const void *a, const void *b, size_t npages, size_t page_size,
+                     uint8_t *out, int threads)
+{
+    if (!valid_pages(page_size, threads))
+        return DSL_EINVAL;
+    struct pages_job j = {a, b, npages, page_size, out, dsl_parts(threads, npages)};
+    return dsl_run_parallel(j.parts, part, &j);
 }
 
 int dsl_find_zero_pages(const void *buf, size_t npages, size_t page_size, uint8_t *out, int threads)
 {
-    if (!valid_pages(page_size, threads))
-        return DSL_EINVAL;
-    struct zp_job j = {buf, npages, page_size, out, dsl_parts(threads, npages)};
-    return dsl_run_parallel(j.parts, zp_part, &j);
+    return run_pages(zp_part, buf, NULL, npages, page_size, out, threads);
 }
 
 int dsl_find_zero_pages_fn(dsl_zero_fn fn, const void *buf, size_t npages, size_t page_size, uint8_t *out)
@@ -296,28 +312,9 @@ int dsl_find_zero_pages_fn(dsl_zero_fn fn, const void *buf, size_t npages, size_
     return DSL_OK;
 }
 
-struct cmp_job {
-    const uint8_t *a, *b;
-    size_t npages, ps;
-    uint8_t *out;
-    int parts;
-};
-
-static void cmp_part(int i, void *arg)
-{
-    struct cmp_job *j = arg;
-    size_t first, last;
-    dsl_share(j->npages, j->parts, i, &first, &last);
-    for (size_t k = first; k < last; k++)
-        j->out[k] = memcmp(j->a + k * j->ps, j->b + k * j->ps, j->ps) == 0;
-}
-
 int dsl_compare_pages(const void *a, const void *b, size_t npages, size_t page_size, uint8_t *out, int threads)
 {
-    if (!valid_pages(page_size, threads))
-        return DSL_EINVAL;
-    struct cmp_job j = {a, b, npages, page_size, out, dsl_parts(threads, npages)};
-    return dsl_run_parallel(j.parts, cmp_part, &j);
+    return run_pages(cmp_part, a, b, npages, page_size, out, threads);
 }
 
 #define OR_MAX_PARTS 64 /* most threads dsl_or_reduce uses */

@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *const PHASE_NAMES[] = {"idle", "zero-page detection", "the bandwidth limit", "sendmsg",
                                           "waiting for a sync acknowledgement"};
@@ -28,10 +30,22 @@ void mig_fail(dsl_mig *m, const char *fmt, ...)
     pthread_mutex_unlock(&m->lock);
 }
 
-/* Park: record CPU time, wait for destroy. */
+int mig_name_thread(const char *role, int channel)
+{
+    char name[16];
+    snprintf(name, sizeof name, "%s_%d", role, channel);
+    dsl_set_thread_name(name);
+    return (int)syscall(SYS_gettid);
+}
+
 void mig_park(dsl_mig *m, uint64_t *cpu_slot)
 {
     *cpu_slot = dsl_thread_cpu_ns();
+    mig_wait_destroy(m);
+}
+
+void mig_wait_destroy(dsl_mig *m)
+{
     pthread_mutex_lock(&m->lock);
     while (!m->destroy) {
         struct timespec ts;

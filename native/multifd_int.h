@@ -33,9 +33,7 @@
 #include "dsl.h"
 
 #include <pthread.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
-#include <unistd.h>
 
 #define MIG_MAGIC 0x44534c4du /* "DSLM" */
 #define MIG_VERSION 1u
@@ -119,7 +117,6 @@ struct dsl_mig {
 /* The longest io_timeout_ms dsl_mig_create takes (doubled and added to times in ns without overflow). */
 #define MAX_IO_TIMEOUT_MS (1ull << 40)
 
-static inline int mig_gettid(void) { return (int)syscall(SYS_gettid); }
 static inline int mig_failed(dsl_mig *m) { return __atomic_load_n(&m->failed, __ATOMIC_ACQUIRE); }
 static inline int mig_destroying(dsl_mig *m) { return __atomic_load_n(&m->destroy, __ATOMIC_ACQUIRE); }
 static inline void mig_set_phase(struct chan *ch, int phase)
@@ -130,8 +127,12 @@ static inline void mig_set_phase(struct chan *ch, int phase)
 /* multifd.c */
 /* Fail the migration with a message (the first failure's message stands) and wake every waiter. */
 void mig_fail(dsl_mig *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Name the calling thread <role>_<channel> (multifdsend_0, ...); its tid. */
+int mig_name_thread(const char *role, int channel);
 /* Park: record the thread's CPU time into *cpu_slot, then wait for destroy. */
 void mig_park(dsl_mig *m, uint64_t *cpu_slot);
+/* Wait, in slices, until dsl_mig_stop/dsl_mig_destroy sets destroy. */
+void mig_wait_destroy(dsl_mig *m);
 /* Join `t`, waiting until the CLOCK_MONOTONIC time deadline_ns at most; 0 once joined, ETIMEDOUT if it is still
  * running then. */
 int mig_join_until(pthread_t t, uint64_t deadline_ns);

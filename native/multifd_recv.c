@@ -59,13 +59,7 @@ static void injected_fault(struct chan *ch)
     } else if (m->cfg.fail_mode == DSL_FAULT_RECEIVER_EXIT) { /* the receiver goes away */
         shutdown(ch->fd_recv, SHUT_RDWR);
     } else if (m->cfg.fail_mode == DSL_FAULT_RECEIVER_STALL) { /* the receiver stalls: stops reading, stays connected */
-        pthread_mutex_lock(&m->lock);
-        while (!m->destroy) {
-            struct timespec ts;
-            dsl_deadline_in(&ts, SLICE_NS);
-            pthread_cond_timedwait(&m->park, &m->lock, &ts);
-        }
-        pthread_mutex_unlock(&m->lock);
+        mig_wait_destroy(m);
     }
 }
 
@@ -73,10 +67,7 @@ void *mig_receiver_main(void *arg)
 {
     struct chan *ch = arg;
     dsl_mig *m = ch->m;
-    char name[16];
-    snprintf(name, sizeof name, "multifdrecv_%d", ch->id);
-    dsl_set_thread_name(name);
-    ch->st.receiver_tid = mig_gettid();
+    ch->st.receiver_tid = mig_name_thread("multifdrecv", ch->id);
     for (;;) {
         if (m->cfg.fail_channel == ch->id && ch->recv_packets >= m->cfg.fail_after_packets &&
             m->cfg.fail_mode != DSL_FAULT_NONE) {

@@ -157,10 +157,7 @@ void *mig_sender_main(void *arg)
 {
     struct chan *ch = arg;
     dsl_mig *m = ch->m;
-    char name[16];
-    snprintf(name, sizeof name, "multifdsend_%d", ch->id);
-    dsl_set_thread_name(name);
-    ch->st.sender_tid = mig_gettid();
+    ch->st.sender_tid = mig_name_thread("multifdsend", ch->id);
     for (;;) {
         pthread_mutex_lock(&m->lock);
         while (ch->count == 0 && !m->destroy && !m->failed) {
