@@ -30,6 +30,12 @@
 #define SLICE_NS 50000000ull /* engines re-check for shutdown at least this often */
 #define SLEEP_SLICE_NS 1000000ull /* the timing model sleeps in slices this long, checking close and revoke */
 #define REVOKE_WAIT_NS 1000000000ull /* the longest a revoke waits for an engine to let go of a descriptor */
+#define SCAN_BLOCK 256          /* a comparison scans blocks this long before it locates the first difference */
+#define FAULT_GRANULE 4096      /* an injected page fault falls on a boundary of this many bytes (a 4 KiB page) */
+#define MAX_BUSY_NS 1000000000000000ull /* one descriptor keeps the modelled device busy at most this long (11.6 d) */
+#define TIMER_SLACK_NS 1000UL   /* the timing model sleeps in microseconds: a tight timer slack */
+#define NAME_WAIT_NS 50000000ull /* dsl_emu_open waits for its engines to be named in slices this long, */
+#define NAME_WAIT_SLICES 100     /* this many at most */
 
 /* ---------------------------------------------------------------- execution */
 
@@ -42,8 +48,8 @@ static size_t first_mismatch_pattern(const uint8_t *src, size_t n, uint64_t patt
     if (pattern == 0) {
         /* the fast path of the zero check: whole blocks with the native kernel, then locate */
         size_t off = 0;
-        for (; off + 256 <= n; off += 256)
-            if (!dsl_is_zero(src + off, 256))
+        for (; off + SCAN_BLOCK <= n; off += SCAN_BLOCK)
+            if (!dsl_is_zero(src + off, SCAN_BLOCK))
                 break;
         for (; off < n; off++)
             if (src[off])
@@ -59,8 +65,8 @@ static size_t first_mismatch_pattern(const uint8_t *src, size_t n, uint64_t patt
 static size_t first_mismatch_pair(const uint8_t *a, const uint8_t *b, size_t n)
 {
     size_t off = 0;
-    for (; off + 256 <= n; off += 256)
-        if (memcmp(a + off, b + off, 256))
+    for (; off + SCAN_BLOCK <= n; off += SCAN_BLOCK)
+        if (memcmp(a + off, b + off, SCAN_BLOCK))
             break;
     for (; off < n; off++)
         if (a[off] != b[off])
@@ -85,7 +91,7 @@ static uint8_t execute(struct emu *e, const struct dsa_hw_desc *d, struct dsa_co
     size_t limit = n;
     int fault = e->cfg.fault_rate > 0 && !(d->flags & IDXD_OP_FLAG_BOF) && rand01(rng) < e->cfg.fault_rate;
     if (fault)
-        limit = (n > 4096 ? (size_t)(next_rand(rng) % (n / 4096)) * 4096 : 0);
+        limit = (n > FAULT_GRANULE ? (size_t)(next_rand(rng) % (n / FAULT_GRANULE)) * FAULT_GRANULE : 0);
     const uint8_t *src = (const uint8_t *)(uintptr_t)d->src_addr, *src2 = (const uint8_t *)(uintptr_t)d->src2_addr;
     size_t at = d->opcode == DSA_OPCODE_COMPVAL ? first_mismatch_pattern(src, limit, d->comp_pattern)
                                                : first_mismatch_pair(src, src2, limit);
@@ -111,7 +117,7 @@ static uint64_t model_done(struct emu *e, uint64_t bytes)
     if (e->cfg.gbps <= 0)
         return 0;
     double busy_d = (double)bytes / e->cfg.gbps; /* GB/s = bytes/ns */
-    uint64_t now = dsl_now_ns(), busy = busy_d < 1e15 ? (uint64_t)busy_d : 1000000000000000ull; /* <= 11.6 days */
+    uint64_t now = dsl_now_ns(), busy = busy_d < (double)MAX_BUSY_NS ? (uint64_t)busy_d : MAX_BUSY_NS;
     pthread_mutex_lock(&e->lock);
     uint64_t start = e->device_free_ns > now ? e->device_free_ns : now;
     e->device_free_ns = start + busy;
@@ -227,7 +233,7 @@ static void *engine_main(void *arg)
     e->nengines_started++; /* named: dsl_emu_open may return */
     pthread_cond_broadcast(&e->nonempty);
     pthread_mutex_unlock(&e->lock);
-    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* the timing model sleeps in microseconds */
+    prctl(PR_SET_TIMERSLACK, TIMER_SLACK_NS, 0, 0, 0);
     uint64_t rng = e->cfg.seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(idx + 1));
     for (;;) {
         pthread_mutex_lock(&e->lock);
@@ -411,9 +417,9 @@ int dsl_emu_open(const dsl_emu_config *cfg, dsl_device **out)
         }
     /* return once every engine has its name, so per-thread accounting sees them from the start */
     pthread_mutex_lock(&e->lock);
-    for (int waited = 0; e->nengines_started < cfg->engines && waited < 100; waited++) {
+    for (int waited = 0; e->nengines_started < cfg->engines && waited < NAME_WAIT_SLICES; waited++) {
         struct timespec ts;
-        dsl_deadline_in(&ts, 50000000ull);
+        dsl_deadline_in(&ts, NAME_WAIT_NS);
         pthread_cond_timedwait(&e->nonempty, &e->lock, &ts);
     }
     pthread_mutex_unlock(&e->lock);
