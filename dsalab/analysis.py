@@ -1,19 +1,29 @@
-"""What a sweep found: the best parameter point per detector and the host CPU DSA saves against CPU detection.
+"""What a sweep found: the best parameter point per detector, the host CPU DSA saves against CPU detection, and
+where offload stops paying (break-even); the statistics every figure and panel shows.
 
-Only successful trials (``status == "ok"``) count. Means and standard deviations are over ``repeat``; the DSA
-saving is computed per repeat first (repeat *r* of every point migrates the same guest memory, so the pairs are
-like for like) and then summarised, so its spread is the spread of the saving, not of the two metrics.
+One rule for every statistic here and in :mod:`dsalab.plots` and :mod:`dsalab.widgets`:
+
+- only successful trials (``status == "ok"``) count; failed ones are NaN and left out;
+- means and standard deviations are over ``repeat``; the standard deviation is the sample one (``ddof=1``), 0 for
+  a single successful repeat and NaN for none;
+- where two series are compared (DSA against CPU detection), the comparison is made per repeat first (repeat *r*
+  of every point migrates the same guest memory, seed ``base.seed + r``, so the pairs are like for like; a repeat
+  counts only when both of its trials succeeded) and then summarised, so its spread is the spread of the
+  difference, not of the two metrics.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from dsalab.errors import InvalidArgument
 from dsalab.results import param_dims
 
 #: the two criteria of "best": metric -> what it means
@@ -38,10 +48,6 @@ class Summary:
     best: pd.DataFrame
     savings: pd.DataFrame
     overall: pd.DataFrame
-
-
-def _ok(ds, name: str):
-    return ds[name].where(ds["status"] == "ok")
 
 
 def _detectors(ds) -> list[tuple[str, Any]]:
@@ -72,9 +78,7 @@ def summarize(ds) -> Summary:
     for label, sub in _detectors(ds):
         dims = [d for d in param_dims(sub) if d in sub["status"].dims]
         for metric, meaning in CRITERIA.items():
-            values = _ok(sub, metric)
-            mean = values.mean("repeat", skipna=True)
-            n = values.count("repeat")
+            mean, std, n = summarize_over(ok_values(sub, metric))
             row = {"detector": label, "criterion": meaning, "metric": metric}
             arr = np.asarray(mean.transpose(*dims).values, dtype=float) if dims else np.asarray(mean.values)
             if np.all(np.isnan(arr)):
@@ -83,13 +87,12 @@ def summarize(ds) -> Summary:
             flat = int(np.nanargmin(arr))
             index = np.unravel_index(flat, arr.shape) if dims else ()
             sel = dict(zip(dims, index, strict=True))
-            at = values.isel(sel)
             rows.append(
                 row
                 | {
                     "point": _point(sub, dims, index),
-                    "mean": float(at.mean(skipna=True)),
-                    "std": float(at.std(skipna=True, ddof=1)) if int(n.isel(sel)) > 1 else 0.0,
+                    "mean": float(mean.isel(sel)),
+                    "std": float(std.isel(sel)),
                     "n": int(n.isel(sel)),
                 }
             )
@@ -106,7 +109,7 @@ def _savings(ds) -> tuple[pd.DataFrame, pd.DataFrame]:
     names = [str(d) for d in ds["detector"].values]
     cpus = [d for d in names if d.startswith("cpu")]
     dsas = [d for d in names if d.startswith("dsa")]
-    metric = _ok(ds, "host_cpu_ms_per_gb")
+    metric = ok_values(ds, "host_cpu_ms_per_gb")
     rows, orows = [], []
     others = [d for d in param_dims(ds) if d != "detector"]
     for dsa in dsas:
@@ -115,35 +118,24 @@ def _savings(ds) -> tuple[pd.DataFrame, pd.DataFrame]:
             d = metric.sel(detector=dsa)
             saved = 100.0 * (c - d) / c  # per repeat, paired: same guest memory
             stacked = saved.stack(point=others) if others else saved.expand_dims(point=[0])
-            cm = c.mean("repeat", skipna=True)
-            dm = d.mean("repeat", skipna=True)
+            cm, dm = summarize_over(c)[0], summarize_over(d)[0]
+            sm, ss, sn = summarize_over(saved)
             for i in range(stacked.sizes["point"]):
-                s = stacked.isel(point=i)
-                n = int(s.count())
                 sel = {k: stacked["point"].values[i][j] for j, k in enumerate(others)} if others else {}
                 rows.append(
                     {
                         "dsa": dsa,
                         "cpu": cpu,
                         "point": {k: v.item() if hasattr(v, "item") else v for k, v in sel.items()},
-                        "cpu_ms_per_gb": float(cm.sel(sel)) if sel else float(cm),
-                        "dsa_ms_per_gb": float(dm.sel(sel)) if sel else float(dm),
-                        "saved_pct": float(s.mean(skipna=True)) if n else np.nan,
-                        "saved_pct_std": float(s.std(skipna=True, ddof=1)) if n > 1 else (0.0 if n else np.nan),
-                        "n": n,
+                        "cpu_ms_per_gb": float(cm.sel(sel)),
+                        "dsa_ms_per_gb": float(dm.sel(sel)),
+                        "saved_pct": float(sm.sel(sel)),
+                        "saved_pct_std": float(ss.sel(sel)),
+                        "n": int(sn.sel(sel)),
                     }
                 )
-            flat = saved.values.ravel()
-            flat = flat[~np.isnan(flat)]
-            orows.append(
-                {
-                    "dsa": dsa,
-                    "cpu": cpu,
-                    "saved_pct": float(flat.mean()) if flat.size else np.nan,
-                    "saved_pct_std": float(flat.std(ddof=1)) if flat.size > 1 else (0.0 if flat.size else np.nan),
-                    "n": int(flat.size),
-                }
-            )
+            om, os_, on = summarize_over(saved, saved.dims)  # every point and repeat
+            orows.append({"dsa": dsa, "cpu": cpu, "saved_pct": float(om), "saved_pct_std": float(os_), "n": int(on)})
     return pd.DataFrame(rows, columns=cols), pd.DataFrame(orows, columns=ocols)
 
 
@@ -200,3 +192,148 @@ def _unit(metric: str) -> str:
     from dsalab.results import units
 
     return units(metric)
+
+
+# -- statistics over repeats (the figures and panels use these) ----------------------------------------------------
+
+#: dimensions of a result dataset that are not swept parameters
+NON_PARAM_DIMS = ("repeat", "thread")
+
+
+def swept_dims(ds) -> list[str]:
+    """The swept parameters of a dataset (its dimensions but repeat and thread), in order."""
+    return [d for d in ds.dims if d not in NON_PARAM_DIMS]
+
+
+def ok_values(ds, name: str):
+    """A metric as floats with failed trials as NaN (integer metrics store -1 there, flags -1)."""
+    da = ds[name]
+    if "status" in ds:
+        da = da.where(ds["status"] == "ok")
+    return da.astype(float)
+
+
+def summarize_over(da, dims: Sequence[str] = ("repeat",)):
+    """(mean, standard deviation, count) of a float DataArray over ``dims``, NaN left out, by the module's rule:
+    sample standard deviation (``ddof=1``) where at least two values count, 0 where one does, NaN where none."""
+    dims = [d for d in dims if d in da.dims]
+    if not dims:
+        return da, da.where(da.isnull(), 0.0), da.notnull().astype(int)
+    n = da.notnull().sum(dims)
+    total = da.fillna(0.0).sum(dims)
+    mean = (total / n.where(n > 0)).where(n > 0)
+    squares = ((da - mean) ** 2).fillna(0.0).sum(dims)
+    std = np.sqrt(squares / (n - 1).where(n > 1))
+    return mean, std.where(n != 1, 0.0), n
+
+
+def mean_std(ds, name: str, dims: Sequence[str] = ("repeat",)):
+    """(mean, standard deviation, count) of a metric over ``dims`` (repeats by default), failed trials left out;
+    the standard deviation follows the module's rule (``ddof=1``; 0 for one successful trial, NaN for none).
+
+    Parameters
+    ----------
+    ds : a result dataset (:func:`dsalab.results.build_dataset`)
+    name : a metric of it, e.g. ``"host_cpu_ms_per_gb"``; the mean and std keep its units
+    dims : dimensions to reduce; those the metric lacks are ignored
+
+    Returns
+    -------
+    (mean, std, count) : three DataArrays over the remaining dimensions (count is an int, trials that succeeded)
+    """
+    return summarize_over(ok_values(ds, name), dims)
+
+
+def points(ds, exclude: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Every combination of the swept dimensions of size > 1 not in ``exclude`` (one dict each; ``[{}]`` if none)."""
+    dims = [d for d in swept_dims(ds) if d not in exclude and ds.sizes[d] > 1]
+    values = [list(ds[d].values) for d in dims]
+    return [dict(zip(dims, combo, strict=True)) for combo in itertools.product(*values)] or [{}]
+
+
+def select_point(ds, point: Mapping[str, Any]):
+    """Select one value of each dimension in ``point``, and the only value of every other size-1 dimension."""
+    sub = ds.sel(dict(point)) if point else ds
+    squeeze = [d for d in swept_dims(sub) if sub.sizes[d] == 1]
+    return sub.isel({d: 0 for d in squeeze}) if squeeze else sub
+
+
+def require_swept(ds, dims: Sequence[str], what: str) -> None:
+    """Raise :class:`~dsalab.errors.InvalidArgument` unless each of ``dims`` is swept over more than one value;
+    ``what`` (e.g. ``"figure 'heatmap'"``) names what needs them."""
+    missing = [d for d in dims if d not in ds.dims or ds.sizes[d] < 2]
+    if missing:
+        swept = ", ".join(f"{d} ({ds.sizes[d]})" for d in swept_dims(ds)) or "none"
+        raise InvalidArgument(
+            f"{what} needs {', '.join(missing)} swept over more than one value; this dataset sweeps {swept}"
+        )
+
+
+def crossings(x: np.ndarray, y: np.ndarray) -> list[float]:
+    """Where the piecewise-linear curve (x, y) crosses zero (NaN points skipped; a point at exactly 0 counts)."""
+    ok = np.isfinite(y)
+    x, y = np.asarray(x, dtype=float)[ok], np.asarray(y, dtype=float)[ok]
+    out = []
+    for i in range(len(x)):
+        if y[i] == 0:
+            out.append(float(x[i]))
+        elif i + 1 < len(x) and y[i] * y[i + 1] < 0:
+            out.append(float(x[i] - y[i] * (x[i + 1] - x[i]) / (y[i + 1] - y[i])))
+    return out
+
+
+def pick_detectors(ds, offload: str | None = None, baseline: str | None = None) -> tuple[str, str]:
+    """(offload, baseline) detectors of a dataset swept over ``detector``: ``offload`` defaults to the first
+    ``dsa-*`` detector (else the last), ``baseline`` to the first ``cpu-*`` detector that is not ``offload``."""
+    dets = [str(d) for d in ds.detector.values]
+    if offload is None:
+        offload = next((d for d in dets if d.startswith("dsa")), dets[-1])
+    if baseline is None:
+        baseline = next((d for d in dets if d.startswith("cpu") and d != offload), None)
+        baseline = baseline or next(d for d in dets if d != offload)
+    for d in (offload, baseline):
+        if d not in dets:
+            raise InvalidArgument(f"detector {d!r} is not in the dataset (it has {', '.join(dets)})")
+    return offload, baseline
+
+
+def break_even_points(
+    ds, metric: str = "host_cpu_ms_per_gb", *, offload: str | None = None, baseline: str | None = None
+) -> list[dict[str, Any]]:
+    """The offload-minus-baseline difference of ``metric`` against normal_ratio, paired by repeat, for each
+    combination of the other swept parameters.
+
+    Returns
+    -------
+    one dict per combination: ``point`` (the other parameters), ``offload`` and ``baseline`` (detector names),
+    arrays over normal_ratio: ``normal_ratio``, ``offload_mean`` and ``baseline_mean`` (each detector's mean over
+    its successful repeats, units of ``metric``), ``difference`` (mean over repeats of offload minus baseline of the
+    same repeat, both successful), ``error`` (its standard error: sample std of the paired differences / sqrt(pairs);
+    0 for one pair), ``pairs`` (how many); and ``crossings`` (normal ratios where the difference changes sign:
+    offload stops or starts paying). Detectors default as :func:`pick_detectors` says.
+    """
+    require_swept(ds, ["normal_ratio", "detector"], "figure 'break-even'")
+    offload, baseline = pick_detectors(ds, offload, baseline)
+    values = ok_values(ds, metric)
+    mean, _, _ = summarize_over(values)
+    diff, spread, pairs = summarize_over(values.sel(detector=offload) - values.sel(detector=baseline))
+    error = spread / np.sqrt(pairs.where(pairs > 0))
+    ratio = ds.normal_ratio.values.astype(float)
+    out = []
+    for point in points(ds, ["normal_ratio", "detector"]):
+        d = select_point(diff, point).values
+        out.append(
+            {
+                "point": point,
+                "offload": offload,
+                "baseline": baseline,
+                "normal_ratio": ratio,
+                "offload_mean": select_point(mean.sel(detector=offload), point).values,
+                "baseline_mean": select_point(mean.sel(detector=baseline), point).values,
+                "difference": d,
+                "error": select_point(error, point).values,
+                "pairs": select_point(pairs, point).values,
+                "crossings": crossings(ratio, d),
+            }
+        )
+    return out

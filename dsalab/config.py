@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import os
 
-import numba
-
 #: numba options of every private kernel: no GIL (callers split work over threads), cached on disk.
 NUMBA_OPTIONS = {"nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
 
-#: the one jit alias of the package (datashader's ``ngjit`` idea)
-ngjit = numba.njit(**NUMBA_OPTIONS)
+
+def __getattr__(name: str):
+    """``ngjit``, the one jit alias of the package (datashader's idea), made on first use so that importing this
+    module (page-size limits, defaults) does not load numba."""
+    if name == "ngjit":
+        import numba
+
+        globals()["ngjit"] = value = numba.njit(**NUMBA_OPTIONS)
+        return value
+    raise AttributeError(f"module 'dsalab.config' has no attribute {name!r}")
+
 
 #: default page size of guest memory, bytes
 PAGE_SIZE = 4096

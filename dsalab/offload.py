@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import math
 import numbers
 import threading
 import time
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from dsalab import _binding
+from dsalab import _binding, validate
 from dsalab.buffers import BufferLike, page_view
 from dsalab.config import PAGE_SIZE
 from dsalab.devices import Device, open_device
@@ -54,7 +53,7 @@ Callback = Callable[[Any], None]
 
 def _check(name: str, value: object, ok: bool, allowed: str) -> None:
     if not ok:
-        raise InvalidArgument(f"{name}={value!r} is not allowed; allowed: {allowed}")
+        validate.refuse(name, value, allowed)
 
 
 class Offloader:
@@ -64,7 +63,8 @@ class Offloader:
     ----------
     devices : Device objects, spec strings (``"emu:gbps=30"``, ``"/dev/dsa/wq0.0"``), or an int count of default
         emulated devices. Devices opened here from specs or a count are closed by :meth:`close`.
-    batch_size : descriptors (pages) per batch descriptor, 1..4096 (1 sends single descriptors)
+    batch_size : descriptors (pages) per batch descriptor, 1..1024 (the DSA spec's maximum,
+        :data:`dsalab.validate.MAX_BATCH_SIZE`; 1 sends single descriptors)
     completion : "thread" (a dsa_completion thread polls every outstanding record, as in the seed), "poll" (the
         submitter polls its own records), "umwait" (UMONITOR/UMWAIT; needs WAITPKG)
     max_retries : retries of a full queue before the CPU does that batch (the kernel's default is 32)
@@ -90,9 +90,9 @@ class Offloader:
         workers: int = 4,
     ) -> None:
         _check("completion", completion, completion in COMPLETIONS, ", ".join(COMPLETIONS))
-        _check("batch_size", batch_size, _is_int(batch_size) and 1 <= batch_size <= 4096, "an int from 1 to 4096")
-        _check("max_retries", max_retries, _is_int(max_retries) and 0 <= max_retries <= 1_000_000, "an int >= 0")
-        _check("cpu_fraction", cpu_fraction, _is_num(cpu_fraction) and 0 <= cpu_fraction <= 1, "0.0 to 1.0")
+        batch_size = validate.check("batch_size", batch_size)  # the same rule and limit as a Trial's
+        max_retries = validate.check("max_retries", max_retries)
+        cpu_fraction = validate.check("cpu_fraction", cpu_fraction)
         lo, hi = TIMEOUT_MS_RANGE
         _check("timeout_ms", timeout_ms, _is_num(timeout_ms) and lo <= timeout_ms <= hi, f"{lo:g} to {hi:,.0f} ms")
         _check("spin_us", spin_us, _is_num(spin_us) and 0 <= spin_us <= MAX_SPIN_US, f"0 to {MAX_SPIN_US:g} us")
@@ -335,15 +335,5 @@ def _mark_worker() -> None:
     _worker.offload = True
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_num(v: object) -> bool:
-    """A finite real number (not a bool, NaN or an infinity)."""
-    if not isinstance(v, numbers.Real) or isinstance(v, bool):
-        return False
-    try:
-        return math.isfinite(v)
-    except (OverflowError, ValueError, TypeError):  # e.g. a huge Fraction: not a usable number here
-        return False
+_is_int = validate.is_int
+_is_num = validate.is_real

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 import os
 import re
 import shutil
@@ -26,9 +27,13 @@ import time
 import numpy as np
 
 from dsalab import kernels
+from dsalab.backends import Backend
 from dsalab.errors import DsalabError, MigrationError
 from dsalab.migration import accounting
 from dsalab.migration.guest import GuestMemory, memfd_mapping
+from dsalab.result import TrialResult
+from dsalab.threads import SOURCE_THREADS, cpu_sums
+from dsalab.trial import Trial
 
 QEMU_BINARY = "qemu-system-x86_64"
 #: max-bandwidth given to QEMU: far above what loopback carries (QEMU's own default caps at 128 MiB/s)
@@ -48,24 +53,19 @@ class QemuUnavailable(DsalabError):
 
 
 @dataclasses.dataclass
-class QemuResult:
-    """What QEMU's query-migrate said, with per-thread CPU (seed names) and the verification."""
+class QemuResult(TrialResult):
+    """A :class:`~dsalab.result.TrialResult` of the ``qemu`` backend: what QEMU's query-migrate said, with
+    per-thread CPU (seed names) and the verification, plus QEMU's version, accelerator and raw query-migrate reply.
 
-    qemu_version: str
-    accel: str
-    total_time_ms: float
-    setup_time_ms: float
-    downtime_ms: float
-    throughput_mbps: float
-    transferred_bytes: int
-    total_bytes: int
-    zero_pages: int
-    normal_pages: int
-    thread_cpu_ms: dict[str, float]
-    host_cpu_ms: float
-    destination_cpu_ms: float
-    verified: bool
-    query_migrate: dict
+    It enters :func:`dsalab.results.build_dataset` like any result. Caveats (what QEMU does not report): the
+    split of sender CPU into detection and sendmsg (``detect_cpu_ms``, ``send_cpu_ms``: NaN), ``packets`` and
+    ``iterations`` (-1, the dataset's "unknown"); no DSA device is used (device counters 0); the VM is paused, so
+    the guest dirties nothing.
+    """
+
+    qemu_version: str = ""
+    accel: str = ""
+    query_migrate: dict = dataclasses.field(default_factory=dict)
 
 
 def qemu_version(binary: str = QEMU_BINARY) -> tuple[int, int, int] | None:
@@ -168,6 +168,56 @@ async def _migrate(src, dst, procs, channels: int, timeout_s: float) -> tuple[di
     return st, cpu
 
 
+def qemu_result(
+    trial: Trial, st: dict, cpu: dict[str, float], *, qemu_version: str, accel: str, mismatched: int
+) -> QemuResult:
+    """The result of a completed QEMU migration from the numbers it reported: ``st`` is the final
+    ``query-migrate`` reply, ``cpu`` maps seed thread names to CPU ms, ``mismatched`` counts destination pages that
+    differ from the source. Pure: no QEMU needed (tests build one from recorded numbers)."""
+    ram = st["ram"]
+    total_ms = float(st["total-time"])
+    zero, normal = int(ram.get("duplicate", 0)), int(ram.get("normal", 0))
+    sums = cpu_sums(cpu)
+    return QemuResult(
+        trial=trial,
+        backend=Backend.QEMU,
+        total_time_ms=total_ms,
+        setup_time_ms=float(st.get("setup-time", 0)),
+        downtime_ms=float(st.get("downtime", 0)),
+        throughput_mbps=float(ram["transferred"]) * 8 / max(total_ms, 1e-3) / 1e3,
+        transferred_bytes=int(ram["transferred"]),
+        total_bytes=int(ram["total"]),
+        zero_pages=zero,
+        normal_pages=normal,
+        forced_normal_pages=0,
+        pages_sent=zero + normal,
+        iterations=-1,
+        dirty_sync_count=int(ram.get("dirty-sync-count", -1)),
+        dirtied_pages=0,
+        converged=st.get("status") == "completed",
+        thread_cpu_ms=dict(cpu),
+        host_cpu_ms=sums.host_cpu_ms,
+        destination_cpu_ms=sums.destination_cpu_ms,
+        device_cpu_ms=sums.device_cpu_ms,
+        device_busy_ms=0.0,
+        guest_cpu_ms=sums.guest_cpu_ms,
+        detect_cpu_ms=math.nan,
+        send_cpu_ms=math.nan,
+        sender_cpu_ms=sum(v for n, v in cpu.items() if n.startswith("multifdsend_") and SOURCE_THREADS.match(n)),
+        packets=-1,
+        pages_offloaded=0,
+        fallback_pages=0,
+        fallback_pages_by_reason={},
+        queue_full_retries=0,
+        page_faults=0,
+        verified=mismatched == 0,
+        mismatched_pages=int(mismatched),
+        qemu_version=qemu_version,
+        accel=accel,
+        query_migrate=st,
+    )
+
+
 def run_qemu_migration(
     guest: GuestMemory,
     *,
@@ -216,25 +266,15 @@ def run_qemu_migration(
         dst = np.frombuffer(dst_map, dtype=np.uint8)[:size]
         mismatched = int((~kernels.compare_pages(guest.array, dst, guest.page_size, kernel="native")).sum())
         del dst
-        ram = st["ram"]
-        host = sum(v for n, v in cpu.items() if n == "live_migration" or n.startswith("multifdsend_"))
-        return QemuResult(
-            qemu_version=".".join(map(str, version)),
-            accel=accel,
-            total_time_ms=float(st["total-time"]),
-            setup_time_ms=float(st.get("setup-time", 0)),
-            downtime_ms=float(st.get("downtime", 0)),
-            throughput_mbps=float(ram["transferred"]) * 8 / max(float(st["total-time"]), 1e-3) / 1e3,
-            transferred_bytes=int(ram["transferred"]),
-            total_bytes=int(ram["total"]),
-            zero_pages=int(ram.get("duplicate", 0)),
-            normal_pages=int(ram.get("normal", 0)),
-            thread_cpu_ms=cpu,
-            host_cpu_ms=host,
-            destination_cpu_ms=sum(v for n, v in cpu.items() if n.startswith("multifdrecv_")),
-            verified=mismatched == 0,
-            query_migrate=st,
+        trial = Trial(
+            guest_bytes=size,
+            page_size=guest.page_size,
+            normal_ratio=guest.normal_ratio,
+            channels=channels,
+            detector="cpu-native",  # QEMU finds zero pages on the CPU, in its multifd threads
+            seed=guest.seed,
         )
+        return qemu_result(trial, st, cpu, qemu_version=".".join(map(str, version)), accel=accel, mismatched=mismatched)
     finally:
         for p in procs:
             with contextlib.suppress(Exception):

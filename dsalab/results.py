@@ -1,220 +1,40 @@
-"""The result dataset schema: one place that says what every metric is called, its unit and its long name,
-and how trials become an ``xarray.Dataset``.
+"""Result datasets in and out of files: :func:`write` (validated, atomic, durable), :func:`read`,
+:func:`open_files` (also ``results.open``: one file, a glob or a list, combined over ``run``), provenance and the
+default path. The layout itself is :mod:`dsalab.schema`; every name of it is re-exported here, so
+``results.METRICS``, ``results.build_dataset``, ``results.validate`` ... keep working.
 
-Layout of a result dataset (:func:`build_dataset`):
-
-- dimensions: one per swept parameter, named as the :class:`~dsalab.migration.Trial` field (``normal_ratio``,
-  ``packet_bytes``, ``batch_size``, ``devices``, ``channels``, ``detector``, ...), then ``repeat``, and
-  ``thread`` for ``thread_cpu_ms``;
-- variables: every metric of :data:`METRICS` over (parameters..., repeat), with ``units`` and ``long_name``;
-  floats are NaN and integers -1 where a trial failed; ``verified`` and ``converged`` are int8 (1/0, -1 failed);
-  ``status`` ("ok"/"failed"), ``error``, ``backend`` and ``worker`` (host that ran the trial) are strings;
-- attributes: ``schema_version`` and flat provenance (str/int/float only, nested values as JSON strings):
-  machine, versions, git commit and dirty flag, date (:func:`provenance`), and for sweeps the sweep file's
-  content, name, seed, repeats, warm-ups, runner and scheduler (:func:`dsalab.sweep.sweep_attrs`);
-- combined datasets (:func:`open` of several files) gain a ``run`` dimension (one per file); provenance that
-  differs between files becomes ``run_<attribute>`` variables over ``run``.
-
-``TrialResult.to_dataset`` (one trial) and the sweep layer (many trials) both build datasets from here;
-:func:`validate` checks the layout on :func:`write` and on :func:`read`. Files are netCDF-4 written with the
-h5netcdf engine (int64 kept) under ``data/results/<hostname>/<date>-<sweep>-<commit8>.nc`` (:func:`default_path`).
+Files are netCDF-4 written with the h5netcdf engine (int64 kept) under
+``data/results/<hostname>/<date>-<sweep>-<commit8>.nc`` (:func:`default_path`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pathlib
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from dsalab.errors import DsalabError
-
-#: version of the dataset layout; changes:
-#: 1 - first version: scalar metrics of one trial, thread_cpu_ms over the "thread" dimension
-#: 2 - datasets of many trials: one dimension per swept parameter + repeat; status/error/backend/worker
-#: 3 - sweep provenance attributes (sweep_file, sweep_name, seed, ...); validate() on write and read; the ``run``
-#:     dimension and run_<attribute> variables of combined datasets
-SCHEMA_VERSION = 3
-#: versions :func:`read` accepts (2 has the same variables, without sweep provenance)
-READABLE_VERSIONS = (2, 3)
-
-#: metric name -> (units, long name); every variable of a result dataset is listed here
-METRICS: dict[str, tuple[str, str]] = {
-    "total_time_ms": ("ms", "total migration time (setup included)"),
-    "setup_time_ms": ("ms", "setup time"),
-    "downtime_ms": ("ms", "downtime (final phase with the guest stopped)"),
-    "throughput_mbps": ("Mbit/s", "throughput (bytes on the wire over total time)"),
-    "transferred_bytes": ("bytes", "bytes transferred (headers and payload)"),
-    "total_bytes": ("bytes", "guest RAM"),
-    "zero_pages": ("pages", "pages found zero"),
-    "normal_pages": ("pages", "pages found normal (non-zero)"),
-    "forced_normal_pages": ("pages", "zero pages sent as normal (force_normal_ratio)"),
-    "pages_sent": ("pages", "pages sent, every round"),
-    "iterations": ("rounds", "pre-copy rounds (final phase included)"),
-    "dirty_sync_count": ("syncs", "dirty bitmap syncs"),
-    "dirtied_pages": ("pages", "pages the guest dirtied during migration"),
-    "converged": ("1", "pre-copy converged within the downtime limit"),
-    "host_cpu_ms": ("ms", "host CPU, source side (live_migration + multifdsend_* + dsa_completion)"),
-    "destination_cpu_ms": ("ms", "destination CPU (multifdrecv_*)"),
-    "device_cpu_ms": ("ms", "emulated device engines' CPU (device time, run on the host)"),
-    "device_busy_ms": ("ms", "device busy time (timing model or hardware)"),
-    "guest_cpu_ms": ("ms", "guest dirtying thread CPU"),
-    "host_cpu_ms_per_gb": ("ms/GB", "host CPU per GB of guest RAM migrated"),
-    "detect_cpu_ms": ("ms", "sender CPU in zero-page detection"),
-    "send_cpu_ms": ("ms", "sender CPU in sendmsg"),
-    "sender_cpu_ms": ("ms", "sender threads' CPU"),
-    "packet_overhead_fraction": ("1", "sender CPU outside detection and sending, fraction"),
-    "packets": ("packets", "multifd packets"),
-    "pages_offloaded": ("pages", "pages checked by the DSA device"),
-    "fallback_pages": ("pages", "pages the CPU checked instead of the device (all reasons)"),
-    "queue_full_retries": ("retries", "submissions refused because the work queue was full"),
-    "page_faults": ("faults", "device page faults (partial completions)"),
-    "verified": ("1", "destination equals source, byte for byte"),
-    "mismatched_pages": ("pages", "destination pages that differ from the source"),
-    "thread_cpu_ms": ("ms", "CPU time per thread"),
-}
-
-
-def units(name: str) -> str:
-    """Units of a metric."""
-    return METRICS[name][0]
-
-
-def long_name(name: str) -> str:
-    """Long name of a metric."""
-    return METRICS[name][1]
-
-
-#: metrics stored as int64 (-1 where a trial failed)
-INT_METRICS = frozenset(
-    {
-        "transferred_bytes",
-        "total_bytes",
-        "zero_pages",
-        "normal_pages",
-        "forced_normal_pages",
-        "pages_sent",
-        "iterations",
-        "dirty_sync_count",
-        "dirtied_pages",
-        "packets",
-        "pages_offloaded",
-        "fallback_pages",
-        "queue_full_retries",
-        "page_faults",
-        "mismatched_pages",
-    }
+from dsalab.schema import (  # noqa: F401 (re-exported: the schema's names were results')
+    _STRING_FILL,
+    FLAG_METRICS,
+    INT_METRICS,
+    METRICS,
+    READABLE_VERSIONS,
+    RESERVED_DIMS,
+    SCHEMA_VERSION,
+    STRING_VARS,
+    SchemaError,
+    TrialRecord,
+    build_dataset,
+    coord_value,
+    long_name,
+    param_dims,
+    units,
+    validate,
 )
-#: metrics stored as int8 flags (1/0, -1 where a trial failed)
-FLAG_METRICS = frozenset({"verified", "converged"})
-#: per-trial string variables
-STRING_VARS: dict[str, str] = {
-    "status": "ok, or failed (then see error)",
-    "error": "why the trial failed (empty when ok)",
-    "backend": "what found the zero pages: cpu-numba, cpu-native, dsa-emulated, dsa-hardware, qemu",
-    "worker": "host that ran the trial",
-}
-
-
-@dataclasses.dataclass
-class TrialRecord:
-    """One trial of a sweep: its swept parameter values, repeat index, and result or error."""
-
-    params: dict[str, Any]
-    repeat: int
-    result: Any = None  # a TrialResult when the trial succeeded
-    error: str = ""
-    worker: str = dataclasses.field(default_factory=socket.gethostname)
-
-
-def _coord_values(values: Sequence[Any]) -> np.ndarray:
-    """A coordinate array: strings as object arrays (what netCDF round trips), numbers as int64/float64."""
-    if all(isinstance(v, str) for v in values):
-        return np.array(values, dtype=object)
-    if all(isinstance(v, bool | np.bool_) for v in values):
-        return np.array(values, dtype=np.int8)
-    if all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
-        return np.array(values, dtype=np.int64)
-    return np.array(values, dtype=np.float64)
-
-
-def coord_value(value: Any) -> Any:
-    """A parameter value as it appears in a coordinate (tuples of device specs become ";"-joined strings)."""
-    if isinstance(value, tuple | list):
-        return ";".join(str(v) for v in value)
-    return value
-
-
-def build_dataset(
-    records: Sequence[TrialRecord],
-    coords: Mapping[str, Sequence[Any]],
-    repeats: int,
-    attrs: Mapping[str, str | int | float] | None = None,
-):
-    """The dataset of many trials (layout in the module docstring).
-
-    Parameters
-    ----------
-    records : one per (parameter point, repeat) that ran; points missing from ``records`` stay failed/NaN
-    coords : swept parameter -> its values, in the order the dimensions should have
-    repeats : number of repeats (the ``repeat`` dimension is 0..repeats-1)
-    attrs : provenance attributes to add
-    """
-    import xarray as xr
-
-    from dsalab.migration.accounting import thread_order
-
-    dims = [*coords, "repeat"]
-    coord_arrays = {k: _coord_values([coord_value(v) for v in vals]) for k, vals in coords.items()}
-    coord_arrays["repeat"] = np.arange(repeats, dtype=np.int64)
-    shape = tuple(len(coord_arrays[d]) for d in dims)
-    index = {k: {coord_value(v): i for i, v in enumerate(vals)} for k, vals in coords.items()}
-    threads = sorted({n for r in records if r.result is not None for n in r.result.thread_cpu_ms}, key=thread_order)
-    data: dict[str, np.ndarray] = {}
-    for name in METRICS:
-        if name == "thread_cpu_ms":
-            continue
-        if name in INT_METRICS:
-            data[name] = np.full(shape, -1, dtype=np.int64)
-        elif name in FLAG_METRICS:
-            data[name] = np.full(shape, -1, dtype=np.int8)
-        else:
-            data[name] = np.full(shape, np.nan)
-    strings = {name: np.full(shape, "", dtype=object) for name in STRING_VARS}
-    strings["status"][...] = "failed"
-    strings["error"][...] = "not run"
-    thread_cpu = np.full((*shape, len(threads)), np.nan)
-    for rec in records:
-        pos = (*tuple(index[k][coord_value(rec.params[k])] for k in coords), rec.repeat)
-        strings["worker"][pos] = rec.worker
-        if rec.result is None:
-            strings["error"][pos] = rec.error or "failed"
-            continue
-        r = rec.result
-        strings["status"][pos] = "ok"
-        strings["error"][pos] = ""
-        strings["backend"][pos] = r.backend
-        for name, value in r.metrics().items():
-            data[name][pos] = value
-        for t, name in enumerate(threads):
-            if name in r.thread_cpu_ms:
-                thread_cpu[(*pos, t)] = r.thread_cpu_ms[name]
-    data_vars: dict[str, Any] = {name: (dims, arr) for name, arr in data.items()}
-    data_vars.update({name: (dims, arr) for name, arr in strings.items()})
-    data_vars["thread_cpu_ms"] = ([*dims, "thread"], thread_cpu)
-    ds = xr.Dataset(data_vars, coords=coord_arrays | {"thread": np.array(threads, dtype=object)})
-    for name in METRICS:
-        ds[name].attrs.update(units=units(name), long_name=long_name(name))
-    for name, text in STRING_VARS.items():
-        ds[name].attrs.update(long_name=text)
-    ds.attrs["schema_version"] = SCHEMA_VERSION
-    if attrs:
-        ds.attrs.update(attrs)
-    return ds
 
 
 def provenance() -> dict[str, str | int | float]:
@@ -229,70 +49,6 @@ def write_trial(result, path):
     ds = result.to_dataset()
     ds.attrs.update(provenance())
     return write(ds, path)
-
-
-class SchemaError(DsalabError, ValueError):
-    """A dataset does not follow the result schema; the message lists what is wrong."""
-
-
-#: dimensions that are not swept parameters
-RESERVED_DIMS = ("run", "repeat", "thread")
-#: what each string variable of a failed, never-run point holds (also the fill of combined datasets)
-_STRING_FILL = {"status": "failed", "error": "not run", "backend": "", "worker": ""}
-
-
-def param_dims(ds) -> list[str]:
-    """Swept parameter dimensions of a result dataset, in order (``run``, ``repeat``, ``thread`` left out)."""
-    return [d for d in ds["status"].dims if d not in RESERVED_DIMS]
-
-
-def validate(ds) -> None:
-    """Check that ``ds`` follows the result schema; raise :class:`SchemaError` listing every problem.
-
-    Checked: the schema version; every metric of :data:`METRICS` and every string variable is present over the
-    same dimensions (``repeat`` among them, plus ``thread`` for ``thread_cpu_ms``) with its ``units`` and
-    ``long_name``; integer metrics are int64 and flags int8; every dimension has a coordinate; ``status`` holds
-    only "ok"/"failed"; attributes are str, int or float (what netCDF stores).
-    """
-    problems: list[str] = []
-    version = ds.attrs.get("schema_version")
-    if not isinstance(version, int | np.integer) or int(version) not in READABLE_VERSIONS:
-        problems.append(f"schema_version is {version!r}; this dsalab reads {', '.join(map(str, READABLE_VERSIONS))}")
-    if "status" not in ds:
-        raise SchemaError("not a dsalab result dataset: no 'status' variable")
-    dims = tuple(ds["status"].dims)
-    if "repeat" not in dims:
-        problems.append(f"status has dimensions {dims}; 'repeat' is missing")
-    for name in [*METRICS, *STRING_VARS]:
-        if name not in ds:
-            problems.append(f"variable {name} is missing")
-            continue
-        var = ds[name]
-        want = (*dims, "thread") if name == "thread_cpu_ms" else dims
-        if set(var.dims) != set(want):
-            problems.append(f"{name} has dimensions {var.dims}; expected {want}")
-        if name in METRICS:
-            for key, value in (("units", units(name)), ("long_name", long_name(name))):
-                if var.attrs.get(key) != value:
-                    problems.append(f"{name}.attrs[{key!r}] is {var.attrs.get(key)!r}; expected {value!r}")
-            if name in INT_METRICS and var.dtype != np.int64:
-                problems.append(f"{name} is {var.dtype}; expected int64")
-            elif name in FLAG_METRICS and var.dtype != np.int8:
-                problems.append(f"{name} is {var.dtype}; expected int8")
-            elif name not in INT_METRICS | FLAG_METRICS and var.dtype.kind != "f":
-                problems.append(f"{name} is {var.dtype}; expected a float")
-    for d in ds.dims:
-        if d not in ds.coords:
-            problems.append(f"dimension {d} has no coordinate")
-    if "status" in ds:
-        bad = {str(v) for v in np.unique(ds["status"].values.astype(str))} - {"ok", "failed"}
-        if bad:
-            problems.append(f"status holds {sorted(bad)}; allowed: ok, failed")
-    for key, value in ds.attrs.items():
-        if not isinstance(value, str | int | float | np.integer | np.floating) or isinstance(value, bool):
-            problems.append(f"attribute {key} is a {type(value).__name__}; netCDF attributes are str, int or float")
-    if problems:
-        raise SchemaError("result dataset does not follow the schema: " + "; ".join(problems))
 
 
 def write(ds, path: str | pathlib.Path) -> pathlib.Path:
@@ -369,13 +125,13 @@ def read(path: str | pathlib.Path):
     return ds
 
 
-def open(path_or_glob: str | pathlib.Path | Sequence[str | pathlib.Path]):
+def open_files(path_or_glob: str | pathlib.Path | Sequence[str | pathlib.Path]):
     """Open result files: one path, a glob (``"data/results/*/*-quick-*.nc"``) or a list of paths.
 
     One file gives its dataset as written. Several give one dataset with a ``run`` dimension (coordinate: the
     file names without ``.nc``), parameter coordinates joined (points a file lacks are "not run"), attributes
     equal in every file kept, and attributes that differ (host, date, commit, ...) as ``run_<name>``
-    variables over ``run``. Files must sweep the same parameters.
+    variables over ``run``. Files must sweep the same parameters. Also importable as ``dsalab.results.open``.
     """
     import glob as globmod
 
@@ -396,7 +152,7 @@ def open(path_or_glob: str | pathlib.Path | Sequence[str | pathlib.Path]):
 
 
 def combine(datasets: Sequence[Any], names: Sequence[str]):
-    """Several result datasets as one over a new ``run`` dimension (see :func:`open`)."""
+    """Several result datasets as one over a new ``run`` dimension (see :func:`open_files`)."""
     import pandas as pd
     import xarray as xr
 
@@ -470,3 +226,10 @@ def default_path(
 
         commit = str(machine.git()["git_commit"])
     return pathlib.Path(root) / socket.gethostname() / f"{when:%Y-%m-%dT%H%M%S}-{sweep_name}-{commit[:8]}.nc"
+
+
+def __getattr__(name: str):
+    """``results.open``: the public name of :func:`open_files`, kept without shadowing the builtin in this module."""
+    if name == "open":
+        return open_files
+    raise AttributeError(f"module 'dsalab.results' has no attribute {name!r}")

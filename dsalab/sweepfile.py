@@ -43,21 +43,23 @@ from typing import Any
 
 import numpy as np
 
-from dsalab.errors import SweepFileError
-from dsalab.migration.trial import Trial
+from dsalab import validate
+from dsalab.backends import Runner
+from dsalab.errors import InvalidArgument, SweepFileError
+from dsalab.trial import Trial
 
 #: runners a sweep file may name today
-RUNNERS = ("engine",)
+RUNNERS: tuple[str, ...] = (Runner.ENGINE,)
 #: runners planned but not available yet
-FUTURE_RUNNERS = ("model", "qemu")
+FUTURE_RUNNERS: tuple[str, ...] = (Runner.MODEL, Runner.QEMU)
 #: top-level keys: key -> (TOML type, what is allowed)
 TOP_KEYS: dict[str, str] = {
     "name": "a string of 1 to 100 ASCII letters, digits, '-', '_' or '.'",
     "description": "a string",
     "runner": f"one of {', '.join(RUNNERS)}",
-    "repeats": "an int from 1 to 1000",
-    "warmups": "an int from 0 to 100",
-    "seed": "an int from 0 to 2**63 - 1",
+    "repeats": validate.LIMITS["repeats"].allowed,
+    "warmups": validate.LIMITS["warmups"].allowed,
+    "seed": validate.LIMITS["seed"].allowed,
     "base": "a table of Trial fields",
     "sweep": "a table: Trial field -> list of values or {start, stop, step|factor}",
 }
@@ -176,14 +178,14 @@ def loads(text: str, path: str = "<string>") -> SweepSpec:
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise fail("description", f"{_short(description)} is not allowed; it must be a string")
-    runner = doc.get("runner", "engine")
+    runner = doc.get("runner", Runner.ENGINE.value)
     if isinstance(runner, str) and runner in FUTURE_RUNNERS:
         raise fail("runner", f"{runner!r} is not available yet; allowed: {', '.join(RUNNERS)}")
     if not isinstance(runner, str) or runner not in RUNNERS:
         raise fail("runner", f"{_short(runner)} is not allowed; allowed: {', '.join(RUNNERS)}")
-    repeats = _int(doc.get("repeats", 1), 1, 1000, lambda m: fail("repeats", m))
-    warmups = _int(doc.get("warmups", 0), 0, 100, lambda m: fail("warmups", m))
-    seed = _int(doc.get("seed", 0), 0, 2**63 - 1, lambda m: fail("seed", m))
+    repeats = _int("repeats", doc.get("repeats", 1), fail)
+    warmups = _int("warmups", doc.get("warmups", 0), fail)
+    seed = _int("seed", doc.get("seed", 0), fail)
 
     base = doc.get("base", {})
     if not isinstance(base, dict):
@@ -256,11 +258,12 @@ def _check_field(key: str, err) -> None:
         raise err(f"unknown Trial field; allowed: {', '.join(SWEEPABLE)}")
 
 
-def _int(value: object, lo: int, hi: int | None, err) -> int:
-    allowed = f"an int from {lo} to {hi}" if hi is not None else f"an int >= {lo}"
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo or (hi is not None and value > hi):
-        raise err(f"{_short(value)} is not allowed; it must be {allowed}")
-    return value
+def _int(key: str, value: object, fail) -> int:
+    """Top-level int ``key`` by the rule and limit of :mod:`dsalab.validate` (the same as a Trial's)."""
+    try:
+        return int(validate.check(key, value, message="{value} is not allowed; it must be {allowed}"))
+    except InvalidArgument as exc:
+        raise fail(key, str(exc)) from None
 
 
 def _hashable(v: Any) -> Any:
@@ -362,5 +365,4 @@ def _quotient(a: int | float, b: int | float) -> float:
 
 def _short(value: object, limit: int = 80) -> str:
     """``repr`` of a value, cut to ``limit`` characters (error messages stay one short line)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return validate.short_repr(value, limit)

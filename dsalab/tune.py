@@ -153,7 +153,7 @@ def tune(
             out = execute(spec.trial(point, r), spec.runner)
             result = None
             if out["result"] is not None:
-                from dsalab.migration.result import TrialResult
+                from dsalab.result import TrialResult
 
                 result = TrialResult.from_dict(out["result"])
                 cpu.append(result.host_cpu_ms_per_gb)

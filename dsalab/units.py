@@ -51,9 +51,13 @@ def parse_bytes(value: object, name: str = "size") -> int:
     return int(size)
 
 
-def format_bytes(n: float) -> str:
-    """``4294967296`` -> ``"4.0 GiB"``."""
+def format_bytes(n: float, *, whole: bool = False) -> str:
+    """A byte count as people read it, in binary units (the largest the value reaches), one decimal:
+    ``4294967296`` -> ``"4.0 GiB"``, ``1610612736`` -> ``"1.5 GiB"``, ``100`` -> ``"100 B"``. With ``whole=True`` a
+    whole number of the unit shows no decimals (``524288`` -> ``"512 KiB"``), as tables and labels write sizes.
+    The one formatter of sizes (messages, tables, labels)."""
     for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if abs(n) >= size:
-            return f"{n / size:.1f} {unit}"
+            value = n / size
+            return f"{value:.0f} {unit}" if whole and float(value).is_integer() else f"{value:.1f} {unit}"
     return f"{int(n)} B"

@@ -13,6 +13,7 @@ moving it, and :meth:`TuningPanel.run_once` runs the current setting.
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,9 +22,11 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dsalab import explore, plots
-from dsalab.migration import COMPLETIONS, DETECTORS, Trial, TrialResult
-from dsalab.migration.accounting import SOURCE_THREADS, thread_order
+from dsalab import analysis, explore, plots, results
+from dsalab.errors import InvalidArgument
+from dsalab.result import TrialResult
+from dsalab.threads import SOURCE_THREADS, thread_order
+from dsalab.trial import COMPLETIONS, DETECTORS, Trial
 
 #: the parameters both panels control, in display order
 CONTROLLED = ("batch_size", "packet_bytes", "devices", "channels", "normal_ratio", "detector", "completion")
@@ -156,7 +159,7 @@ class TuningPanel:
         labels = [_trial_label(i, t) for i, (t, _, _) in enumerate(self.history, start=1)]
         cpu = [r.host_cpu_ms_per_gb if r is not None else None for _, r, _ in self.history]
         tput = [r.throughput_mbps if r is not None else None for _, r, _ in self.history]
-        colors = [plots._color(DETECTORS.index(t.detector)) for t, _, _ in self.history]
+        colors = [plots.color(DETECTORS.index(t.detector)) for t, _, _ in self.history]
         last = next((r for _, r, _ in reversed(self.history) if r is not None), None)
         names, values = _source_threads(last.thread_cpu_ms) if last is not None else ([], [])
         with self.figure.batch_update():
@@ -210,17 +213,13 @@ class TuningPanel:
         """The history as a result dataset (:func:`dsalab.explore.history_dataset`): the controlled parameters
         that changed are its dimensions; a setting run twice has two repeats."""
         if not self.history:
-            raise ValueError("the history is empty: run a trial first")
+            raise InvalidArgument("the history is empty: run a trial first")
         return explore.history_dataset(self.history, CONTROLLED, attrs)
 
-    def save(self, path) -> Any:
-        """Write :meth:`history_dataset` as netCDF (h5netcdf); returns the path."""
-        import pathlib
-
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.history_dataset().to_netcdf(path, engine="h5netcdf")
-        return path
+    def save(self, path: str | pathlib.Path) -> pathlib.Path:
+        """Write :meth:`history_dataset`, with this machine's provenance attributes, through
+        :func:`dsalab.results.write` (schema validation, durable atomic netCDF write); returns the path."""
+        return results.write(self.history_dataset(results.provenance()), path)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -241,7 +240,7 @@ class SweepExplorer:
         self.ds = ds
         self.swept = plots.swept_dims(ds)
         if not self.swept:
-            raise ValueError("the dataset sweeps no parameter; nothing to explore")
+            raise InvalidArgument("the dataset sweeps no parameter; nothing to explore")
 
         def values(name: str) -> list[Any]:
             return [v.item() if hasattr(v, "item") else v for v in ds[name].values]
@@ -263,7 +262,7 @@ class SweepExplorer:
             if name not in CONTROLLED
         }
         self.metric = W.Dropdown(
-            options=[(plots._short_metric(m), m) for m in plots.METRIC_SHORT if m in ds],
+            options=[(plots.short_metric(m), m) for m in plots.METRIC_SHORT if m in ds],
             value=metric,
             description="metric",
             **_slider_layout(),
@@ -311,10 +310,10 @@ class SweepExplorer:
         ds, x, metric = self.ds, self.x_axis.value, self.metric.value
         point = self.selection()
         line_sel = {k: v for k, v in point.items() if k != x}
-        mean, std, _ = plots.mean_std(ds, metric)
+        mean, std, _ = analysis.mean_std(ds, metric)
         line, err = mean.sel(line_sel), std.sel(line_sel)
         at = mean.sel(point)
-        cpu = plots.mean_std(ds, "thread_cpu_ms")[0].sel(point)
+        cpu = analysis.mean_std(ds, "thread_cpu_ms")[0].sel(point)
         names, values = _source_threads(dict(zip((str(t) for t in cpu.thread.values), cpu.values, strict=True)))
         xs = [plots.format_value(x, v) for v in ds[x].values]
         ok = ds.status.sel(point)
@@ -331,7 +330,7 @@ class SweepExplorer:
             self.figure.layout.xaxis.type = "category"
             self.figure.layout.yaxis.title.text = plots.label(ds, metric)
             self.figure.layout.yaxis2.title.text = "CPU ms (mean over repeats)"
-            self.figure.layout.annotations[0].text = f"{plots._short_metric(metric)} along {x}"
+            self.figure.layout.annotations[0].text = f"{plots.short_metric(metric)} along {x}"
             self.figure.layout.annotations[1].text = "CPU per thread at the selected point"
         text = ", ".join(f"{k}={plots.format_value(k, v)}" for k, v in point.items())
         self.status.value = f"selected {text}: {metric} = {float(at):.4g} ({n_ok}/{ok.size} repeats ok)"

@@ -3,7 +3,10 @@ an exported HTML figure renders in headless Chromium."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import os
+import pathlib
 import shutil
 import struct
 import subprocess
@@ -14,7 +17,7 @@ import zlib
 import numpy as np
 import pytest
 
-from dsalab import explore, plots, reference
+from dsalab import explore, plots, reference, results, widgets
 from dsalab.migration import Trial
 
 pytestmark = pytest.mark.timeout(300)
@@ -62,7 +65,7 @@ def test_lines_mean_and_error_bars(ds):
     expected = ds.host_cpu_ms_per_gb.sel(detector="cpu-native", normal_ratio=1.0)
     trace = next(t for t in fig.data if t.name == "cpu-native, normal 1")
     np.testing.assert_allclose(trace.y, expected.mean("repeat").values)
-    np.testing.assert_allclose(trace.error_y.array, expected.std("repeat").values)
+    np.testing.assert_allclose(trace.error_y.array, expected.std("repeat", ddof=1).values)  # sample std
 
 
 def test_thread_cpu_stacks_add_up_to_host_cpu(ds):
@@ -142,6 +145,23 @@ def test_break_even_difference_and_crossing(ds):
     assert any("break-even 0.25" in (a.text or "") for a in fig.layout.annotations)
 
 
+def test_break_even_error_bars_are_paired_by_repeat(ds):
+    fig = plots.break_even(ds, offload="cpu-native", baseline="cpu-numba")
+    diff = (ds.host_cpu_ms_per_gb.sel(detector="cpu-native") - ds.host_cpu_ms_per_gb.sel(detector="cpu-numba")).sel(
+        batch_size=32
+    )  # repeat r of both detectors migrated the same guest memory
+    expected = diff.std("repeat", ddof=1).values / np.sqrt(2)
+    trace = next(t for t in fig.data if t.yaxis == "y2" and t.name.startswith("batch 32"))
+    np.testing.assert_allclose(trace.y, diff.mean("repeat").values)
+    np.testing.assert_allclose(trace.error_y.array, expected)
+
+
+def test_heatmap_cells_show_the_sample_std(ds):
+    fig = plots.heatmap(ds, x="batch_size", y="normal_ratio")
+    std = ds.host_cpu_ms_per_gb.sel(detector="cpu-numba", normal_ratio=0.0, batch_size=32).std(ddof=1)
+    assert fig.data[0].text[0][0].endswith(f"±{float(std):.2g}")
+
+
 def test_break_even_defaults_to_dsa_minus_cpu(ds):
     renamed = ds.assign_coords(detector=["cpu-numba", "dsa-emulated"])
     (curve,) = plots.break_even_points(renamed.sel(batch_size=[32]))
@@ -165,6 +185,42 @@ def test_overview_and_unknown_kind(ds, scaling_ds):
         plots.figure(ds, "pie")
     with pytest.raises(ValueError, match="packet_bytes"):
         plots.heatmap(ds)
+
+
+def test_one_registry_of_figure_kinds(ds, monkeypatch):
+    assert (
+        plots.KINDS
+        == tuple(plots.REGISTRY)
+        == ("threads", "batch-packet", "heatmap", "scaling", "break-even", "latency")
+    )
+    assert all(k.name == name for name, k in plots.REGISTRY.items())
+    # a kind registered once is known everywhere: by figure(), by overview() and in its error messages
+    made = []
+    kind = plots.FigureKind("count", lambda d: made.append(d) or plots.latency(d), lambda d: "repeat" in d.dims)
+    monkeypatch.setitem(plots.REGISTRY, "count", kind)
+    assert plots.figure(ds, "count").layout.title.text.startswith("Latency")
+    assert "count" in plots.overview(ds) and len(made) == 2
+    with pytest.raises(ValueError, match=r"choose from threads, .*, latency, count"):
+        plots.figure(ds, "pie")
+    monkeypatch.setitem(plots.REGISTRY, "count", dataclasses.replace(kind, applies=lambda d: False))
+    assert "count" not in plots.overview(ds)
+
+
+def test_style_names_are_public():
+    assert plots.color(0) == plots.COLORS[0] == "#1f77b4" and plots.color(len(plots.COLORS) + 1) == plots.color(1)
+    assert plots.short_metric("host_cpu_ms_per_gb") == "host CPU per GB"  # METRIC_SHORT
+    assert plots.short_metric("zero_pages") == results.METRICS["zero_pages"][1]  # the schema's long name
+    assert plots.short_metric("my_metric") == "my metric"
+    # the widgets use only public names of the plots package
+    tree = ast.parse(pathlib.Path(widgets.__file__).read_text())
+    private = [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr.startswith("_")]
+    used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
+    assert not [a for a in private if a in {"_color", "_short_metric"}] and used >= {"color", "short_metric"}
+
+
+def test_plots_modules_are_small():
+    sizes = {p.name: len(p.read_text().splitlines()) for p in pathlib.Path(plots.__file__).parent.glob("*.py")}
+    assert len(sizes) > 5 and max(sizes.values()) <= 400, sizes
 
 
 def test_results_written_and_read_back_plot_the_same(ds, tmp_path):

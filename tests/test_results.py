@@ -4,6 +4,7 @@ over a ``run`` dimension, and the summary finds the right points on a constructe
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 
@@ -278,3 +279,107 @@ def test_open_of_a_netcdf_without_our_schema_is_a_schema_error(tmp_path):
     xr.Dataset({"temperature": ("x", np.arange(3.0))}, attrs={"title": "weather"}).to_netcdf(path, engine="h5netcdf")
     with pytest.raises(SchemaError, match=r"foreign\.nc: not a dsalab result dataset: no 'status' variable"):
         results.open(path)
+
+
+# ---------------------------------------------------------------- one vocabulary, one result type (issue 10)
+
+
+def test_metric_views_derive_from_the_one_table():
+    from dsalab import metrics
+
+    assert list(results.METRICS) == [m.name for m in metrics.TABLE]
+    assert {m.name for m in metrics.TABLE if m.kind == "int"} == results.INT_METRICS
+    assert {"verified", "converged"} == results.FLAG_METRICS
+    assert all(results.units(m.name) == m.units and results.long_name(m.name) == m.long_name for m in metrics.TABLE)
+    assert {m.kind for m in metrics.TABLE} == {"float", "int", "flag", "thread"}
+
+
+def test_results_open_is_public_without_shadowing_the_builtin():
+    assert "open" not in vars(results)  # inside the module, open() is the builtin again
+    assert results.open is results.open_files
+    from dsalab.results import open as opened
+
+    assert opened is results.open_files
+
+
+def test_backend_names_compare_equal_to_their_strings(one_result):
+    from dsalab.backends import DETECTORS, Backend
+
+    assert one_result.backend == "cpu-native" and one_result.backend is Backend.CPU_NATIVE
+    assert DETECTORS == ("cpu-numba", "cpu-native", "dsa-emulated", "dsa-hardware")
+    assert json.dumps(one_result.to_dict()["backend"]) == '"cpu-native"'
+    assert one_result.to_dataset()["backend"].values.ravel().tolist() == ["cpu-native"]
+
+
+def test_a_result_refuses_an_unknown_backend(one_result):
+    data = one_result.to_dict()
+    data["backend"] = "gpu"
+    with pytest.raises(ValueError, match=r"backend='gpu' is not allowed: allowed is cpu-numba, cpu-native, "):
+        type(one_result).from_dict(data)
+
+
+def test_cpu_sums_by_role():
+    from dsalab.threads import Role, cpu_sums, role
+
+    cpu = {
+        "live_migration": 1.0,
+        "multifdsend_0": 2.0,
+        "dsa_completion": 4.0,
+        "multifdrecv_0": 8.0,
+        "dsa_engine_0_1": 16.0,
+        "guest_dirty": 32.0,
+        "python": 64.0,
+    }
+    s = cpu_sums(cpu)
+    assert (s.host_cpu_ms, s.destination_cpu_ms, s.device_cpu_ms, s.guest_cpu_ms) == (7.0, 8.0, 16.0, 32.0)
+    assert role("multifdsend_12") is Role.SOURCE and role("python") is None
+
+
+#: a query-migrate reply and per-thread CPU recorded from QEMU 10.0 (64 MiB guest, 2 channels, multifd zero pages)
+QEMU_REPLY = {
+    "status": "completed",
+    "total-time": 151,
+    "setup-time": 3,
+    "downtime": 9,
+    "ram": {
+        "transferred": 35_930_412,
+        "total": 68_026_368,
+        "duplicate": 8_311,
+        "normal": 8_297,
+        "dirty-sync-count": 3,
+    },
+}
+QEMU_CPU = {"live_migration": 12.5, "multifdsend_0": 40.0, "multifdsend_1": 41.5, "multifdrecv_0": 30.0}
+
+
+def qemu_recorded():
+    from dsalab import qemu
+
+    trial = Trial(guest_bytes="64MiB", normal_ratio=0.5, channels=2, detector="cpu-native", seed=3)
+    return qemu.qemu_result(trial, QEMU_REPLY, QEMU_CPU, qemu_version="10.0.2", accel="tcg", mismatched=0)
+
+
+def test_a_qemu_result_is_a_trial_result_with_its_sums_from_the_shared_function():
+    from dsalab.qemu import QemuResult
+    from dsalab.result import TrialResult
+
+    r = qemu_recorded()
+    assert isinstance(r, QemuResult) and isinstance(r, TrialResult)
+    assert r.backend == "qemu" and r.qemu_version == "10.0.2"
+    assert r.host_cpu_ms == 94.0 and r.destination_cpu_ms == 30.0 and r.sender_cpu_ms == 81.5
+    assert (r.zero_pages, r.normal_pages, r.pages_sent, r.dirty_sync_count) == (8311, 8297, 16608, 3)
+    assert r.verified and r.converged
+    assert math.isnan(r.detect_cpu_ms) and math.isnan(r.packet_overhead_fraction)
+    assert "qemu: 64 MiB guest" in r.table()
+
+
+def test_a_qemu_result_enters_build_dataset_and_a_file(tmp_path):
+    r = qemu_recorded()
+    ds = results.build_dataset([TrialRecord({"channels": 2}, 0, r)], {"channels": [2]}, 1)
+    assert ds["backend"].values.ravel().tolist() == ["qemu"]
+    assert int(ds["zero_pages"].item()) == 8311 and int(ds["packets"].item()) == -1
+    assert float(ds["thread_cpu_ms"].sel(thread="multifdsend_1").item()) == 41.5
+    back = results.read(results.write(ds, tmp_path / "q.nc"))
+    assert float(back["host_cpu_ms"].item()) == 94.0
+    again = type(r).from_dict(json.loads(json.dumps(r.to_dict())))
+    assert again.query_migrate == QEMU_REPLY and again.backend == "qemu"

@@ -8,7 +8,8 @@ import ipywidgets as W
 import numpy as np
 import pytest
 
-from dsalab import explore, plots
+from dsalab import explore, plots, results
+from dsalab.errors import DsalabError, InvalidArgument
 from dsalab.migration import Trial
 from dsalab.widgets import CONTROLLED, SweepExplorer, TuningPanel
 
@@ -100,8 +101,30 @@ def test_history_dataset_and_save(tmp_path):
     assert plots.overview(back).keys() >= {"threads", "latency", "batch-packet"}
 
 
+def test_save_goes_through_results_write(tmp_path, monkeypatch):
+    panel = TuningPanel(BASE, auto_run=False)
+    panel.run_once()
+    calls = []
+    write = results.write
+    monkeypatch.setattr(results, "write", lambda ds, path: calls.append(path) or write(ds, path))
+    path = panel.save(tmp_path / "sub" / "history.nc")
+    assert calls == [tmp_path / "sub" / "history.nc"] and path == calls[0]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["history.nc"]  # atomic: no temporary file left
+    back = results.read(path)
+    results.validate(back)
+    assert back.attrs["source"] == "dsalab.widgets.TuningPanel"
+    assert back.attrs["machine_hostname"] and "git_commit" in back.attrs and "dsalab_version" in back.attrs
+    assert back.attrs["trial"] == BASE.to_json()
+
+
+def test_save_refuses_an_empty_history_and_writes_nothing(tmp_path):
+    with pytest.raises(DsalabError, match="history is empty"):
+        TuningPanel(BASE, auto_run=False).save(tmp_path / "history.nc")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_empty_history_has_no_dataset():
-    with pytest.raises(ValueError, match="history is empty"):
+    with pytest.raises(InvalidArgument, match="history is empty"):
         TuningPanel(BASE).history_dataset()
 
 
@@ -135,7 +158,7 @@ def test_sweep_explorer_selects_instead_of_running(sweep):
 
 
 def test_sweep_explorer_needs_a_swept_dimension(sweep):
-    with pytest.raises(ValueError, match="nothing to explore"):
+    with pytest.raises(InvalidArgument, match="nothing to explore"):
         SweepExplorer(sweep.isel(normal_ratio=0, batch_size=0, drop=True))
 
 

@@ -31,8 +31,9 @@ from dsalab.errors import MigrationError
 from dsalab.migration import accounting
 from dsalab.migration.detectors import Detector, make_detector
 from dsalab.migration.guest import GuestMemory, anonymous_mapping, memory_shortfall
-from dsalab.migration.result import TrialResult, split_threads
-from dsalab.migration.trial import Trial
+from dsalab.result import TrialResult
+from dsalab.threads import split_threads
+from dsalab.trial import Trial
 from dsalab.units import format_bytes
 
 #: engine fault injection (tests): receiver of a channel exits, resets its connection, or stalls

@@ -1,0 +1,212 @@
+"""Shared look of every figure: labels, parameter and metric names, colours, titles, axis settings.
+
+The vocabulary the figures need (metric units and names, thread roles) is imported here and nowhere else in
+:mod:`dsalab.plots`, so that moving it is a one-file change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dsalab import schema
+from dsalab.analysis import swept_dims
+from dsalab.threads import SOURCE_THREADS, thread_order
+
+__all__ = [
+    "COLORS",
+    "HEIGHT",
+    "METRIC_SHORT",
+    "PARAM_LABELS",
+    "PARAM_SHORT",
+    "SOURCE_THREADS",
+    "TEMPLATE",
+    "WIDTH",
+    "axis_kind",
+    "cap",
+    "color",
+    "figure_title",
+    "format_value",
+    "label",
+    "metric_units",
+    "new_figure",
+    "point_label",
+    "short_metric",
+    "subtitle",
+    "thread_order",
+]
+
+#: how swept parameters (Trial field names) are labelled on axes and legends
+PARAM_LABELS = {
+    "batch_size": "batch size (pages per DSA batch descriptor)",
+    "packet_bytes": "multifd packet size",
+    "devices": "DSA devices",
+    "channels": "multifd channels",
+    "normal_ratio": "normal page ratio (fraction of guest pages that are non-zero)",
+    "force_normal_ratio": "forced normal ratio",
+    "detector": "zero-page detector",
+    "completion": "DSA completion mode",
+    "guest_bytes": "guest RAM",
+    "cpu_fraction": "fraction of detection done on the CPU",
+    "page_size": "page size (bytes)",
+}
+#: short parameter names for legends and bar labels
+PARAM_SHORT = {
+    "batch_size": "batch",
+    "packet_bytes": "packet",
+    "devices": "devices",
+    "channels": "channels",
+    "normal_ratio": "normal",
+    "detector": "",
+    "completion": "",
+    "guest_bytes": "guest",
+}
+#: short metric names for panel titles, legends and the explorer's metric menu
+METRIC_SHORT = {
+    "host_cpu_ms_per_gb": "host CPU per GB",
+    "host_cpu_ms": "host CPU",
+    "throughput_mbps": "throughput",
+    "total_time_ms": "total time",
+    "downtime_ms": "downtime",
+    "setup_time_ms": "setup time",
+    "detect_cpu_ms": "detection CPU",
+    "device_busy_ms": "device busy time",
+}
+#: default static image size, px
+WIDTH, HEIGHT = 1000, 600
+#: the plotly template of every figure and panel
+TEMPLATE = "plotly_white"
+#: the colour cycle (plotly's / matplotlib's default ten)
+COLORS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+
+
+def color(i: int) -> str:
+    """The ``i``-th colour of :data:`COLORS` (cycling), as ``"#rrggbb"``: trace ``i`` of a figure, or detector
+    ``i`` of the tuning panel."""
+    return COLORS[i % len(COLORS)]
+
+
+def cap(text: str) -> str:
+    """``text`` with its first letter in upper case."""
+    return text[:1].upper() + text[1:]
+
+
+def _schema_metric(name: str) -> tuple[str, str] | None:
+    """(units, long_name) of a metric of the result schema, None for a name that is not one (the one place that
+    reads the metric table)."""
+    return tuple(schema.METRICS[name]) if name in schema.METRICS else None
+
+
+def metric_units(name: str) -> str:
+    """Units of a metric of the result schema (``"ms/GB"``, ...), ``""`` for a name that is not one."""
+    known = _schema_metric(name)
+    return known[0] if known else ""
+
+
+def label(ds, name: str) -> str:
+    """Axis label of a variable or coordinate: its ``long_name`` and ``(units)``, or the parameter label."""
+    if name in PARAM_LABELS:
+        return PARAM_LABELS[name]
+    attrs = ds[name].attrs if name in ds.variables else {}
+    known = _schema_metric(name)
+    if not attrs and known:
+        attrs = {"units": known[0], "long_name": known[1]}
+    text = cap(str(attrs.get("long_name", name.replace("_", " "))))
+    u = attrs.get("units")
+    return f"{text} ({u})" if u and u != "1" else text
+
+
+def short_metric(name: str) -> str:
+    """A metric's short name for panel titles, legends and menus: :data:`METRIC_SHORT`, else the schema's
+    ``long_name``, else the variable name with spaces (``"total time"``, ``"host CPU per GB"``)."""
+    if name in METRIC_SHORT:
+        return METRIC_SHORT[name]
+    known = _schema_metric(name)
+    return known[1] if known else name.replace("_", " ")
+
+
+def format_value(dim: str, value: Any) -> str:
+    """A parameter value as people read it (packet sizes in KiB/MiB, ratios as numbers)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if dim in ("packet_bytes", "guest_bytes") and isinstance(value, int | float):
+        v = int(value)
+        for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+            if v >= 1 << shift and v % (1 << shift) == 0:
+                return f"{v >> shift} {unit}"
+        return f"{v} B"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def point_label(point: Mapping[str, Any]) -> str:
+    """A parameter point as a legend entry: ``"batch 32, packet 64 KiB, cpu-native"``."""
+    parts = []
+    for dim, value in point.items():
+        short = PARAM_SHORT.get(dim, dim.replace("_", " "))
+        v = format_value(dim, value)
+        parts.append(f"{short} {v}" if short else v)
+    return ", ".join(parts)
+
+
+def subtitle(ds, shown: Iterable[str]) -> str:
+    """Fixed parameters (size-1 dimensions not in ``shown``), guest size, repeats, backends and failed trials, as
+    one line."""
+    shown = set(shown)
+    fixed = {d: ds[d].values[0] for d in swept_dims(ds) if ds.sizes[d] == 1 and d not in shown}
+    parts = [point_label({d: v}) if PARAM_SHORT.get(d, "x") else format_value(d, v) for d, v in fixed.items()]
+    if "total_bytes" in ds and np.isfinite(ds.total_bytes.where(ds.total_bytes > 0)).any():
+        gib = float(ds.total_bytes.where(ds.total_bytes > 0).max()) / 2**20
+        parts.append(f"guest {gib:g} MiB")
+    if "repeat" in ds.dims:
+        parts.append(f"{ds.sizes['repeat']} repeat(s)")
+    backends = sorted({str(b) for b in np.ravel(ds.backend.values) if b}) if "backend" in ds else []
+    if backends:
+        parts.append("backend " + ", ".join(backends))
+    failed = int((ds.status != "ok").sum()) if "status" in ds else 0
+    if failed:
+        parts.append(f"{failed} failed trial(s) left out")
+    return " · ".join(parts)
+
+
+def figure_title(text: str, ds, shown: Iterable[str]) -> dict:
+    """A plotly title dict: ``text`` over the :func:`subtitle` of ``ds``."""
+    sub = subtitle(ds, shown)
+    return {"text": f"{text}<br><sup>{sub}</sup>" if sub else text, "x": 0.02}
+
+
+def axis_kind(ds, dim: str) -> dict:
+    """Axis settings for a swept parameter: log-2 for sizes and counts that double, categories for strings."""
+    vals = ds[dim].values
+    if vals.dtype.kind in "OUS":
+        return {"type": "category"}
+    v = np.asarray(vals, dtype=float)
+    if dim in ("batch_size", "packet_bytes", "guest_bytes") and (v > 0).all():
+        ticks = [format_value(dim, x) for x in vals]
+        return {"type": "log", "tickvals": list(v), "ticktext": ticks}
+    if dim in ("devices", "channels"):
+        return {"tickvals": list(v), "ticktext": [format_value(dim, x) for x in vals]}
+    return {}
+
+
+def new_figure(rows: int = 1, cols: int = 1, **kw) -> go.Figure:
+    """An empty figure in the house template (subplots when ``rows * cols > 1`` or subplot options are given)."""
+    fig = make_subplots(rows=rows, cols=cols, **kw) if rows * cols > 1 or kw else go.Figure()
+    fig.update_layout(template=TEMPLATE, legend={"title": {"text": ""}}, margin={"t": 90})
+    return fig
