@@ -164,7 +164,7 @@ int dsl_umwait_supported(void);
 /* ---- the offload layer (native/offload.c) ---- */
 typedef struct dsl_offload dsl_offload;
 typedef struct {
-    int batch_size;          /* pages (descriptors) per batch */
+    int batch_size;          /* pages (descriptors) per batch, 1..DSL_MAX_BATCH_SIZE */
     int completion;          /* DSL_COMPLETION_* */
     int max_retries;         /* retries of a full queue before the CPU takes over */
     double cpu_fraction;     /* fraction of each request done on the CPU */

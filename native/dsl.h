@@ -50,9 +50,10 @@
 
 /* limits the native side enforces (dsl_emu_open, dsl_offload_create, the kernels, the multifd engine) */
 #define DSL_MIN_PAGE_SIZE 64
-#define DSL_EMU_MAX_ENGINES 64
-#define DSL_MAX_WQ_SIZE 4096
-#define DSL_MAX_BATCH 4096
+#define DSL_EMU_MAX_ENGINES 64 /* engine threads of an emulated device (dsalab.device_spec) */
+#define DSL_MAX_WQ_SIZE 4096   /* an emulated device's queue depth (dsalab.device_spec) */
+#define DSL_EMU_MAX_BATCH 4096 /* an emulated device's max_batch (dsalab.device_spec) */
+#define DSL_MAX_BATCH_SIZE 1024 /* the offload layer's batch_size: the DSA spec's (dsalab.validate.MAX_BATCH_SIZE) */
 
 #ifndef DSL_BUILD_ID
 #define DSL_BUILD_ID "unknown"

@@ -380,7 +380,7 @@ int dsl_emu_open(const dsl_emu_config *cfg, dsl_device **out)
         cfg->wq_size > DSL_MAX_WQ_SIZE ||
         !(cfg->gbps >= 0 && cfg->gbps <= 1e6) || !(cfg->latency_us >= 0 && cfg->latency_us <= 1e9) ||
         !(cfg->fault_rate >= 0 && cfg->fault_rate <= 1) || !(cfg->queue_full_rate >= 0 && cfg->queue_full_rate <= 1) ||
-        cfg->max_batch < 2 || cfg->max_batch > DSL_MAX_BATCH)
+        cfg->max_batch < 2 || cfg->max_batch > DSL_EMU_MAX_BATCH)
         return DSL_EINVAL;
     struct emu *e = calloc(1, sizeof *e);
     if (!e)

@@ -251,7 +251,7 @@ int dsl_offload_create(dsl_device **devs, int ndev, const dsl_offload_config *cf
     if (!out || !cfg)
         return DSL_EINVAL;
     *out = NULL;
-    if (!devs || ndev < 1 || cfg->batch_size < 1 || cfg->batch_size > DSL_MAX_BATCH || cfg->max_retries < 0 ||
+    if (!devs || ndev < 1 || cfg->batch_size < 1 || cfg->batch_size > DSL_MAX_BATCH_SIZE || cfg->max_retries < 0 ||
         !(cfg->cpu_fraction >= 0 && cfg->cpu_fraction <= 1) || cfg->timeout_ns == 0 ||
         cfg->timeout_ns > MAX_TIMEOUT_NS || cfg->spin_ns > MAX_SPIN_NS ||
         (cfg->completion != DSL_COMPLETION_THREAD && cfg->completion != DSL_COMPLETION_POLL &&

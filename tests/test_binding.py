@@ -192,3 +192,26 @@ def test_only_the_native_module_imports_ffi_and_lib():
         if re.search(r"^\s*from dsalab\._native import|^\s*import dsalab\._native", p.read_text(), flags=re.M)
     ]
     assert importers == ["dsalab/_binding/native.py"]
+
+
+def test_native_limits_are_the_python_limits():
+    """One limit per quantity: the C checks use the limits dsalab.validate and dsalab.device_spec state."""
+    from dsalab import device_spec, validate
+
+    lib = _binding.lib
+    assert validate.MAX_BATCH_SIZE == lib.DSL_MAX_BATCH_SIZE
+    assert device_spec.EMU_KEYS["engines"][2] == lib.DSL_EMU_MAX_ENGINES
+    assert device_spec.EMU_KEYS["wq_size"][2] == lib.DSL_MAX_WQ_SIZE
+    assert device_spec.EMU_KEYS["max_batch"][2] == lib.DSL_EMU_MAX_BATCH
+
+
+def test_native_offload_refuses_a_batch_beyond_the_spec():
+    dev = _binding.emu_open(engines=1, wq_size=16, shared=1, max_batch=32)
+    try:
+        cfg = dict(completion=_binding.CompletionMode.POLL, timeout_ns=10**9, max_retries=1)
+        for bad in (0, _binding.lib.DSL_MAX_BATCH_SIZE + 1, 4096):
+            with pytest.raises(errors.NativeInvalidArgument):
+                _binding.offload_create([dev], batch_size=bad, **cfg)
+        _binding.offload_destroy(_binding.offload_create([dev], batch_size=_binding.lib.DSL_MAX_BATCH_SIZE, **cfg))
+    finally:
+        _binding.device_close(dev)
