@@ -1,5 +1,6 @@
-/* Internal header of the DSA submission layer: the device interface shared by the emulated device (emu.c) and
- * hardware work queues (hwq.c), used by the offload layer (offload.c). */
+/* Internal header of the DSA submission layer: the device interface shared by the emulated device (emu.c,
+ * emu_serve.c) and hardware work queues (hwq.c), reached through device.c, used by the offload layer (offload*.c);
+ * descriptors are built by descriptors.c. */
 #ifndef DSL_DSA_H
 #define DSL_DSA_H
 #include "dsl.h"
@@ -14,8 +15,6 @@
 #define DSL_CR_BYTES 32
 #define DSL_CR_ALIGN 32
 
-enum { DSL_BACKEND_EMU = 1, DSL_BACKEND_HW = 2 };
-enum { DSL_SUBMIT_PORTAL = 1, DSL_SUBMIT_WRITE = 2, DSL_SUBMIT_RING = 3 };
 
 struct dsl_device_ops {
     /* Submit one 64-byte descriptor: DSL_OK (accepted), DSL_EQUEUE_FULL (retry), DSL_EGONE, DSL_EIO, ... */
@@ -24,6 +23,8 @@ struct dsl_device_ops {
     /* Optional (NULL: cannot): make sure the device never again touches the descriptors whose completion address
      * lies in [lo, hi) (dequeue them, stop an engine running one). 1 done, 0 could not (keep their memory). */
     int (*revoke)(dsl_device *dev, uintptr_t lo, uintptr_t hi);
+    /* Optional (NULL: none): fill the counters only this kind of device keeps (executed, page_faults, ...). */
+    void (*info)(dsl_device *dev, dsl_device_info *out);
 };
 
 struct dsl_device {

@@ -1,7 +1,7 @@
 /* dsalab native API: declarations only, written once. native/dsl.h includes this file for the C sources, and
  * native/build_native.py feeds it to cffi's cdef(), after declaring the DSL_* constants of dsl.h with "..." (the
  * compiler fills them in) and the two DSA structs of <linux/idxd.h> as partial structs.
- * Bump DSL_ABI_VERSION (native/dsl.h) and dsalab/_binding.py's _ABI_VERSION whenever a declaration changes. */
+ * Bump DSL_ABI_VERSION (native/dsl.h) and _ABI_VERSION (dsalab/_binding/native.py) whenever a declaration changes. */
 #ifndef DSALAB_H
 #define DSALAB_H
 
@@ -63,7 +63,7 @@ typedef struct {
     uint64_t io_timeout_ms;     /* longest wait without progress before a channel is declared failed */
     int fail_channel;           /* fault injection (tests): -1 none */
     uint64_t fail_after_packets;
-    int fail_mode;              /* 1 receiver exits, 2 receiver resets the connection, 3 receiver stalls */
+    int fail_mode;              /* DSL_FAULT_*: the receiver exits, resets the connection, or stalls */
 } dsl_mig_config;
 
 typedef struct {
@@ -106,7 +106,6 @@ uint64_t dsl_mig_pages_sent(dsl_mig *m);
 int dsl_mig_dirtier_start(dsl_mig *m, uint64_t rate_bytes_per_s, uint64_t seed);
 uint64_t dsl_mig_dirtier_stop(dsl_mig *m);             /* returns pages dirtied */
 uint64_t dsl_mig_dirty_sync(dsl_mig *m, uint64_t *out_bitmap);  /* take and clear the dirty bitmap; count */
-int dsl_mig_dirtier_tid(dsl_mig *m);
 uint64_t dsl_mig_dirtier_cpu_ns(dsl_mig *m);  /* CPU time of the stopped guest_dirty thread, ns */
 
 /* ---- DSA devices: emulated (native/emu.c) and hardware work queues (native/hwq.c) ---- */
@@ -125,8 +124,8 @@ typedef struct {
     int max_batch;           /* descriptors per batch */
 } dsl_emu_config;
 typedef struct {
-    int backend;             /* 1 emulated, 2 hardware */
-    int submit_path;         /* 1 portal, 2 write(), 3 emulated ring */
+    int backend;             /* DSL_BACKEND_* */
+    int submit_path;         /* DSL_SUBMIT_*: portal, write(), emulated ring */
     int id;
     int shared;
     int wq_size;
@@ -165,7 +164,7 @@ int dsl_umwait_supported(void);
 /* ---- the offload layer (native/offload.c) ---- */
 typedef struct dsl_offload dsl_offload;
 typedef struct {
-    int batch_size;          /* pages (descriptors) per batch */
+    int batch_size;          /* pages (descriptors) per batch, 1..DSL_MAX_BATCH_SIZE */
     int completion;          /* DSL_COMPLETION_* */
     int max_retries;         /* retries of a full queue before the CPU takes over */
     double cpu_fraction;     /* fraction of each request done on the CPU */
@@ -203,7 +202,6 @@ int dsl_offload_zero_pages(dsl_offload *o, const void *buf, size_t npages, size_
                            int device_hint);
 int dsl_offload_compare_pages(dsl_offload *o, const void *a, const void *b, size_t npages, size_t page_size,
                               uint8_t *out_equal, int device_hint);
-int dsl_offload_device_count(dsl_offload *o);
 void dsl_offload_get_stats(dsl_offload *o, dsl_offload_stats *out);
 dsl_detect_fn dsl_offload_detect_fn(void);  /* dsl_offload_zero_pages as a dsl_detect_fn (the multifd engine) */
 

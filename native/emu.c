@@ -17,134 +17,25 @@
  *   found before the fault, as the hardware would; queue_full_rate refuses submissions as if the queue were full;
  *   vanish_after makes the device disappear after that many descriptors (submissions fail, nothing in flight
  *   completes).
- * - The write() path: dsl_emu_serve_fd reads 64-byte descriptors from a pipe or socket, as the kernel's idxd
- *   driver receives them from write(), and queues them; like the kernel it refuses batch descriptors. */
-#include "dsa.h"
+ * - The write() path: dsl_emu_serve_fd (emu_serve.c) reads 64-byte descriptors from a pipe or socket, as the
+ *   kernel's idxd driver receives them from write(), and queues them; like the kernel it refuses batches. */
+#include "emu_int.h"
 
-#include <errno.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <time.h>
-#include <unistd.h>
 
 #define SLICE_NS 50000000ull /* engines re-check for shutdown at least this often */
 #define SLEEP_SLICE_NS 1000000ull /* the timing model sleeps in slices this long, checking close and revoke */
 #define REVOKE_WAIT_NS 1000000000ull /* the longest a revoke waits for an engine to let go of a descriptor */
-
-/* What one engine is working on, under the device lock: a revoke waits until no engine holds a revoked
- * descriptor, so that after it returns the device neither reads the descriptor's buffers nor writes its records. */
-struct engine_slot {
-    uintptr_t cr;    /* completion address of the top-level descriptor being run */
-    int busy;        /* 1 from taking the descriptor off the ring until its last access to memory */
-    int revoked;     /* atomic: the submitter gave up on it; stop at the next check, write nothing more */
-};
-
-struct emu {
-    struct dsl_device base; /* first: a struct emu * is a dsl_device * */
-    dsl_emu_config cfg;
-    struct dsa_hw_desc *ring;
-    int head, count;
-    pthread_mutex_t lock;
-    pthread_cond_t nonempty;
-    pthread_t *engines;
-    struct engine_slot *slots; /* per engine, under lock */
-    pthread_cond_t idle;       /* an engine let go of a descriptor */
-    int next_engine, nengines_started;
-    int stop, gone;
-    uint64_t device_free_ns; /* the timing model's clock, under lock */
-    uint64_t rng;            /* under lock: queue-full injection */
-    uint64_t executed, page_faults, bad_descriptors, dropped; /* atomic */
-    /* the write() path */
-    int serve_fd;
-    pthread_t reader;
-    int reader_started;
-};
-
-/* ---------------------------------------------------------------- descriptors */
-
-static void desc_common(struct dsa_hw_desc *d, int opcode, struct dsa_completion_record *cr)
-{
-    memset(d, 0, sizeof *d);
-    d->opcode = (uint32_t)opcode;
-    d->flags = IDXD_OP_FLAG_CRAV | IDXD_OP_FLAG_RCR; /* completion record requested; no block-on-fault */
-    d->completion_addr = (uint64_t)(uintptr_t)cr;
-}
-
-void dsl_desc_compval(struct dsa_hw_desc *d, const void *src, uint32_t len, uint64_t pattern,
-                      struct dsa_completion_record *cr)
-{
-    desc_common(d, DSA_OPCODE_COMPVAL, cr);
-    d->src_addr = (uint64_t)(uintptr_t)src;
-    d->comp_pattern = pattern;
-    d->xfer_size = len;
-}
-
-void dsl_desc_compare(struct dsa_hw_desc *d, const void *a, const void *b, uint32_t len,
-                      struct dsa_completion_record *cr)
-{
-    desc_common(d, DSA_OPCODE_COMPARE, cr);
-    d->src_addr = (uint64_t)(uintptr_t)a;
-    d->src2_addr = (uint64_t)(uintptr_t)b;
-    d->xfer_size = len;
-}
-
-void dsl_desc_batch(struct dsa_hw_desc *d, const struct dsa_hw_desc *list, uint32_t count,
-                    struct dsa_completion_record *cr)
-{
-    desc_common(d, DSA_OPCODE_BATCH, cr);
-    d->desc_list_addr = (uint64_t)(uintptr_t)list;
-    d->desc_count = count;
-}
-
-size_t dsl_desc_size(void) { return sizeof(struct dsa_hw_desc); }
-size_t dsl_cr_size(void) { return sizeof(struct dsa_completion_record); }
-
-/* Offsets of the fields the spec fixes (checked against the specification by the tests). */
-long dsl_layout(const char *field)
-{
-    static struct dsa_hw_desc d;
-    static struct dsa_completion_record c;
-    const char *base_d = (const char *)&d, *base_c = (const char *)&c;
-    if (!strcmp(field, "desc.completion_addr"))
-        return (const char *)&d.completion_addr - base_d;
-    if (!strcmp(field, "desc.src_addr"))
-        return (const char *)&d.src_addr - base_d;
-    if (!strcmp(field, "desc.desc_list_addr"))
-        return (const char *)&d.desc_list_addr - base_d;
-    if (!strcmp(field, "desc.dst_addr"))
-        return (const char *)&d.dst_addr - base_d;
-    if (!strcmp(field, "desc.src2_addr"))
-        return (const char *)&d.src2_addr - base_d;
-    if (!strcmp(field, "desc.comp_pattern"))
-        return (const char *)&d.comp_pattern - base_d;
-    if (!strcmp(field, "desc.xfer_size"))
-        return (const char *)&d.xfer_size - base_d;
-    if (!strcmp(field, "desc.desc_count"))
-        return (const char *)&d.desc_count - base_d;
-    if (!strcmp(field, "desc.int_handle"))
-        return (const char *)&d.int_handle - base_d;
-    if (!strcmp(field, "cr.status"))
-        return (const char *)&c.status - base_c;
-    if (!strcmp(field, "cr.result"))
-        return (const char *)&c.result - base_c;
-    if (!strcmp(field, "cr.bytes_completed"))
-        return (const char *)&c.bytes_completed - base_c;
-    if (!strcmp(field, "cr.fault_addr"))
-        return (const char *)&c.fault_addr - base_c;
-    return -1;
-}
-
-/* The word holding opcode (bits 31:24) and flags (bits 23:0), at byte 4 of a descriptor. */
-uint32_t dsl_desc_word1(const void *desc)
-{
-    uint32_t w;
-    memcpy(&w, (const uint8_t *)desc + 4, 4);
-    return w;
-}
+#define SCAN_BLOCK 256          /* a comparison scans blocks this long before it locates the first difference */
+#define FAULT_GRANULE 4096      /* an injected page fault falls on a boundary of this many bytes (a 4 KiB page) */
+#define MAX_BUSY_NS 1000000000000000ull /* one descriptor keeps the modelled device busy at most this long (11.6 d) */
+#define TIMER_SLACK_NS 1000UL   /* the timing model sleeps in microseconds: a tight timer slack */
+#define NAME_WAIT_NS 50000000ull /* dsl_emu_open waits for its engines to be named in slices this long, */
+#define NAME_WAIT_SLICES 100     /* this many at most */
 
 /* ---------------------------------------------------------------- execution */
 
@@ -157,8 +48,8 @@ static size_t first_mismatch_pattern(const uint8_t *src, size_t n, uint64_t patt
     if (pattern == 0) {
         /* the fast path of the zero check: whole blocks with the native kernel, then locate */
         size_t off = 0;
-        for (; off + 256 <= n; off += 256)
-            if (!dsl_is_zero(src + off, 256))
+        for (; off + SCAN_BLOCK <= n; off += SCAN_BLOCK)
+            if (!dsl_is_zero(src + off, SCAN_BLOCK))
                 break;
         for (; off < n; off++)
             if (src[off])
@@ -174,8 +65,8 @@ static size_t first_mismatch_pattern(const uint8_t *src, size_t n, uint64_t patt
 static size_t first_mismatch_pair(const uint8_t *a, const uint8_t *b, size_t n)
 {
     size_t off = 0;
-    for (; off + 256 <= n; off += 256)
-        if (memcmp(a + off, b + off, 256))
+    for (; off + SCAN_BLOCK <= n; off += SCAN_BLOCK)
+        if (memcmp(a + off, b + off, SCAN_BLOCK))
             break;
     for (; off < n; off++)
         if (a[off] != b[off])
@@ -200,10 +91,10 @@ static uint8_t execute(struct emu *e, const struct dsa_hw_desc *d, struct dsa_co
     size_t limit = n;
     int fault = e->cfg.fault_rate > 0 && !(d->flags & IDXD_OP_FLAG_BOF) && rand01(rng) < e->cfg.fault_rate;
     if (fault)
-        limit = (n > 4096 ? (size_t)(next_rand(rng) % (n / 4096)) * 4096 : 0);
-    const uint8_t *src = (const uint8_t *)(uintptr_t)d->src_addr;
+        limit = (n > FAULT_GRANULE ? (size_t)(next_rand(rng) % (n / FAULT_GRANULE)) * FAULT_GRANULE : 0);
+    const uint8_t *src = (const uint8_t *)(uintptr_t)d->src_addr, *src2 = (const uint8_t *)(uintptr_t)d->src2_addr;
     size_t at = d->opcode == DSA_OPCODE_COMPVAL ? first_mismatch_pattern(src, limit, d->comp_pattern)
-                                               : first_mismatch_pair(src, (const uint8_t *)(uintptr_t)d->src2_addr, limit);
+                                               : first_mismatch_pair(src, src2, limit);
     if (at < limit) { /* a difference before any fault: the operation completes */
         cr->result = 1;
         cr->bytes_completed = (uint32_t)at;
@@ -219,10 +110,6 @@ static uint8_t execute(struct emu *e, const struct dsa_hw_desc *d, struct dsa_co
     return DSA_COMP_SUCCESS;
 }
 
-static void publish(struct dsa_completion_record *cr, uint8_t status)
-{
-    __atomic_store_n(&cr->status, status, __ATOMIC_RELEASE);
-}
 
 /* The timing model: reserve bytes on the device clock; returns when the completion may be written. */
 static uint64_t model_done(struct emu *e, uint64_t bytes)
@@ -230,7 +117,7 @@ static uint64_t model_done(struct emu *e, uint64_t bytes)
     if (e->cfg.gbps <= 0)
         return 0;
     double busy_d = (double)bytes / e->cfg.gbps; /* GB/s = bytes/ns */
-    uint64_t now = dsl_now_ns(), busy = busy_d < 1e15 ? (uint64_t)busy_d : 1000000000000000ull; /* <= 11.6 days */
+    uint64_t now = dsl_now_ns(), busy = busy_d < (double)MAX_BUSY_NS ? (uint64_t)busy_d : MAX_BUSY_NS;
     pthread_mutex_lock(&e->lock);
     uint64_t start = e->device_free_ns > now ? e->device_free_ns : now;
     e->device_free_ns = start + busy;
@@ -274,7 +161,7 @@ static void run_descriptor(struct emu *e, struct engine_slot *slot, const struct
             cr->result = tmp.result;
             cr->bytes_completed = tmp.bytes_completed;
             cr->fault_addr = tmp.fault_addr;
-            publish(cr, st);
+            emu_publish(cr, st);
         }
         return;
     }
@@ -321,7 +208,7 @@ static void run_descriptor(struct emu *e, struct engine_slot *slot, const struct
                     scr->result = tmp[i].result;
                     scr->bytes_completed = tmp[i].bytes_completed;
                     scr->fault_addr = tmp[i].fault_addr;
-                    publish(scr, st[i]);
+                    emu_publish(scr, st[i]);
                 }
             }
         }
@@ -329,7 +216,7 @@ static void run_descriptor(struct emu *e, struct engine_slot *slot, const struct
     }
     if (cr) {
         cr->bytes_completed = done; /* descriptors completed successfully */
-        publish(cr, bst);
+        emu_publish(cr, bst);
     }
 }
 
@@ -346,7 +233,7 @@ static void *engine_main(void *arg)
     e->nengines_started++; /* named: dsl_emu_open may return */
     pthread_cond_broadcast(&e->nonempty);
     pthread_mutex_unlock(&e->lock);
-    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* the timing model sleeps in microseconds */
+    prctl(PR_SET_TIMERSLACK, TIMER_SLACK_NS, 0, 0, 0);
     uint64_t rng = e->cfg.seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(idx + 1));
     for (;;) {
         pthread_mutex_lock(&e->lock);
@@ -381,7 +268,7 @@ static void *engine_main(void *arg)
 
 /* ---------------------------------------------------------------- submission */
 
-static int emu_submit(dsl_device *dev, const struct dsa_hw_desc *desc)
+int emu_submit(dsl_device *dev, const struct dsa_hw_desc *desc)
 {
     struct emu *e = (struct emu *)dev;
     pthread_mutex_lock(&e->lock);
@@ -474,16 +361,26 @@ static void emu_close(dsl_device *dev)
     free(e);
 }
 
-static const struct dsl_device_ops emu_ops = {emu_submit, emu_close, emu_revoke};
+static void emu_info(dsl_device *dev, dsl_device_info *out)
+{
+    struct emu *e = (struct emu *)dev;
+    out->executed = __atomic_load_n(&e->executed, __ATOMIC_RELAXED);
+    out->page_faults = __atomic_load_n(&e->page_faults, __ATOMIC_RELAXED);
+    out->bad_descriptors = __atomic_load_n(&e->bad_descriptors, __ATOMIC_RELAXED);
+    out->dropped = __atomic_load_n(&e->dropped, __ATOMIC_RELAXED);
+}
+
+static const struct dsl_device_ops emu_ops = {emu_submit, emu_close, emu_revoke, emu_info};
 
 int dsl_emu_open(const dsl_emu_config *cfg, dsl_device **out)
 {
     *out = NULL;
     /* doubles compared so that NaN fails every check */
-    if (cfg->engines < 1 || cfg->engines > 64 || cfg->wq_size < 1 || cfg->wq_size > 4096 ||
+    if (cfg->engines < 1 || cfg->engines > DSL_EMU_MAX_ENGINES || cfg->wq_size < 1 ||
+        cfg->wq_size > DSL_MAX_WQ_SIZE ||
         !(cfg->gbps >= 0 && cfg->gbps <= 1e6) || !(cfg->latency_us >= 0 && cfg->latency_us <= 1e9) ||
         !(cfg->fault_rate >= 0 && cfg->fault_rate <= 1) || !(cfg->queue_full_rate >= 0 && cfg->queue_full_rate <= 1) ||
-        cfg->max_batch < 2 || cfg->max_batch > 4096)
+        cfg->max_batch < 2 || cfg->max_batch > DSL_EMU_MAX_BATCH)
         return DSL_EINVAL;
     struct emu *e = calloc(1, sizeof *e);
     if (!e)
@@ -520,9 +417,9 @@ int dsl_emu_open(const dsl_emu_config *cfg, dsl_device **out)
         }
     /* return once every engine has its name, so per-thread accounting sees them from the start */
     pthread_mutex_lock(&e->lock);
-    for (int waited = 0; e->nengines_started < cfg->engines && waited < 100; waited++) {
+    for (int waited = 0; e->nengines_started < cfg->engines && waited < NAME_WAIT_SLICES; waited++) {
         struct timespec ts;
-        dsl_deadline_in(&ts, 50000000ull);
+        dsl_deadline_in(&ts, NAME_WAIT_NS);
         pthread_cond_timedwait(&e->nonempty, &e->lock, &ts);
     }
     pthread_mutex_unlock(&e->lock);
@@ -530,119 +427,3 @@ int dsl_emu_open(const dsl_emu_config *cfg, dsl_device **out)
     return DSL_OK;
 }
 
-/* ---------------------------------------------------------------- the write() path's far end */
-
-static void *reader_main(void *arg)
-{
-    struct emu *e = arg;
-    dsl_set_thread_name("dsa_wq_reader");
-    uint8_t buf[DSL_DESC_BYTES];
-    size_t have = 0;
-    for (;;) {
-        struct pollfd p = {e->serve_fd, POLLIN, 0};
-        int pr = poll(&p, 1, 50);
-        if (__atomic_load_n(&e->stop, __ATOMIC_ACQUIRE))
-            break;
-        if (pr == 0 || (pr < 0 && errno == EINTR))
-            continue;
-        ssize_t n = read(e->serve_fd, buf + have, sizeof buf - have);
-        if (n == 0)
-            break; /* the submitter closed its end */
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if (__atomic_load_n(&e->stop, __ATOMIC_ACQUIRE))
-                    break;
-                continue; /* SO_RCVTIMEO / non-blocking: check for shutdown */
-            }
-            break;
-        }
-        have += (size_t)n;
-        if (have < sizeof buf)
-            continue;
-        have = 0;
-        struct dsa_hw_desc d;
-        memcpy(&d, buf, sizeof d);
-        if (d.opcode == DSA_OPCODE_BATCH) { /* the kernel refuses batches on the write() path */
-            __atomic_add_fetch(&e->bad_descriptors, 1, __ATOMIC_RELAXED);
-            struct dsa_completion_record *cr = (struct dsa_completion_record *)(uintptr_t)d.completion_addr;
-            if (cr)
-                publish(cr, DSA_COMP_BAD_OPCODE);
-            continue;
-        }
-        /* like the kernel's enqcmds loop: retry a full shared queue a while, then drop with an error record */
-        int rc = DSL_EQUEUE_FULL;
-        for (int tries = 0; tries < 100000 && rc == DSL_EQUEUE_FULL && !__atomic_load_n(&e->stop, __ATOMIC_ACQUIRE);
-             tries++) { /* closing ends the retries */
-            rc = emu_submit(&e->base, &d);
-            if (rc == DSL_EQUEUE_FULL) {
-                struct timespec ts = {0, 1000};
-                nanosleep(&ts, NULL);
-            }
-        }
-        if (rc != DSL_OK) {
-            struct dsa_completion_record *cr = (struct dsa_completion_record *)(uintptr_t)d.completion_addr;
-            if (cr && rc == DSL_EQUEUE_FULL)
-                publish(cr, DSA_COMP_HW_ERR1);
-        }
-        if (__atomic_load_n(&e->stop, __ATOMIC_ACQUIRE))
-            break;
-    }
-    return NULL;
-}
-
-int dsl_emu_serve_fd(dsl_device *dev, int fd)
-{
-    if (!dev || dev->backend != DSL_BACKEND_EMU || fd < 0)
-        return DSL_EINVAL;
-    struct emu *e = (struct emu *)dev;
-    if (e->reader_started)
-        return DSL_EINVAL;
-    e->serve_fd = fd;
-    if (pthread_create(&e->reader, NULL, reader_main, e) != 0)
-        return DSL_ENOMEM;
-    e->reader_started = 1;
-    return DSL_OK;
-}
-
-/* ---------------------------------------------------------------- common device entry points */
-
-int dsl_device_submit(dsl_device *dev, const void *desc)
-{
-    if (!dev || !desc)
-        return DSL_EINVAL;
-    return dev->ops->submit(dev, (const struct dsa_hw_desc *)desc);
-}
-
-void dsl_device_close(dsl_device *dev)
-{
-    if (dev)
-        dev->ops->close(dev);
-}
-
-int dsl_device_get_info(dsl_device *dev, dsl_device_info *out)
-{
-    if (!dev || !out)
-        return DSL_EINVAL;
-    memset(out, 0, sizeof *out);
-    out->backend = dev->backend;
-    out->submit_path = dev->submit_path;
-    out->id = dev->id;
-    out->shared = dev->shared;
-    out->wq_size = dev->wq_size;
-    out->max_batch = dev->max_batch;
-    out->submitted = __atomic_load_n(&dev->submitted, __ATOMIC_RELAXED);
-    out->refused_full = __atomic_load_n(&dev->refused_full, __ATOMIC_RELAXED);
-    out->refused_gone = __atomic_load_n(&dev->refused_gone, __ATOMIC_RELAXED);
-    out->busy_ns = __atomic_load_n(&dev->busy_ns, __ATOMIC_RELAXED);
-    if (dev->backend == DSL_BACKEND_EMU) {
-        struct emu *e = (struct emu *)dev;
-        out->executed = __atomic_load_n(&e->executed, __ATOMIC_RELAXED);
-        out->page_faults = __atomic_load_n(&e->page_faults, __ATOMIC_RELAXED);
-        out->bad_descriptors = __atomic_load_n(&e->bad_descriptors, __ATOMIC_RELAXED);
-        out->dropped = __atomic_load_n(&e->dropped, __ATOMIC_RELAXED);
-    }
-    out->gone = __atomic_load_n(&dev->gone, __ATOMIC_RELAXED);
-    return DSL_OK;
-}

@@ -46,9 +46,8 @@ struct fill_job {
 static void fill_part(int part, void *arg)
 {
     struct fill_job *j = arg;
-    size_t q = j->npages / (size_t)j->parts, r = j->npages % (size_t)j->parts;
-    size_t first = (size_t)part * q + ((size_t)part < r ? (size_t)part : r);
-    size_t last = first + q + ((size_t)part < r ? 1 : 0);
+    size_t first, last;
+    dsl_share(j->npages, j->parts, part, &first, &last);
     for (size_t i = first; i < last; i++) {
         uint8_t *page = j->buf + i * j->ps;
         if (j->normal[i])
@@ -61,10 +60,8 @@ static void fill_part(int part, void *arg)
 int dsl_fill_pages(uint8_t *buf, size_t npages, size_t page_size, const uint8_t *normal, uint64_t seed,
                    int touch_zero, int threads)
 {
-    if (page_size < 64 || (page_size & (page_size - 1)) || threads < 1)
+    if (page_size < DSL_MIN_PAGE_SIZE || (page_size & (page_size - 1)) || threads < 1)
         return DSL_EINVAL;
-    struct fill_job j = {buf, npages, page_size, normal, seed, touch_zero, threads};
-    if ((size_t)j.parts > npages)
-        j.parts = npages ? (int)npages : 1;
+    struct fill_job j = {buf, npages, page_size, normal, seed, touch_zero, dsl_parts(threads, npages)};
     return dsl_run_parallel(j.parts, fill_part, &j);
 }

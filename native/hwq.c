@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #define PORTAL_BYTES 4096
+#define SYSFS_MAX_COUNT 65536   /* a sysfs size or max_batch_size above this is not believed */
+#define DEFAULT_WQ_SIZE 128     /* the queue size assumed where sysfs does not say (or says nonsense) */
 
 struct hwq {
     struct dsl_device base;
@@ -196,9 +198,9 @@ int dsl_hw_open(const char *path, const char *sysfs_root, const char *char_root,
         wq_size = atoi(buf);
     if (read_attr(dir, "max_batch_size", buf, sizeof buf) == 0)
         max_batch = atoi(buf);
-    if (wq_size < 1 || wq_size > 65536)
-        wq_size = 128;
-    if (max_batch < 0 || max_batch > 65536)
+    if (wq_size < 1 || wq_size > SYSFS_MAX_COUNT)
+        wq_size = DEFAULT_WQ_SIZE;
+    if (max_batch < 0 || max_batch > SYSFS_MAX_COUNT)
         max_batch = 0;
     struct hwq *q = new_hwq(name, fd, 1, shared, wq_size);
     if (!q) {

@@ -259,19 +259,13 @@ dsl_zero_fn dsl_native_zero_fn(void) { return dsl_is_zero; }
 
 static int valid_pages(size_t page_size, int threads)
 {
-    return page_size >= 64 && (page_size & (page_size - 1)) == 0 && threads >= 1 && threads <= DSL_MAX_THREADS;
+    return page_size >= DSL_MIN_PAGE_SIZE && (page_size & (page_size - 1)) == 0 && threads >= 1 &&
+           threads <= DSL_MAX_THREADS;
 }
 
-/* split [0, n) into `parts` contiguous shares */
-static void share(size_t n, int parts, int i, size_t *first, size_t *last)
-{
-    size_t q = n / (size_t)parts, r = n % (size_t)parts;
-    *first = (size_t)i * q + ((size_t)i < r ? (size_t)i : r);
-    *last = *first + q + ((size_t)i < r ? 1 : 0);
-}
-
-struct zp_job {
-    const uint8_t *buf;
+/* A page-wise job over shares of [0, npages): zero pages of a (b unused), or equal pages of a and b. */
+struct pages_job {
+    const uint8_t *a, *b;
     size_t npages, ps;
     uint8_t *out;
     int parts;
@@ -279,25 +273,33 @@ struct zp_job {
 
 static void zp_part(int i, void *arg)
 {
-    struct zp_job *j = arg;
+    struct pages_job *j = arg;
     size_t first, last;
-    share(j->npages, j->parts, i, &first, &last);
-    walk(j->buf, first, last, j->ps, j->out);
+    dsl_share(j->npages, j->parts, i, &first, &last);
+    walk(j->a, first, last, j->ps, j->out);
 }
 
-static int clamp_threads(int threads, size_t units)
+static void cmp_part(int i, void *arg)
 {
-    if ((size_t)threads > units)
-        threads = units ? (int)units : 1;
-    return threads;
+    struct pages_job *j = arg;
+    size_t first, last;
+    dsl_share(j->npages, j->parts, i, &first, &last);
+    for (size_t k = first; k < last; k++)
+        j->out[k] = memcmp(j->a + k * j->ps, j->b + k * j->ps, j->ps) == 0;
+}
+
+static int run_pages(void (*part)(int, void *), const void *a, const void *b, size_t npages, size_t page_size,
+                     uint8_t *out, int threads)
+{
+    if (!valid_pages(page_size, threads))
+        return DSL_EINVAL;
+    struct pages_job j = {a, b, npages, page_size, out, dsl_parts(threads, npages)};
+    return dsl_run_parallel(j.parts, part, &j);
 }
 
 int dsl_find_zero_pages(const void *buf, size_t npages, size_t page_size, uint8_t *out, int threads)
 {
-    if (!valid_pages(page_size, threads))
-        return DSL_EINVAL;
-    struct zp_job j = {buf, npages, page_size, out, clamp_threads(threads, npages)};
-    return dsl_run_parallel(j.parts, zp_part, &j);
+    return run_pages(zp_part, buf, NULL, npages, page_size, out, threads);
 }
 
 int dsl_find_zero_pages_fn(dsl_zero_fn fn, const void *buf, size_t npages, size_t page_size, uint8_t *out)
@@ -310,46 +312,29 @@ int dsl_find_zero_pages_fn(dsl_zero_fn fn, const void *buf, size_t npages, size_
     return DSL_OK;
 }
 
-struct cmp_job {
-    const uint8_t *a, *b;
-    size_t npages, ps;
-    uint8_t *out;
-    int parts;
-};
-
-static void cmp_part(int i, void *arg)
-{
-    struct cmp_job *j = arg;
-    size_t first, last;
-    share(j->npages, j->parts, i, &first, &last);
-    for (size_t k = first; k < last; k++)
-        j->out[k] = memcmp(j->a + k * j->ps, j->b + k * j->ps, j->ps) == 0;
-}
-
 int dsl_compare_pages(const void *a, const void *b, size_t npages, size_t page_size, uint8_t *out, int threads)
 {
-    if (!valid_pages(page_size, threads))
-        return DSL_EINVAL;
-    struct cmp_job j = {a, b, npages, page_size, out, clamp_threads(threads, npages)};
-    return dsl_run_parallel(j.parts, cmp_part, &j);
+    return run_pages(cmp_part, a, b, npages, page_size, out, threads);
 }
+
+#define OR_MAX_PARTS 64 /* most threads dsl_or_reduce uses */
+#define OR_UNIT 4096     /* dsl_or_reduce's shares are whole units this long, so every thread streams aligned memory */
 
 struct or_job {
     const uint8_t *buf;
     size_t len;
     int parts;
-    uint64_t acc[64];
+    uint64_t acc[OR_MAX_PARTS];
 };
 
 static void or_part(int i, void *arg)
 {
     struct or_job *j = arg;
     size_t first, last;
-    /* shares of whole 4 KiB units so that every thread streams aligned memory */
-    size_t units = (j->len + 4095) / 4096;
-    share(units, j->parts, i, &first, &last);
-    first *= 4096;
-    last = last * 4096 > j->len ? j->len : last * 4096;
+    size_t units = (j->len + OR_UNIT - 1) / OR_UNIT;
+    dsl_share(units, j->parts, i, &first, &last);
+    first *= OR_UNIT;
+    last = last * OR_UNIT > j->len ? j->len : last * OR_UNIT;
     const uint8_t *p = j->buf + first;
     size_t n = last > first ? last - first : 0;
     switch (isa()) {
@@ -362,7 +347,7 @@ static void or_part(int i, void *arg)
 uint64_t dsl_or_reduce(const void *buf, size_t len, int threads)
 {
     struct or_job j = {.buf = buf, .len = len};
-    j.parts = clamp_threads(threads < 1 ? 1 : (threads > 64 ? 64 : threads), (len + 4095) / 4096);
+    j.parts = dsl_parts(threads > OR_MAX_PARTS ? OR_MAX_PARTS : threads, (len + OR_UNIT - 1) / OR_UNIT);
     dsl_run_parallel(j.parts, or_part, &j);
     uint64_t acc = 0;
     for (int i = 0; i < j.parts; i++)

@@ -132,6 +132,20 @@ int dsl_run_parallel(int n, void (*fn)(int i, void *arg), void *arg)
     return DSL_OK;
 }
 
+void dsl_share(size_t n, int parts, int i, size_t *first, size_t *last)
+{
+    size_t q = n / (size_t)parts, r = n % (size_t)parts;
+    *first = (size_t)i * q + ((size_t)i < r ? (size_t)i : r);
+    *last = *first + q + ((size_t)i < r ? 1 : 0);
+}
+
+int dsl_parts(int threads, size_t n)
+{
+    if (threads < 1 || n == 0)
+        return 1;
+    return (size_t)threads > n ? (int)n : threads;
+}
+
 void dsl_deadline_in(struct timespec *ts, uint64_t ns)
 {
     clock_gettime(CLOCK_REALTIME, ts);

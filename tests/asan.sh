@@ -18,7 +18,8 @@ DSALAB_CC_FLAGS="$SAN -g -O1" DSALAB_LD_FLAGS="-fsanitize=address,undefined" \
   "$PY" setup.py -q build_ext --build-lib "$OUT" --build-temp build/asan-tmp >build/asan-build.log 2>&1 \
   || { cat build/asan-build.log; exit 1; }
 so=$(ls "$OUT"/dsalab/_native*.so)
-cp -r dsalab/*.py dsalab/migration "$OUT"/dsalab/
+# the Python package (every module and subpackage), without the checkout's own compiled module
+tar -C dsalab --exclude='_native*' --exclude=__pycache__ -cf - . | tar -C "$OUT"/dsalab -xf -
 ln -sfn ../../native "$OUT"/native   # the stale-build check hashes the checkout's native sources
 
 CC=${CC:-cc}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import re
 
 import pytest
 
@@ -24,7 +25,7 @@ def test_stale_sources_detected(tmp_path, monkeypatch):
 
 
 def test_loaded_module_matches_checkout():
-    native = pathlib.Path(_binding.__file__).resolve().parent.parent / "native"
+    native = pathlib.Path(_binding.__file__).resolve().parents[2] / "native"
     assert _binding.source_build_id(native) == _binding.build_id()
     assert _binding.source_build_id(pathlib.Path("/nonexistent")) is None
 
@@ -80,3 +81,137 @@ def test_build_facts():
         _binding.cpu_has("sse9")
     with pytest.raises(ValueError, match="unknown kernel ISA"):
         _binding.set_kernel_isa("mmx")
+
+
+# ---------------------------------------------------------------- enumerations from the C header (issue 10)
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _header_defines(prefix: str) -> dict[str, int]:
+    """The ``#define DSL_<prefix>_* <int>`` lines of native/dsl.h."""
+    text = (ROOT / "native" / "dsl.h").read_text()
+    return {m[1]: int(m[2]) for m in re.finditer(rf"^#define (DSL_{prefix}_[A-Z0-9_]+) (\d+)", text, flags=re.M)}
+
+
+@pytest.mark.parametrize(
+    ("enum_name", "prefix"),
+    [("CompletionMode", "COMPLETION"), ("DeviceBackend", "BACKEND"), ("SubmitPath", "SUBMIT"), ("FaultMode", "FAULT")],
+)
+def test_enumerations_come_from_the_header(enum_name, prefix):
+    """Each C enumeration the Python side uses is an IntEnum with one member per DSL_<prefix>_* define, valued by
+    the compiler through the cdef (no hand-written copy of the numbers)."""
+    enum = getattr(_binding, enum_name)
+    defines = _header_defines(prefix)
+    assert defines, f"no DSL_{prefix}_* in native/dsl.h"
+    assert sorted(m.value for m in enum) == sorted(defines.values())
+    for name, value in defines.items():
+        assert getattr(_binding.lib, name) == value
+        assert enum(value).value == value
+
+
+def test_name_tables_are_derived_from_the_enumerations():
+    assert _binding.COMPLETION_MODES == {"thread": 1, "poll": 2, "umwait": 3}
+    assert all(isinstance(v, _binding.CompletionMode) for v in _binding.COMPLETION_MODES.values())
+    assert _binding.SUBMIT_PATHS == {
+        _binding.lib.DSL_SUBMIT_PORTAL: "portal",
+        _binding.lib.DSL_SUBMIT_WRITE: "write",
+        _binding.lib.DSL_SUBMIT_RING: "emulated",
+    }
+    assert _binding.FAULT_MODES == {
+        "receiver-exit": _binding.lib.DSL_FAULT_RECEIVER_EXIT,
+        "receiver-reset": _binding.lib.DSL_FAULT_RECEIVER_RESET,
+        "receiver-stall": _binding.lib.DSL_FAULT_RECEIVER_STALL,
+    }
+
+
+#: a dict literal that maps one of the native enumerations' names to a number, or a number to one (a hand mirror)
+_MIRROR = re.compile(
+    r"""["'](?:thread|poll|umwait|portal|write|emulated|receiver-(?:exit|reset|stall))["']\s*:\s*\d"""
+    r"""|\b\d\s*:\s*["'](?:portal|write|emulated)["']"""
+)
+
+
+def test_no_hand_written_mirror_of_the_native_numbers():
+    found = [
+        f"{p.relative_to(ROOT)}: {m.group(0)}"
+        for p in sorted((ROOT / "dsalab").rglob("*.py"))
+        for m in _MIRROR.finditer(p.read_text())
+    ]
+    assert not found, found
+
+
+def test_unused_native_exports_are_gone():
+    for name in ("dsl_mig_dirtier_tid", "dsl_offload_device_count"):
+        assert not hasattr(_binding.lib, name), name
+
+
+def test_bad_fault_mode_is_refused_by_the_engine():
+    """dsl_mig_create refuses a fail_mode outside DSL_FAULT_* (it used to be ignored)."""
+    import socket
+
+    import numpy as np
+
+    pairs = [socket.socketpair() for _ in range(1)]
+    try:
+        mem = np.zeros(4 * 4096, dtype=np.uint8)
+        kw = dict(zero_fn_address=_binding.native_zero_fn_address(), io_timeout_ms=1000, fail_channel=0)
+        send = [a.fileno() for a, _ in pairs]
+        recv = [b.fileno() for _, b in pairs]
+        for bad in (-1, 4, 99):  # DSL_FAULT_* are 0..3
+            try:
+                engine = _binding.MigrationEngine(mem, mem.copy(), 4096, send, recv, 2, fail_mode=bad, **kw)
+            except errors.NativeInvalidArgument:
+                continue
+            engine.destroy()
+            pytest.fail(f"fail_mode={bad} was accepted")
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
+# ---------------------------------------------------------------- sizes (issue 10: files that mix jobs)
+
+
+def test_native_sources_and_binding_modules_are_small():
+    big = [
+        f"{p.relative_to(ROOT)}: {n} lines"
+        for pattern, limit in (("native/*.[ch]", 500), ("dsalab/_binding/*.py", 400))
+        for p in sorted(ROOT.glob(pattern))
+        if (n := len(p.read_text().splitlines())) > limit
+    ]
+    assert not big, big
+    assert not (ROOT / "dsalab" / "_binding.py").exists()
+
+
+def test_only_the_native_module_imports_ffi_and_lib():
+    importers = [
+        str(p.relative_to(ROOT))
+        for p in sorted((ROOT / "dsalab").rglob("*.py"))
+        if re.search(r"^\s*from dsalab\._native import|^\s*import dsalab\._native", p.read_text(), flags=re.M)
+    ]
+    assert importers == ["dsalab/_binding/native.py"]
+
+
+def test_native_limits_are_the_python_limits():
+    """One limit per quantity: the C checks use the limits dsalab.validate and dsalab.device_spec state."""
+    from dsalab import device_spec, validate
+
+    lib = _binding.lib
+    assert validate.MAX_BATCH_SIZE == lib.DSL_MAX_BATCH_SIZE
+    assert device_spec.EMU_KEYS["engines"][2] == lib.DSL_EMU_MAX_ENGINES
+    assert device_spec.EMU_KEYS["wq_size"][2] == lib.DSL_MAX_WQ_SIZE
+    assert device_spec.EMU_KEYS["max_batch"][2] == lib.DSL_EMU_MAX_BATCH
+
+
+def test_native_offload_refuses_a_batch_beyond_the_spec():
+    dev = _binding.emu_open(engines=1, wq_size=16, shared=1, max_batch=32)
+    try:
+        cfg = dict(completion=_binding.CompletionMode.POLL, timeout_ns=10**9, max_retries=1)
+        for bad in (0, _binding.lib.DSL_MAX_BATCH_SIZE + 1, 4096):
+            with pytest.raises(errors.NativeInvalidArgument):
+                _binding.offload_create([dev], batch_size=bad, **cfg)
+        _binding.offload_destroy(_binding.offload_create([dev], batch_size=_binding.lib.DSL_MAX_BATCH_SIZE, **cfg))
+    finally:
+        _binding.device_close(dev)

@@ -22,7 +22,7 @@ from dsalab.migration import GuestMemory, Trial, connect_channels, engine, guest
 from dsalab.migration.detectors import Detector
 
 SMALL = 8 << 20
-MAGIC, VERSION = 0x44534C4D, 1  # native/multifd.c: MIG_MAGIC, MIG_VERSION
+MAGIC, VERSION = 0x44534C4D, 1  # native/multifd_int.h: MIG_MAGIC, MIG_VERSION
 
 
 def _run_script(code: str, timeout: float = 120) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import socket
 
+from dsalab import _binding
 from dsalab.errors import MigrationError
 
 #: engine fault injection (tests): receiver of a channel exits, resets its connection, or stalls
-FAULTS = {"receiver-exit": 1, "receiver-reset": 2, "receiver-stall": 3}
+FAULTS = _binding.FAULT_MODES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +31,7 @@ def check_fault(fault: Fault | None, channels: int) -> None:
 def fault_args(fault: Fault | None) -> dict[str, int]:
     """The keyword arguments of :class:`dsalab._binding.MigrationEngine` that inject ``fault`` (none: no fault)."""
     if fault is None:
-        return {"fail_channel": -1, "fail_after_packets": 0, "fail_mode": 0}
+        return {"fail_channel": -1, "fail_after_packets": 0, "fail_mode": _binding.FaultMode.NONE}
     return {"fail_channel": fault.channel, "fail_after_packets": fault.after_packets, "fail_mode": FAULTS[fault.kind]}
 
 
