@@ -151,7 +151,10 @@ def history_dataset(history: Sequence[tuple[Trial, TrialResult | None, str]], fi
 
 
 def find_results(pattern: str | pathlib.Path) -> list[pathlib.Path]:
-    """The netCDF files a path or glob names (a directory means every ``*.nc`` below it), sorted."""
+    """The netCDF files a path or glob names (a directory means every ``*.nc`` below it), sorted. An empty path is
+    refused (``Path("")`` would mean the current directory, and every ``*.nc`` below it)."""
+    if not str(pattern).strip():
+        raise InvalidArgument("results path is empty; allowed: a netCDF file, a directory of them, or a glob")
     p = pathlib.Path(pattern)
     if p.is_dir():
         return sorted(p.rglob("*.nc"))

@@ -170,3 +170,10 @@ def test_format_break_even():
     ds["host_cpu_ms_per_gb"].loc[{"detector": "cpu-native"}] = 5.0
     text = explore.format_break_even(ds, offload="cpu-native", baseline="cpu-numba")
     assert text.endswith("crosses zero at normal ratio: nowhere in range")
+
+
+def test_find_results_refuses_an_empty_path(tmp_path, monkeypatch):
+    (tmp_path / "stray.nc").write_bytes(b"not ours")
+    monkeypatch.chdir(tmp_path)  # an empty path would have meant every *.nc below the current directory
+    with pytest.raises(InvalidArgument, match="results path is empty"):
+        explore.find_results("")
