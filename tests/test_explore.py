@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -175,5 +177,14 @@ def test_format_break_even():
 def test_find_results_refuses_an_empty_path(tmp_path, monkeypatch):
     (tmp_path / "stray.nc").write_bytes(b"not ours")
     monkeypatch.chdir(tmp_path)  # an empty path would have meant every *.nc below the current directory
-    with pytest.raises(InvalidArgument, match="results path is empty"):
+    with pytest.raises(explore.InvalidArgument, match="results path is empty"):
         explore.find_results("")
+
+
+def test_cli_turns_a_bad_path_into_one_error_line():
+    exe = pathlib.Path(sys.executable).parent / "dsalab"
+    proc = subprocess.run([str(exe), "plot", ""], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: results path is empty; allowed: a netCDF file, a directory of them, or a glob"
+    ), proc.stderr

@@ -7,7 +7,10 @@ devices), :mod:`~dsalab.cli.trials` (run, scenarios), :mod:`~dsalab.cli.sweeps` 
 
 from __future__ import annotations
 
+import typer
+
 from dsalab.cli._app import app
+from dsalab.errors import DsalabError
 
 # the commands register in this order, the order `dsalab --help` lists them
 # isort: off
@@ -18,8 +21,13 @@ __all__ = ["app", "host", "main", "plot", "sweeps", "trials"]
 
 
 def main() -> None:
-    """Entry point of the ``dsalab`` script."""
-    app()
+    """Entry point of the ``dsalab`` script: a :class:`~dsalab.errors.DsalabError` that a command did not turn into
+    its own message ends as one ``error: ...`` line and exit status 2, never a traceback."""
+    try:
+        app()
+    except DsalabError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
