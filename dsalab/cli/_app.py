@@ -22,8 +22,3 @@ def fail(message: str) -> None:
     """Print ``message`` as an error and exit with status 2 (a usage error)."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
-
-
-def gib(n: int) -> str:
-    """``n`` bytes in GiB with one decimal, e.g. ``1.5 GiB``."""
-    return f"{n / 2**30:.1f} GiB"

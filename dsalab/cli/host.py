@@ -6,7 +6,8 @@ import json
 
 import typer
 
-from dsalab.cli._app import app, fail, gib
+from dsalab.cli._app import app, fail
+from dsalab.units import format_bytes
 
 
 @app.command()
@@ -24,7 +25,8 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print the provenanc
         f"python {data['python_version']}  numpy {data['numpy_version']}  numba {data['numba_version']}  "
         f"cffi {data['cffi_version']}",
         f"cpu     {data['cpu_model']}",
-        f"        {data['cpu_count']} cores ({data['cpu_affinity']} usable), memory {gib(int(data['memory_bytes']))}",
+        f"        {data['cpu_count']} cores ({data['cpu_affinity']} usable), "
+        f"memory {format_bytes(int(data['memory_bytes']))}",
         f"flags   {flags}",
         f"system  {data['hostname']}, Linux {data['kernel']}",
         f"native  ABI {data['native_abi']}, build {data['native_build_id']}, kernels use {data['kernel_isa']}",

@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 from dsalab import schema
 from dsalab.analysis import swept_dims
 from dsalab.threads import SOURCE_THREADS, thread_order
+from dsalab.units import format_bytes
 
 __all__ = [
     "COLORS",
@@ -172,8 +173,7 @@ def subtitle(ds, shown: Iterable[str]) -> str:
     fixed = {d: ds[d].values[0] for d in swept_dims(ds) if ds.sizes[d] == 1 and d not in shown}
     parts = [point_label({d: v}) if PARAM_SHORT.get(d, "x") else format_value(d, v) for d, v in fixed.items()]
     if "total_bytes" in ds and np.isfinite(ds.total_bytes.where(ds.total_bytes > 0)).any():
-        gib = float(ds.total_bytes.where(ds.total_bytes > 0).max()) / 2**20
-        parts.append(f"guest {gib:g} MiB")
+        parts.append(f"guest {format_bytes(float(ds.total_bytes.where(ds.total_bytes > 0).max()), whole=True)}")
     if "repeat" in ds.dims:
         parts.append(f"{ds.sizes['repeat']} repeat(s)")
     backends = sorted({str(b) for b in np.ravel(ds.backend.values) if b}) if "backend" in ds else []
