@@ -299,34 +299,46 @@ class Offloader:
         """Refuse new calls, let the calls in flight finish on the CPU and wait for them (at most
         :data:`CLOSE_TIMEOUT_S` s: then DeviceTimeout, nothing freed, close() may be called again), free the native
         layer, close the devices this Offloader opened. Futures not started yet fail with InvalidArgument."""
-        with self._close_lock:
+        in_worker = getattr(_worker, "offload", False)
+        if not self._close_lock.acquire(blocking=not in_worker):
+            # a future's callback closes while another thread's close() waits for this very worker to finish:
+            # leave the closing to that close() instead of waiting for it (each would wait for the other)
             with self._cond:
-                if self._handle is None:
-                    return
                 self._closing = True
-            handle = self._handle
-            if not _binding.offload_close(handle, CLOSE_TIMEOUT_S):
-                raise DeviceTimeout(f"close(): calls still in flight after {CLOSE_TIMEOUT_S:g} s; nothing was freed")
-            deadline = time.monotonic() + CLOSE_TIMEOUT_S
-            with self._cond:
-                while self._calls:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise DeviceTimeout(
-                            f"close(): {self._calls} call(s) still in flight after {CLOSE_TIMEOUT_S:g} s; "
-                            "nothing was freed"
-                        )
-                    self._cond.wait(min(left, 0.1))
-            # futures not started yet fail at once ("closed"); a close() from a future's callback cannot wait
-            self._pool.shutdown(wait=not getattr(_worker, "offload", False))
-            final = self._stats(handle)  # every call has returned: these counters are final
-            _binding.offload_destroy(handle)
-            with self._cond:
-                self._handle, self._final_stats = None, final
-            for d in self.devices:
-                d._release()
-            for d in self._owned:
-                d.close()
+            return
+        try:
+            self._close_locked()
+        finally:
+            self._close_lock.release()
+
+    def _close_locked(self) -> None:
+        with self._cond:
+            if self._handle is None:
+                return
+            self._closing = True
+        handle = self._handle
+        if not _binding.offload_close(handle, CLOSE_TIMEOUT_S):
+            raise DeviceTimeout(f"close(): calls still in flight after {CLOSE_TIMEOUT_S:g} s; nothing was freed")
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        with self._cond:
+            while self._calls:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DeviceTimeout(
+                        f"close(): {self._calls} call(s) still in flight after {CLOSE_TIMEOUT_S:g} s; "
+                        "nothing was freed"
+                    )
+                self._cond.wait(min(left, 0.1))
+        # futures not started yet fail at once ("closed"); a close() from a future's callback cannot wait
+        self._pool.shutdown(wait=not getattr(_worker, "offload", False))
+        final = self._stats(handle)  # every call has returned: these counters are final
+        _binding.offload_destroy(handle)
+        with self._cond:
+            self._handle, self._final_stats = None, final
+        for d in self.devices:
+            d._release()
+        for d in self._owned:
+            d.close()
 
     def __enter__(self) -> Offloader:
         return self

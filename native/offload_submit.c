@@ -96,20 +96,37 @@ static void backoff(int attempt)
         _mm_pause();
 }
 
+/* Reserve one of a dedicated queue's credits: 1 if one was free (inflight was below wq_size and is now one more). */
+static int take_credit(dsl_device *d)
+{
+    uint64_t cur = __atomic_load_n(&d->inflight, __ATOMIC_ACQUIRE);
+    while (cur < (uint64_t)d->wq_size)
+        if (__atomic_compare_exchange_n(&d->inflight, &cur, cur + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return 1;
+    return 0;
+}
+
 /* Submit one descriptor with bounded retry: DSL_OK, DSL_EQUEUE_FULL (gave up: retries spent, the task's deadline
  * passed or the offloader is closing), DSL_EGONE, or an error. */
 static int submit_one(dsl_offload *o, dsl_device *d, const struct dsa_hw_desc *desc, uint64_t deadline_ns)
 {
     for (int attempt = 0;; attempt++) {
         int rc;
-        if (!d->shared && __atomic_load_n(&d->inflight, __ATOMIC_ACQUIRE) >= (uint64_t)d->wq_size)
-            rc = DSL_EQUEUE_FULL; /* a dedicated queue: no credit left, do not overfill */
-        else
+        if (d->shared) {
             rc = d->ops->submit(d, desc);
-        if (rc == DSL_OK) {
-            __atomic_add_fetch(&d->inflight, 1, __ATOMIC_RELEASE);
-            return DSL_OK;
+            if (rc == DSL_OK)
+                __atomic_add_fetch(&d->inflight, 1, __ATOMIC_RELEASE);
+        } else if (take_credit(d)) {
+            /* a dedicated queue: the credit is reserved before submitting, so two submitters cannot both take
+             * the last one and overfill the queue (MOVDIR64B would silently drop the second descriptor) */
+            rc = d->ops->submit(d, desc);
+            if (rc != DSL_OK)
+                __atomic_sub_fetch(&d->inflight, 1, __ATOMIC_RELEASE);
+        } else {
+            rc = DSL_EQUEUE_FULL; /* no credit left: do not overfill */
         }
+        if (rc == DSL_OK)
+            return DSL_OK;
         if (rc != DSL_EQUEUE_FULL)
             return rc;
         if (attempt >= o->cfg.max_retries || closing(o) || dsl_now_ns() >= deadline_ns)
@@ -131,7 +148,7 @@ void off_task_submit(dsl_offload *o, struct task *t, int op, const uint8_t *a, c
     dsl_device *d = o->devs[t->dev];
     t->n = n;
     t->first = first;
-    t->done = t->timed_out = 0;
+    t->done = t->timed_out = t->closed = 0;
     t->accepted = 0;
     t->submit_reason = R_OK;
     for (int i = 0; i < n; i++) {

@@ -404,3 +404,26 @@ def test_stress_small(seed):
     assert res["ok"], res["problems"]
     assert res["answered_by_offloader"] + res["answered_by_cpu_after_close"] == 20_000
     assert res["device_vanished"] and res["wrong_answers"] == 0
+
+
+def test_close_from_a_callback_while_another_thread_closes_does_not_hang():
+    # the main thread's close() waits for the pool's workers; a worker's callback calling close() must not wait for
+    # the main thread's close() in turn (each waited for the other, for ever)
+    code = textwrap.dedent(
+        """
+        import time, numpy as np
+        from dsalab.offload import Offloader
+        off = Offloader(["emu"])
+        def cb(res):
+            time.sleep(0.2)
+            off.close()
+            print("callback close returned", flush=True)
+        fut = off.submit_zero_check(np.zeros(4096 * 8, np.uint8), callback=cb)
+        assert fut.result().all()
+        off.close()
+        print("main close returned", flush=True)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "main close returned" in proc.stdout and "callback close returned" in proc.stdout
