@@ -325,8 +325,7 @@ class Offloader:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise DeviceTimeout(
-                        f"close(): {self._calls} call(s) still in flight after {CLOSE_TIMEOUT_S:g} s; "
-                        "nothing was freed"
+                        f"close(): {self._calls} call(s) still in flight after {CLOSE_TIMEOUT_S:g} s; nothing was freed"
                     )
                 self._cond.wait(min(left, 0.1))
         # futures not started yet fail at once ("closed"); a close() from a future's callback cannot wait

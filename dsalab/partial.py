@@ -134,10 +134,14 @@ def _acquire(lock: pathlib.Path, target: pathlib.Path) -> int:
             raise OutputInUse(
                 f"cannot lock {lock} ({exc.strerror or exc}); the file system must support flock"
             ) from None
-        if _same_file(lock, fd):  # else the previous holder removed it between our open and flock: lock anew
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-            return fd
+        try:
+            if _same_file(lock, fd):  # else the previous holder removed it between our open and flock: lock anew
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+                return fd
+        except OSError as exc:  # e.g. a full disk: give the lock back rather than hold it until the process ends
+            os.close(fd)
+            raise OutputInUse(f"cannot record the writer in {lock} ({exc.strerror or exc})") from None
         os.close(fd)
     raise OutputInUse(f"cannot lock {lock}: it was replaced {_LOCK_ATTEMPTS} times while locking")
 
@@ -169,8 +173,12 @@ class PartialFile:
             raise SweepFileError(f"partial file {self.path}: cannot be used ({exc.strerror or exc})") from None
         if fresh:
             header = {"kind": "header", "version": PARTIAL_VERSION, "sweep": spec.name, "sha256": spec.sha256}
-            self._write(header)
-            _fsync_dir(self.path.parent)  # the new file's name survives a power cut too
+            try:
+                self._write(header)
+                _fsync_dir(self.path.parent)  # the new file's name survives a power cut too
+            except OSError as exc:  # e.g. a full disk
+                self._fh.close()
+                raise SweepFileError(f"partial file {self.path}: cannot be written ({exc.strerror or exc})") from None
 
     def _load(self, spec: SweepSpec) -> None:
         data = self.path.read_bytes()
@@ -182,7 +190,7 @@ class PartialFile:
             number = i + 1
             try:
                 obj = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            except (ValueError, RecursionError):  # not UTF-8, not JSON, or past the int-digit limit
                 if i == len(lines) - 1:  # the line being written when the process died
                     warnings.warn(
                         PartialFileWarning(

@@ -300,3 +300,47 @@ def test_mem_available_parses_meminfo(tmp_path):
 def test_guest_memory_seed_range(seed):
     with pytest.raises(DsalabError, match=r"seed=.* is not allowed: it must be an int from 0 to 2\*\*63-1"):
         GuestMemory("1MiB", normal_ratio=0.5, seed=seed)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "receiver-reset",
+        engine.Fault(["x"]),
+        engine.Fault("receiver-reset", channel="0"),
+        engine.Fault("receiver-reset", after_packets=-1),
+        engine.Fault("receiver-reset", after_packets=2**64),
+    ],
+)
+def test_a_bad_fault_is_a_migration_error(fault):
+    with pytest.raises(MigrationError, match="is not allowed"):
+        run_trial(Trial(guest_bytes="1MiB", channels=1, detector="cpu-native"), fault=fault)
+
+
+def test_a_guest_that_is_not_guest_memory_is_a_migration_error():
+    with pytest.raises(MigrationError, match="guest=bytes is not allowed"):
+        run_trial(Trial(guest_bytes="1MiB", channels=1, detector="cpu-native"), guest=b"abc")
+
+
+def test_channels_that_cannot_connect_close_what_they_opened(monkeypatch):
+    import dsalab.migration.channels as ch
+
+    made = []
+    real = socket.create_connection
+
+    def connect(*a, **k):
+        if len(made) == 2:
+            raise OSError(24, "Too many open files")
+        made.append(real(*a, **k))
+        return made[-1]
+
+    monkeypatch.setattr(ch.socket, "create_connection", connect)
+    with pytest.raises(MigrationError, match=r"cannot connect 4 channels on 127\.0\.0\.1: Too many open files"):
+        ch.connect_channels(4)
+    assert all(s.fileno() == -1 for s in made)
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -1, "1"])
+def test_release_stuck_trials_refuses_a_bad_timeout(timeout):
+    with pytest.raises(InvalidArgument, match="timeout_s="):
+        engine.release_stuck_trials(timeout)

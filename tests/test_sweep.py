@@ -502,3 +502,35 @@ def test_an_outcome_that_cannot_be_stored_is_recorded_as_a_failed_trial(three_do
         result, error, worker = loaded.records[task.key]
         assert result is None and worker == good["worker"]
         assert error.startswith("invalid result: result zero_pages=1180591620717411303424 is not allowed")
+
+
+@pytest.mark.parametrize("where", ["middle", "last"])
+def test_a_partial_line_past_the_int_digit_limit_is_corrupt_not_a_crash(three_done, tmp_path, where):
+    # json.loads raises a plain ValueError (not JSONDecodeError) for an int of over 4300 digits
+    spec, data = three_done
+    lines = _lines(data)
+    huge = b'{"kind": "trial", "key": ' + b"9" * 5000 + b"}"
+    lines.insert(2 if where == "middle" else len(lines), huge)
+    partial = tmp_path / "p.jsonl"
+    partial.write_bytes(b"\n".join(lines) + b"\n")
+    if where == "middle":
+        with pytest.raises(sw.SweepFileError, match="line 3 is not JSON"):
+            sw.PartialFile(partial, spec, resume=True)
+    else:
+        with pytest.warns(sw.PartialFileWarning, match="the last, is incomplete"):
+            sw.PartialFile(partial, spec, resume=True)._fh.close()
+
+
+def test_a_lock_whose_writer_cannot_be_recorded_is_given_back(tmp_path, monkeypatch):
+    partial = tmp_path / "p.jsonl"
+    real_pwrite = os.pwrite
+
+    def full_disk(fd, data, offset):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full_disk)
+    with pytest.raises(sw.OutputInUse, match="cannot record the writer"), sw.exclusive(partial):
+        pass
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    with sw.exclusive(partial):  # not held for ever by the failed attempt
+        pass

@@ -24,8 +24,26 @@ class Fault:
 def check_fault(fault: Fault | None, channels: int) -> None:
     """Raise :class:`~dsalab.errors.MigrationError` unless ``fault`` is None or names a known kind and one of
     ``channels`` channels."""
-    if fault is not None and (fault.kind not in FAULTS or not 0 <= fault.channel < channels):
-        raise MigrationError(f"fault {fault} is not allowed: kind one of {', '.join(FAULTS)}, channel < channels")
+    if fault is None:
+        return
+    ok = (
+        isinstance(fault, Fault)
+        and isinstance(fault.kind, str)
+        and fault.kind in FAULTS
+        and _is_int(fault.channel)
+        and 0 <= fault.channel < channels
+        and _is_int(fault.after_packets)
+        and 0 <= fault.after_packets < 2**63
+    )
+    if not ok:
+        raise MigrationError(
+            f"fault {fault!r:.200} is not allowed: a Fault with kind one of {', '.join(FAULTS)}, "
+            f"channel an int from 0 to {channels - 1}, after_packets an int from 0 to 2**63-1"
+        )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def fault_args(fault: Fault | None) -> dict[str, int]:
@@ -36,23 +54,27 @@ def fault_args(fault: Fault | None) -> dict[str, int]:
 
 
 def connect_channels(n: int) -> tuple[list[socket.socket], list[socket.socket]]:
-    """``n`` TCP connections on 127.0.0.1: (source ends, destination ends), paired by index."""
+    """``n`` TCP connections on 127.0.0.1: (source ends, destination ends), paired by index. A failure (e.g. out of
+    file descriptors) closes every socket made so far and raises :class:`~dsalab.errors.MigrationError`."""
     srv = socket.create_server(("127.0.0.1", 0), backlog=n)
     srv.settimeout(10)  # accept, like connect, is bounded
+    made: list[socket.socket] = []  # every socket opened, for closing on failure
     src, dst = [], []
     try:
         for _ in range(n):
             c = socket.create_connection(srv.getsockname(), timeout=10)
+            made.append(c)
             s, _ = srv.accept()
+            made.append(s)
             for sock in (c, s):
                 sock.settimeout(None)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             src.append(c)
             dst.append(s)
-    except OSError:
-        for sock in src + dst:
+    except OSError as exc:
+        for sock in made:
             sock.close()
-        raise
+        raise MigrationError(f"cannot connect {n} channels on 127.0.0.1: {exc.strerror or exc}") from None
     finally:
         srv.close()
     return src, dst

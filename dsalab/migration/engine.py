@@ -80,6 +80,8 @@ def _checked_deadline(deadline_s: float | None, trial: Trial) -> float:
 
 def _check_guest(trial: Trial, guest: GuestMemory | None) -> None:
     """Refuse a guest that does not match the trial, and memory this machine does not have (before allocating)."""
+    if guest is not None and not isinstance(guest, GuestMemory):
+        raise MigrationError(f"guest={type(guest).__name__} is not allowed: a GuestMemory or None")
     if guest is not None and (guest.page_size != trial.page_size or guest.guest_bytes != trial.guest_bytes):
         raise MigrationError(
             f"the guest ({guest.guest_bytes} bytes, page {guest.page_size}) does not match the trial "

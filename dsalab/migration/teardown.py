@@ -14,6 +14,7 @@ import threading
 import time
 
 from dsalab import _binding
+from dsalab.errors import InvalidArgument
 from dsalab.migration.detectors import Detector
 
 #: extra time, s, beyond io_timeout_ms that stopping the engine's threads may take before they are declared stuck
@@ -40,7 +41,9 @@ def release_stuck_trials(timeout_s: float = 0.0) -> int:
     """Free what failed trials left allocated because a thread had not finished (see
     :func:`dsalab.migration.run_trial`), for those whose threads have ended now; wait up to ``timeout_s`` seconds
     (float) in all. Returns how many remain."""
-    deadline = time.monotonic() + max(float(timeout_s), 0.0)
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not 0 <= timeout_s <= 1e6:
+        raise InvalidArgument(f"timeout_s={timeout_s!r} is not allowed: a number of seconds from 0 to 1e6")
+    deadline = time.monotonic() + float(timeout_s)
     with _STUCK_LOCK:
         remaining = []
         for item in _STUCK:
