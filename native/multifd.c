@@ -163,7 +163,7 @@ int dsl_mig_create(const dsl_mig_config *cfg, dsl_mig **out)
 #define WAIT_UNTIL(m, cond_ok)                                                                                 \
     ({                                                                                                         \
         int _rc = DSL_OK;                                                                                      \
-        uint64_t _waited = 0;                                                                                  \
+        uint64_t _waited = 0, _seen = (m)->jobs_done;                                                          \
         while (!(cond_ok)) {                                                                                   \
             if ((m)->failed) {                                                                                 \
                 _rc = DSL_EIO;                                                                                 \
@@ -177,6 +177,10 @@ int dsl_mig_create(const dsl_mig_config *cfg, dsl_mig **out)
             dsl_deadline_in(&_ts, SLICE_NS);                                                                   \
             if (pthread_cond_timedwait(&(m)->ready, &(m)->lock, &_ts) == ETIMEDOUT)                            \
                 _waited += SLICE_MS;                                                                           \
+            if ((m)->jobs_done != _seen) { /* a sender finished a job: progress, the clock starts again */     \
+                _seen = (m)->jobs_done;                                                                        \
+                _waited = 0;                                                                                   \
+            }                                                                                                  \
         }                                                                                                      \
         _rc;                                                                                                   \
     })

@@ -18,7 +18,8 @@
  * Every wait here is bounded or woken by stop:
  *   - socket I/O: slices of SLICE_MS; io_timeout_ms without progress fails the channel; a receiver idle between
  *     packets and a parked thread wake every slice and leave on stop;
- *   - live_migration's waits for a queue slot, a sync or the receivers: 2 * io_timeout_ms without progress;
+ *   - live_migration's waits for a queue slot, a sync or the receivers: 2 * io_timeout_ms without progress
+ *     (a job a sender finished is progress, however long the rate limiter made it take);
  *   - the rate limiter and the guest_dirty thread sleep at most 50 ms / 1 ms at a time and leave on failure or
  *     stop (the dirtier checks its stop flag after every page it writes);
  *   - the detector (a CPU kernel or the DSA offload layer, with its own timeout) is the one call that can take
@@ -93,6 +94,7 @@ struct dsl_mig {
     struct chan *ch;
     pthread_mutex_t lock;
     pthread_cond_t ready; /* a channel became idle, a receiver finished, or something failed */
+    uint64_t jobs_done;   /* jobs the senders finished (under lock): progress, for live_migration's waits */
     pthread_cond_t park;
     int destroy;
     int failed;

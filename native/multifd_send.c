@@ -202,6 +202,7 @@ void *mig_sender_main(void *arg)
         pthread_mutex_lock(&m->lock);
         ch->head = (ch->head + 1) % QDEPTH;
         ch->count--;
+        m->jobs_done++;
         pthread_cond_broadcast(&m->ready);
         pthread_mutex_unlock(&m->lock);
         if (job == JOB_END)

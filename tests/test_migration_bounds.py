@@ -344,3 +344,18 @@ def test_channels_that_cannot_connect_close_what_they_opened(monkeypatch):
 def test_release_stuck_trials_refuses_a_bad_timeout(timeout):
     with pytest.raises(InvalidArgument, match="timeout_s="):
         engine.release_stuck_trials(timeout)
+
+
+def test_a_rate_limited_channel_that_progresses_is_not_a_timeout():
+    # a packet every ~250 ms at 2 MiB/s: progress, although each wait for a queue slot lasts longer than
+    # 2 x io_timeout_ms in all (before, live_migration counted the rate limiter's time as "no progress")
+    trial = Trial(
+        guest_bytes="8MiB",
+        channels=1,
+        io_timeout_ms=200,
+        max_bandwidth_bytes="2MiB",
+        normal_ratio=1.0,
+        detector="cpu-native",
+    )
+    res = run_trial(trial)
+    assert res.verified and res.normal_pages == trial.guest_bytes // trial.page_size
