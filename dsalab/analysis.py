@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dsalab.backends import is_cpu, is_dsa
 from dsalab.errors import InvalidArgument
 from dsalab.results import param_dims
 
@@ -107,8 +108,8 @@ def _savings(ds) -> tuple[pd.DataFrame, pd.DataFrame]:
     if "detector" not in ds["status"].dims:
         return pd.DataFrame(columns=cols), pd.DataFrame(columns=ocols)
     names = [str(d) for d in ds["detector"].values]
-    cpus = [d for d in names if d.startswith("cpu")]
-    dsas = [d for d in names if d.startswith("dsa")]
+    cpus = [d for d in names if is_cpu(d)]
+    dsas = [d for d in names if is_dsa(d)]
     metric = ok_values(ds, "host_cpu_ms_per_gb")
     rows, orows = [], []
     others = [d for d in param_dims(ds) if d != "detector"]
@@ -287,9 +288,9 @@ def pick_detectors(ds, offload: str | None = None, baseline: str | None = None) 
     ``dsa-*`` detector (else the last), ``baseline`` to the first ``cpu-*`` detector that is not ``offload``."""
     dets = [str(d) for d in ds.detector.values]
     if offload is None:
-        offload = next((d for d in dets if d.startswith("dsa")), dets[-1])
+        offload = next((d for d in dets if is_dsa(d)), dets[-1])
     if baseline is None:
-        baseline = next((d for d in dets if d.startswith("cpu") and d != offload), None)
+        baseline = next((d for d in dets if is_cpu(d) and d != offload), None)
         baseline = baseline or next(d for d in dets if d != offload)
     for d in (offload, baseline):
         if d not in dets:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dsalab import _binding, discovery
+from dsalab.backends import Backend
 from dsalab.device_spec import EMU_KEYS, MODES, check_spec, parse_emu_spec, split_queue_spec  # noqa: F401 (EMU_KEYS)
 from dsalab.errors import InvalidArgument
 
@@ -108,7 +109,7 @@ class Device:
             handle, self._handle = self._handle, None
         if handle is not None:
             _binding.device_close(handle)
-            if self.backend == "dsa-emulated" and self.name.startswith("emu"):
+            if self.backend == Backend.DSA_EMULATED and self.name.startswith("emu"):
                 _release_id(int(self.name[3:]))
         for obj in self._keep:
             obj.close()
@@ -146,7 +147,7 @@ def open_emulated(spec: str = "emu") -> Device:
     except BaseException:
         _release_id(did)
         raise
-    return Device(spec, "dsa-emulated", f"emu{did}", s, handle)
+    return Device(spec, Backend.DSA_EMULATED, f"emu{did}", s, handle)
 
 
 def open_device(spec: str, *, sysfs_root: pathlib.Path = discovery.SYSFS_ROOT) -> Device:
@@ -170,7 +171,7 @@ def open_device(spec: str, *, sysfs_root: pathlib.Path = discovery.SYSFS_ROOT) -
         "max_batch": info["max_batch"],
         "submit_path": _binding.SUBMIT_PATHS[info["submit_path"]],
     }
-    return Device(spec, "dsa-hardware", os.path.basename(path), settings, handle)
+    return Device(spec, Backend.DSA_HARDWARE, os.path.basename(path), settings, handle)
 
 
 def discover(
@@ -210,7 +211,7 @@ def open_write_path(spec: str = "emu", *, mode: str = "shared", wq_size: int = 1
         raise
     dev = Device(
         f"write:{spec}",
-        "dsa-emulated",
+        Backend.DSA_EMULATED,
         f"write->{emu.name}",
         {"mode": mode, "wq_size": wq_size, "submit_path": "write", "far_end": emu.settings},
         handle,

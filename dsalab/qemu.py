@@ -271,7 +271,7 @@ def run_qemu_migration(
             page_size=guest.page_size,
             normal_ratio=guest.normal_ratio,
             channels=channels,
-            detector="cpu-native",  # QEMU finds zero pages on the CPU, in its multifd threads
+            detector=Backend.CPU_NATIVE,  # QEMU finds zero pages on the CPU, in its multifd threads
             seed=guest.seed,
         )
         return qemu_result(trial, st, cpu, qemu_version=".".join(map(str, version)), accel=accel, mismatched=mismatched)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from dsalab import reference
+from dsalab.backends import Backend
 from dsalab.migration import Trial, TrialResult, run_trial
 
 #: scenario number -> normal_ratio
@@ -23,8 +24,8 @@ def scenario_trials(
     guest_bytes: int | str = "1GiB",
     *,
     channels: int = 8,
-    cpu_detector: str = "cpu-numba",
-    dsa_detector: str = "dsa-emulated",
+    cpu_detector: str = Backend.CPU_NUMBA,
+    dsa_detector: str = Backend.DSA_EMULATED,
     devices: int | tuple[str, ...] = 1,
     seed: int = 0,
 ) -> dict[tuple[int, str], Trial]:
@@ -66,7 +67,7 @@ def _published() -> list[dict]:
                 "scenario": key[0],
                 "mode": key[1],
                 "source": "seed",
-                "backend": "cpu" if key[1] == "cpu" else "dsa-hardware",
+                "backend": "cpu" if key[1] == "cpu" else Backend.DSA_HARDWARE.value,
                 "guest_bytes": guest,
                 "host_cpu_ms": float(total),
                 "host_cpu_ms_per_gb": total / (guest / 1e9),
@@ -84,8 +85,8 @@ def compare_seed_scenarios(
     guest_bytes: int | str = "1GiB",
     *,
     channels: int = 8,
-    cpu_detector: str = "cpu-numba",
-    dsa_detector: str = "dsa-emulated",
+    cpu_detector: str = Backend.CPU_NUMBA,
+    dsa_detector: str = Backend.DSA_EMULATED,
     devices: int | tuple[str, ...] = 1,
     seed: int = 0,
     warmup: bool = True,

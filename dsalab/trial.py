@@ -75,7 +75,7 @@ class Trial:
     force_normal_ratio: float = 0.0
     channels: int = 2
     packet_bytes: int = 512 << 10
-    detector: str = "cpu-numba"
+    detector: str = Backend.CPU_NUMBA.value
     devices: int | tuple[str, ...] = 1
     batch_size: int = 128
     completion: str = "thread"

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from dsalab import kernels
+from dsalab.backends import Backend
 from dsalab.trial import Trial
 
 
@@ -64,10 +65,10 @@ def offload_counters(stats: dict[str, Any]) -> dict[str, Any]:
 
 def make_detector(trial: Trial) -> Detector:
     """Open what ``trial.detector`` needs (devices for DSA detectors)."""
-    if trial.detector == "cpu-numba":
-        return Detector("cpu-numba", zero_fn_address=kernels.numba_zero_check_address())
-    if trial.detector == "cpu-native":
-        return Detector("cpu-native", zero_fn_address=kernels.native_zero_check_address())
+    if trial.detector == Backend.CPU_NUMBA:
+        return Detector(Backend.CPU_NUMBA, zero_fn_address=kernels.numba_zero_check_address())
+    if trial.detector == Backend.CPU_NATIVE:
+        return Detector(Backend.CPU_NATIVE, zero_fn_address=kernels.native_zero_check_address())
     return _dsa_detector(trial)
 
 
@@ -75,7 +76,7 @@ def _dsa_detector(trial: Trial) -> Detector:
     from dsalab import devices, offload
 
     specs = trial.device_specs
-    if trial.detector == "dsa-hardware" and not specs:
+    if trial.detector == Backend.DSA_HARDWARE and not specs:
         found = [q.path for q in devices.discover() if q.access != "none" and not q.access.startswith("none")]
         count = trial.devices if isinstance(trial.devices, int) else len(found)
         specs = tuple(found[:count])
@@ -102,7 +103,7 @@ def _dsa_detector(trial: Trial) -> Detector:
     backends = {d.backend for d in opened}
     native = off.native_detector()
     return Detector(
-        backend="dsa-hardware" if "dsa-hardware" in backends else "dsa-emulated",
+        backend=Backend.DSA_HARDWARE if Backend.DSA_HARDWARE in backends else Backend.DSA_EMULATED,
         detect_fn_address=native.fn_address,
         detect_ctx=native.ctx,
         devices=len(opened),
