@@ -73,42 +73,41 @@ def pages(rng: np.random.Generator, npages: int, page_size: int) -> np.ndarray:
     return buf
 
 
+def page_pair(rng: np.random.Generator, npages: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random 4 KiB pages, and a copy with one byte changed (when there is a byte)."""
+    buf = pages(rng, npages, 4096)
+    other = buf.copy()
+    if buf.size:
+        other[int(rng.integers(0, buf.size))] ^= 0x5A
+    return buf, other
+
+
 @pytest.mark.timeout(300)
 @FUZZ
 @given(
     devices=DEVICES,
-    batch_size=st.one_of(st.integers(-2, 4100), NUMBERS),
-    completion=st.sampled_from(["thread", "poll", "umwait", "irq", "", None, 1]),
-    max_retries=st.one_of(st.integers(-2, 64), NUMBERS),
-    cpu_fraction=st.one_of(st.floats(0, 1), NUMBERS),
-    timeout_ms=st.one_of(st.floats(0.0005, 2000), NUMBERS),
-    spin_us=st.one_of(st.floats(0, 1200), NUMBERS),
-    workers=st.one_of(st.integers(-1, 300), NUMBERS),
+    options=st.fixed_dictionaries(
+        {
+            "batch_size": st.one_of(st.integers(-2, 4100), NUMBERS),
+            "completion": st.sampled_from(["thread", "poll", "umwait", "irq", "", None, 1]),
+            "max_retries": st.one_of(st.integers(-2, 64), NUMBERS),
+            "cpu_fraction": st.one_of(st.floats(0, 1), NUMBERS),
+            "timeout_ms": st.one_of(st.floats(0.0005, 2000), NUMBERS),
+            "spin_us": st.one_of(st.floats(0, 1200), NUMBERS),
+            "workers": st.one_of(st.integers(-1, 300), NUMBERS),
+        }
+    ),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_offloader_arguments(
-    devices, batch_size, completion, max_retries, cpu_fraction, timeout_ms, spin_us, workers, seed
-):
+def test_offloader_arguments(devices, options, seed):
     try:
-        off = Offloader(
-            devices,
-            batch_size=batch_size,
-            completion=completion,
-            max_retries=max_retries,
-            cpu_fraction=cpu_fraction,
-            timeout_ms=timeout_ms,
-            spin_us=spin_us,
-            workers=workers,
-        )
+        off = Offloader(devices, **options)
     except Exception as exc:
         one_line(exc)
         return
     rng = np.random.default_rng(seed)
     try:
-        buf = pages(rng, int(rng.integers(0, 40)), 4096)
-        other = buf.copy()
-        if buf.size:
-            other[int(rng.integers(0, buf.size))] ^= 0x5A
+        buf, other = page_pair(rng, int(rng.integers(0, 40)))
         assert off.find_zero_pages(buf).tolist() == kernels.find_zero_pages(buf).tolist()
         assert off.compare_pages(buf, other).tolist() == kernels.compare_pages(buf, other).tolist()
         fut = off.submit_zero_check(buf)
@@ -242,36 +241,25 @@ GOOD_SPECS = st.sampled_from(
 @FUZZ
 @given(
     devices=st.one_of(GOOD_SPECS, st.lists(GOOD_SPECS, min_size=1, max_size=3), st.integers(1, 2)),
-    batch_size=st.one_of(st.integers(1, 1024), st.sampled_from([1, 2, 1024])),
-    completion=st.sampled_from([m for m in ("thread", "poll") if m]),
-    max_retries=st.integers(0, 1000),
-    cpu_fraction=st.one_of(st.floats(0, 1), st.sampled_from([0, 1, 0.5])),
-    timeout_ms=st.one_of(st.floats(0.001, 2000), st.sampled_from([0.001, 3_600_000])),
-    spin_us=st.one_of(st.floats(0, 1000), st.sampled_from([0, 1000])),
-    workers=st.integers(1, 8),
+    options=st.fixed_dictionaries(
+        {
+            "batch_size": st.one_of(st.integers(1, 1024), st.sampled_from([1, 2, 1024])),
+            "completion": st.sampled_from(["thread", "poll"]),
+            "max_retries": st.integers(0, 1000),
+            "cpu_fraction": st.one_of(st.floats(0, 1), st.sampled_from([0, 1, 0.5])),
+            "timeout_ms": st.one_of(st.floats(0.001, 2000), st.sampled_from([0.001, 3_600_000])),
+            "spin_us": st.one_of(st.floats(0, 1000), st.sampled_from([0, 1000])),
+            "workers": st.integers(1, 8),
+        }
+    ),
     npages=st.integers(0, 300),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_offloader_valid_arguments_answer_like_the_cpu(
-    devices, batch_size, completion, max_retries, cpu_fraction, timeout_ms, spin_us, workers, npages, seed
-):
+def test_offloader_valid_arguments_answer_like_the_cpu(devices, options, npages, seed):
     """Every combination of allowed values (edges included) answers exactly as the CPU kernels, every page
     accounted for once."""
-    rng = np.random.default_rng(seed)
-    buf = pages(rng, npages, 4096)
-    other = buf.copy()
-    if buf.size:
-        other[int(rng.integers(0, buf.size))] ^= 0x5A
-    with Offloader(
-        devices,
-        batch_size=batch_size,
-        completion=completion,
-        max_retries=max_retries,
-        cpu_fraction=cpu_fraction,
-        timeout_ms=timeout_ms,
-        spin_us=spin_us,
-        workers=workers,
-    ) as off:
+    buf, other = page_pair(np.random.default_rng(seed), npages)
+    with Offloader(devices, **options) as off:
         assert off.find_zero_pages(buf).tolist() == kernels.find_zero_pages(buf).tolist()
         assert off.compare_pages(buf, other).tolist() == kernels.compare_pages(buf, other).tolist()
         s = off.stats()
