@@ -65,12 +65,15 @@ class Round:
     bottleneck: str
 
 
-def _wait_share(slow_ns: float, fast_ns: float) -> float:
-    """How much of the time a stage of ``fast_ns`` waits for one of ``slow_ns``, 0..1 (1 once the slow one is
-    :data:`WAIT_BAND` slower)."""
-    if fast_ns <= 0:
-        return 1.0
-    return min(1.0, max(0.0, (slow_ns - fast_ns) / (WAIT_BAND * fast_ns)))
+def _main_waits(main_ns: float, rest_ns: float) -> float:
+    """The share of packets for which ``live_migration`` (its stage ``main_ns``) blocks waiting for the rest of
+    the pipeline (its slowest other stage ``rest_ns``), 0..1; the senders wait (are woken) for the other share.
+    Exactly one side waits per packet; within :data:`WAIT_BAND` of a tie the share moves linearly, so that
+    predictions change continuously."""
+    if main_ns <= 0 and rest_ns <= 0:
+        return 0.5
+    x = (rest_ns - main_ns) / (WAIT_BAND * max(main_ns, rest_ns))
+    return min(1.0, max(0.0, 0.5 + x / 2))
 
 
 def _check_detector(trial: Trial, profile: HardwareProfile) -> None:
@@ -149,8 +152,9 @@ def round_costs(trial: Trial, profile: HardwareProfile, pages: Pages, *, check_f
     wake = p["host.wakeup"]
     # who waits for whom: live_migration blocks per packet when the rest is slower; senders are woken per packet
     # when live_migration is slower; with a completion thread, each batch is a sleep and a wake-up
-    main_cpu = main_work + packets * _wait_share(others, main_work) * wake
-    sender_waits = packets * _wait_share(main_work, sender_stage)
+    main_share = _main_waits(main_work, others)
+    main_cpu = main_work + packets * main_share * wake
+    sender_waits = packets * (1 - main_share)
     if dsa and trial.completion == "thread":
         sender_waits += batches
     sender_cpu_all = sender_cpu_work + sender_waits * wake
