@@ -23,6 +23,21 @@ from dsalab.trial import Trial
 
 #: name of the thread that would busy-poll DSA completions
 COMPLETION_THREAD = "dsa_completion"
+#: Round fields summed over rounds
+_SUMMED = (
+    "time_ns",
+    "pages",
+    "checked_pages",
+    "main_cpu_ns",
+    "sender_cpu_ns",
+    "completion_cpu_ns",
+    "receiver_cpu_ns",
+    "detect_cpu_ns",
+    "send_cpu_ns",
+    "device_busy_ns",
+    "wire_bytes",
+    "packets",
+)
 #: time to set up the channels, ns (not modelled: the engine's own setup is a few ms)
 SETUP_NS = 0.0
 
@@ -85,18 +100,20 @@ def predict(
     first = _first_pages(trial)
     ch = trial.channels
     dsa = Backend(trial.detector).is_dsa
-    main = sum(r.main_cpu_ns for r in rs) / 1e6
-    sender = sum(r.sender_cpu_ns for r in rs) / 1e6
-    receiver = sum(r.receiver_cpu_ns for r in rs) / 1e6
+    tot = dict.fromkeys(_SUMMED, 0.0)
+    for r in rs:
+        for name in _SUMMED:
+            tot[name] += getattr(r, name)
+    main, sender, receiver = tot["main_cpu_ns"] / 1e6, tot["sender_cpu_ns"] / 1e6, tot["receiver_cpu_ns"] / 1e6
+    completion = tot["completion_cpu_ns"] / 1e6
     threads = {"live_migration": main}
     threads.update({f"multifdsend_{i}": sender for i in range(ch)})
-    completion = sum(r.completion_cpu_ns for r in rs) / 1e6
     if dsa and trial.completion == "thread":
         threads[COMPLETION_THREAD] = completion
     threads.update({f"multifdrecv_{i}": receiver for i in range(ch)})
-    total_ns = SETUP_NS + sum(r.time_ns for r in rs)
-    wire = sum(r.wire_bytes for r in rs)
-    dirty_pages = sum(r.pages for r in rs[1:])
+    total_ns = SETUP_NS + tot["time_ns"]
+    wire = int(tot["wire_bytes"])
+    dirty_pages = int(tot["pages"]) - first.pages
     host = main + sender * ch + (completion if COMPLETION_THREAD in threads else 0.0)
     return TrialResult(
         trial=trial,
@@ -119,13 +136,13 @@ def predict(
         host_cpu_ms=host,
         destination_cpu_ms=receiver * ch,
         device_cpu_ms=0.0,
-        device_busy_ms=sum(r.device_busy_ns for r in rs) / 1e6,
+        device_busy_ms=tot["device_busy_ns"] / 1e6,
         guest_cpu_ms=0.0,
-        detect_cpu_ms=sum(r.detect_cpu_ns for r in rs) / 1e6,
-        send_cpu_ms=sum(r.send_cpu_ns for r in rs) / 1e6,
+        detect_cpu_ms=tot["detect_cpu_ns"] / 1e6,
+        send_cpu_ms=tot["send_cpu_ns"] / 1e6,
         sender_cpu_ms=sender * ch,
-        packets=sum(r.packets for r in rs),
-        pages_offloaded=sum(r.checked_pages for r in rs) if dsa else 0,
+        packets=int(tot["packets"]),
+        pages_offloaded=int(tot["checked_pages"]) if dsa else 0,
         fallback_pages=0,
         fallback_pages_by_reason={},
         queue_full_retries=0,

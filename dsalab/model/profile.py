@@ -25,6 +25,7 @@ naming the file, the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import os
@@ -155,12 +156,18 @@ class HardwareProfile:
     about: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     path: str = ""
 
+    @functools.cached_property
+    def _numbers(self) -> dict[str, float]:
+        return {k: e.value for k, e in self.entries.items() if isinstance(e, Quantity)}
+
     def __getitem__(self, key: str) -> float:
         """The value of a number in its canonical unit (ns, bytes, bytes/s, count)."""
-        entry = self.entries[key]
-        if not isinstance(entry, Quantity):
-            raise InvalidArgument(f"profile {self.name}: {key} is not a number")
-        return entry.value
+        try:
+            return self._numbers[key]
+        except KeyError:
+            if key in self.entries:
+                raise InvalidArgument(f"profile {self.name}: {key} is not a number") from None
+            raise
 
     def flag(self, key: str) -> bool | str:
         """The value of a flag or choice (``network.same_host``, ``dsa.busy_poll``, ``dsa.submit_path``)."""
@@ -176,7 +183,7 @@ class HardwareProfile:
         assert isinstance(curve, Curve)
         return curve
 
-    @property
+    @functools.cached_property
     def detectors(self) -> tuple[str, ...]:
         """The CPU detectors this profile has costs for."""
         return tuple(d for d in CPU_DETECTORS if f"host.zero_check.{d}.zero_page" in self.entries)
@@ -206,6 +213,21 @@ class HardwareProfile:
             else:
                 raise InvalidArgument(f"profile {self.name}: {key} cannot be replaced this way")
         return HardwareProfile(name or self.name, entries, dict(self.about), "")
+
+    def with_throughput(self, factor: float) -> HardwareProfile:
+        """A copy whose devices are ``factor`` times as fast at every transfer size (a what-if)."""
+        if not (isinstance(factor, int | float) and math.isfinite(factor) and factor > 0):
+            raise InvalidArgument(f"throughput factor={factor!r} is not allowed: allowed is a number > 0")
+        c = self.throughput
+        note = f"{c.source}; x {factor:g} for a what-if"
+        curve = Curve(
+            c.transfer_bytes,
+            tuple(y * factor for y in c.bytes_per_s),
+            c.unit,
+            tuple(w * factor for w in c.written),
+            note,
+        )
+        return HardwareProfile(self.name, {**self.entries, "dsa.throughput": curve}, dict(self.about), "")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> HardwareProfile:

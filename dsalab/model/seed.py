@@ -146,7 +146,6 @@ def check(profile: HardwareProfile) -> pd.DataFrame:
     each scenario and mode, and for DSA both readings of the forced pages (``checked``: zero-checked before being
     sent, as the engine does; ``unchecked``). Columns: scenario, mode, reading, quantity, published, predicted,
     error (predicted / published - 1)."""
-    cpu, _ = _rows("cpu")
     rows = []
     published_cpu = reference.cpu_runtime()
     stats = reference.migration_stats()
