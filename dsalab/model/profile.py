@@ -214,6 +214,21 @@ class HardwareProfile:
                 raise InvalidArgument(f"profile {self.name}: {key} cannot be replaced this way")
         return HardwareProfile(name or self.name, entries, dict(self.about), "")
 
+    def table(self):
+        """Every entry as a ``pandas.DataFrame``: key, value and unit as written, canonical value, source."""
+        import pandas as pd
+
+        rows = []
+        for key, e in self.entries.items():
+            if isinstance(e, Quantity):
+                rows.append((key, e.written, e.unit, e.value, e.source))
+            elif isinstance(e, Curve):
+                written = ", ".join(f"{x:g} B: {y:g}" for x, y in zip(e.transfer_bytes, e.written, strict=True))
+                rows.append((key, written, e.unit, None, e.source))
+            else:
+                rows.append((key, e.value, "", None, e.source))
+        return pd.DataFrame(rows, columns=["key", "value", "unit", "canonical", "source"])
+
     def with_throughput(self, factor: float) -> HardwareProfile:
         """A copy whose devices are ``factor`` times as fast at every transfer size (a what-if)."""
         if not (isinstance(factor, int | float) and math.isfinite(factor) and factor > 0):

@@ -28,7 +28,7 @@ from dsalab.backends import Backend
 from dsalab.model import published
 from dsalab.model.predict import COMPLETION_THREAD, predict
 from dsalab.model.profile import CPU_DETECTORS, Entry, HardwareProfile, Setting
-from dsalab.model.quantities import Quantity
+from dsalab.model.quantities import KINDS, Quantity
 from dsalab.trial import Trial
 
 #: the seed's guest, bytes (total-ram 102400520 kB as QEMU reports it)
@@ -88,24 +88,32 @@ def fit_host(base: HardwareProfile) -> dict[str, Entry]:
     send_byte = rest / (forced / CHANNELS * PAGE)
     fitted = "fitted on the seed's CPU-mode rows ({}): {}"
     out: dict[str, Entry] = {
-        "host.main_page": Quantity(main_page, "ns/page", main_page, fitted.format(CSV, "scenario 2 live_migration")),
+        "host.main_page": _fitted("time/page", main_page, "ns/page", fitted.format(CSV, "scenario 2 live_migration")),
         "host.main_packet": Quantity(0.0, "ns/packet", 0.0, "folded into host.main_page (the rows cannot separate)"),
-        "host.wakeup": Quantity(wakeup, "ns/wakeup", wakeup, fitted.format(CSV, "live_migration, scenario 1 - 2")),
+        "host.wakeup": _fitted(
+            "time/wakeup", wakeup, "us/wakeup", fitted.format(CSV, "live_migration, scenario 1 - scenario 2")
+        ),
         "host.send_page": Quantity(0.0, "ns/page", 0.0, "folded into host.send_byte (the rows cannot separate)"),
-        "host.send_byte": Quantity(send_byte, "ns/B", send_byte, fitted.format(CSV, "scenario 1 multifdsend_*")),
-        "network.bandwidth": Quantity(
-            bandwidth, "B/s", bandwidth, fitted.format(CSV, "scenario 1 total time; the NIC is not stated")
+        "host.send_byte": _fitted("time/B", send_byte, "ns/B", fitted.format(CSV, "scenario 1 multifdsend_*")),
+        "network.bandwidth": _fitted(
+            "rate", bandwidth, "Gbit/s", fitted.format(CSV, "scenario 1 total time; the NIC is not stated")
         ),
         "network.message": Quantity(0.0, "ns/message", 0.0, "folded into network.bandwidth"),
         "network.same_host": Setting(False, "the seed migrated between two hosts"),
     }
     for det in CPU_DETECTORS:
         zc = f"host.zero_check.{det}"
-        out[f"{zc}.zero_page"] = Quantity(
-            zero_page, "ns/page", zero_page, fitted.format(CSV, "scenario 2 multifdsend_*; QEMU's buffer_is_zero")
+        out[f"{zc}.zero_page"] = _fitted(
+            "time/page", zero_page, "ns/page", fitted.format(CSV, "scenario 2 multifdsend_*; QEMU's buffer_is_zero")
         )
         out[f"{zc}.normal_page"] = _from_base(base, f"{zc}.normal_page", "the seed's guest had no normal pages")
     return out
+
+
+def _fitted(kind: str, canonical: float, unit: str, source: str) -> Quantity:
+    """A fitted number written in ``unit`` to 4 significant digits."""
+    written = float(f"{KINDS[kind].from_canonical(canonical, unit):.4g}")
+    return Quantity.of(kind, written, unit, source)
 
 
 def _from_base(base: HardwareProfile, key: str, why: str) -> Entry:
