@@ -55,7 +55,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # result datasets and what is computed from them: no backend, no compiled code
     "data": ("dsalab.schema", "dsalab.results", "dsalab.analysis", "dsalab.sweepfile", "dsalab.partial"),
     # running many trials
-    "runs": ("dsalab.sweep", "dsalab.tune", "dsalab.scenarios", "dsalab.explore"),
+    "runs": ("dsalab.sweep", "dsalab.tune", "dsalab.scenarios", "dsalab.explore", "dsalab.model.whatif"),
     # what people look at and type
     "views": ("dsalab.plots", "dsalab.report"),
     "ui": ("dsalab.widgets", "dsalab.cli", "dsalab.__main__"),

@@ -29,6 +29,7 @@ import functools
 import itertools
 import math
 import os
+import pathlib
 import tomllib
 from collections.abc import Mapping
 from typing import Any
@@ -37,6 +38,8 @@ from dsalab.backends import Backend
 from dsalab.errors import InvalidArgument
 from dsalab.model.quantities import KINDS, Quantity
 
+#: where shipped profiles live (``data/hardware/<name>.toml``)
+HARDWARE_DIR = pathlib.Path(__file__).resolve().parent.parent.parent / "data" / "hardware"
 #: detectors whose CPU costs a profile gives (``host.zero_check.<detector>``)
 CPU_DETECTORS = (Backend.CPU_NUMBA.value, Backend.CPU_NATIVE.value)
 #: how the DSA offload layer submits descriptors, and the profile key of each path's cost
@@ -296,9 +299,20 @@ class HardwareProfile:
         os.replace(tmp, path)
 
 
+def find(spec: str | os.PathLike[str]) -> pathlib.Path:
+    """The file of a profile given as a path, or as the bare name of a shipped profile (``"spr-8457c-dsa"`` ->
+    ``data/hardware/spr-8457c-dsa.toml``)."""
+    path = pathlib.Path(spec)
+    if not path.exists() and path.suffix == "" and path.name == os.fspath(spec):
+        shipped = HARDWARE_DIR / f"{path.name}.toml"
+        if shipped.exists():
+            return shipped
+    return path
+
+
 def load(profile: HardwareProfile | str | os.PathLike[str]) -> HardwareProfile:
-    """``profile`` itself, or the profile read from its path."""
-    return profile if isinstance(profile, HardwareProfile) else HardwareProfile.load(profile)
+    """``profile`` itself, or the profile read from its path (or shipped name, see :func:`find`)."""
+    return profile if isinstance(profile, HardwareProfile) else HardwareProfile.load(find(profile))
 
 
 def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
