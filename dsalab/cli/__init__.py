@@ -14,10 +14,10 @@ from dsalab.errors import DsalabError
 
 # the commands register in this order, the order `dsalab --help` lists them
 # isort: off
-from dsalab.cli import host, trials, sweeps, plot
+from dsalab.cli import host, trials, sweeps, plot, model
 # isort: on
 
-__all__ = ["app", "host", "main", "plot", "sweeps", "trials"]
+__all__ = ["app", "host", "main", "model", "plot", "sweeps", "trials"]
 
 
 def main() -> None:
