@@ -15,6 +15,7 @@ from plotly.subplots import make_subplots
 
 from dsalab import schema
 from dsalab.analysis import swept_dims
+from dsalab.caveats import caveats
 from dsalab.threads import SOURCE_THREADS, thread_order
 from dsalab.units import format_bytes
 
@@ -185,10 +186,30 @@ def subtitle(ds, shown: Iterable[str]) -> str:
     return " · ".join(parts)
 
 
+#: a caveat in a title is broken into lines of at most this many characters
+CAVEAT_LINE_CHARS = 120
+
+
+def _wrap(sentence: str, width: int = CAVEAT_LINE_CHARS) -> list[str]:
+    lines: list[str] = []
+    for word in sentence.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
 def figure_title(text: str, ds, shown: Iterable[str]) -> dict:
-    """A plotly title dict: ``text`` over the :func:`subtitle` of ``ds``."""
+    """A plotly title dict: ``text`` over the :func:`subtitle` of ``ds`` and its caveats
+    (:func:`dsalab.caveats.caveats`: e.g. that the emulated device shared the host's cores), the margin above the
+    plot grown to fit them."""
     sub = subtitle(ds, shown)
-    return {"text": f"{text}<br><sup>{sub}</sup>" if sub else text, "x": 0.02}
+    parts = [text] + ([f"<sup>{sub}</sup>"] if sub else [])
+    parts += [f"<sup><i>{line}</i></sup>" for c in caveats(ds) for line in _wrap(c)]
+    if len(parts) <= 2:
+        return {"text": "<br>".join(parts), "x": 0.02}
+    return {"text": "<br>".join(parts), "x": 0.02, "y": 1.0, "yref": "paper", "yanchor": "bottom", "automargin": True}
 
 
 def axis_kind(ds, dim: str) -> dict:
