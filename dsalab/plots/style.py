@@ -32,6 +32,7 @@ __all__ = [
     "cap",
     "color",
     "figure_title",
+    "fit_title",
     "format_value",
     "label",
     "metric_units",
@@ -188,6 +189,11 @@ def subtitle(ds, shown: Iterable[str]) -> str:
 
 #: a caveat in a title is broken into lines of at most this many characters
 CAVEAT_LINE_CHARS = 120
+#: :func:`fit_title`: the top margin for the title's first line, and each line under it, px
+TITLE_TOP_PX = 40
+TITLE_LINE_PX = 21
+#: the gap between the title and the plot (room for subplot titles), px
+TITLE_GAP_PX = 26
 
 
 def _wrap(sentence: str, width: int = CAVEAT_LINE_CHARS) -> list[str]:
@@ -209,7 +215,20 @@ def figure_title(text: str, ds, shown: Iterable[str]) -> dict:
     parts += [f"<sup><i>{line}</i></sup>" for c in caveats(ds) for line in _wrap(c)]
     if len(parts) <= 2:
         return {"text": "<br>".join(parts), "x": 0.02}
-    return {"text": "<br>".join(parts), "x": 0.02, "y": 1.0, "yref": "paper", "yanchor": "bottom", "automargin": True}
+    # more lines than the default top margin holds: plotly anchors a title by its first line, so that line is
+    # lifted above the plot by the lines under it; fit_title grows the top margin to match
+    lift = TITLE_GAP_PX + TITLE_LINE_PX * (len(parts) - 1)
+    return {"text": "<br>".join(parts), "x": 0.02, "yref": "paper", "y": 1.0, "yanchor": "bottom", "pad": {"b": lift}}
+
+
+def fit_title(fig: go.Figure) -> go.Figure:
+    """Grow the top margin of ``fig`` so that a :func:`figure_title` of more than two lines (a caveat under the
+    subtitle) sits above the plot, not over it; returns ``fig``."""
+    lines = str(fig.layout.title.text or "").count("<br>") + 1
+    if lines > 2:
+        top = fig.layout.margin.t if fig.layout.margin.t is not None else 90
+        fig.update_layout(margin={"t": max(top, TITLE_TOP_PX + TITLE_GAP_PX + TITLE_LINE_PX * (lines - 1))})
+    return fig
 
 
 def axis_kind(ds, dim: str) -> dict:
