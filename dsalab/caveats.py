@@ -75,7 +75,7 @@ def _dataset_profile(ds: Any) -> str | None:
     return None
 
 
-def _result_caveats(result: Any) -> list[str]:
+def _result_caveats(result: Any, profile: str | None) -> list[str]:
     out = []
     backend = str(result.backend)
     if backend == Backend.DSA_EMULATED:
@@ -83,11 +83,11 @@ def _result_caveats(result: Any) -> list[str]:
         if busy <= 0 or cores <= 0 or busy > cores:
             out.append(emulated_sentence(busy, cores))
     if backend == Backend.MODEL:
-        out.append(model_sentence(_trial_profile(result.trial)))
+        out.append(model_sentence(profile or _trial_profile(result.trial)))
     return out
 
 
-def _dataset_caveats(ds: Any) -> list[str]:
+def _dataset_caveats(ds: Any, profile: str | None) -> list[str]:
     import numpy as np  # only datasets come here; numpy is already loaded with xarray
 
     out = []
@@ -108,7 +108,7 @@ def _dataset_caveats(ds: Any) -> list[str]:
         elif not recorded.all():
             out.append(emulated_sentence(0, 0))
     if (ok & (backend == str(Backend.MODEL))).any():
-        out.append(model_sentence(_dataset_profile(ds)))
+        out.append(model_sentence(profile or _dataset_profile(ds)))
     return out
 
 
@@ -121,19 +121,28 @@ def _values(ds: Any, name: str, where: Any) -> Any:
     return np.broadcast_to(np.asarray(ds[name].values), where.shape)[where].astype(np.int64)
 
 
-def caveats(ds_or_result: Any) -> list[str]:
+def caveats(ds_or_result: Any, hardware_profile: str | None = None) -> list[str]:
     """The caveats of a result dataset (the layout of :mod:`dsalab.results`) or of one
-    :class:`~dsalab.result.TrialResult`: a list of sentences, empty when there is nothing to say."""
+    :class:`~dsalab.result.TrialResult`: a list of sentences, empty when there is nothing to say.
+
+    ``hardware_profile`` names the profile model results came from (a name or a TOML path) when the caller knows
+    it; otherwise it is looked up in the dataset's attributes (``hardware_profile``, ``hardware``, or the
+    ``hardware`` field of its ``base_trial``) or the result's trial."""
+    if hardware_profile is not None and not isinstance(hardware_profile, str):
+        raise InvalidType(
+            f"caveats(hardware_profile={hardware_profile!r:.80}) is not allowed: a profile name or path (str) or None"
+        )
     if hasattr(ds_or_result, "data_vars"):
-        return _dataset_caveats(ds_or_result)
+        return _dataset_caveats(ds_or_result, hardware_profile)
     if hasattr(ds_or_result, "backend") and hasattr(ds_or_result, "trial"):
-        return _result_caveats(ds_or_result)
+        return _result_caveats(ds_or_result, hardware_profile)
     raise InvalidType(
         f"caveats(ds_or_result={type(ds_or_result).__name__}) is not allowed: a result dataset or a TrialResult"
     )
 
 
-def format_caveats(ds_or_result: Any, prefix: str = "note: ") -> str:
-    """The caveats of ``ds_or_result`` as lines to print under a table (each starting with ``prefix``); "" when
-    there are none."""
-    return "\n".join(prefix + c for c in caveats(ds_or_result))
+def format_caveats(ds_or_result: Any, prefix: str = "note: ", hardware_profile: str | None = None) -> str:
+    """The caveats of ``ds_or_result`` (see :func:`caveats`) as lines to print under a table, each starting with
+    ``prefix``; "" when there are none. ``dsalab run`` prints it under the result's table; ``dsalab sweep`` and
+    ``dsalab summary`` get the same lines through :func:`dsalab.analysis.format_summary`."""
+    return "\n".join(prefix + c for c in caveats(ds_or_result, hardware_profile))

@@ -109,6 +109,8 @@ def test_the_model_sentence_names_the_profile():
     assert caveats.UNKNOWN_PROFILE in caveats.model_sentence(None)
     (only,) = caveats.caveats(dataclasses.replace(_result(), backend="model"))
     assert "predicted by dsalab.model" in only and "nothing was migrated" in only
+    named = caveats.format_caveats(dataclasses.replace(_result(), backend="model"), hardware_profile="my-host")
+    assert named == "note: " + caveats.model_sentence("my-host")
     ds = dataclasses.replace(_result(), backend="model").to_dataset()
     ds.attrs["hardware_profile"] = "spr-8457c-dsa"
     assert caveats.caveats(ds) == [caveats.model_sentence("spr-8457c-dsa")]
@@ -117,6 +119,8 @@ def test_the_model_sentence_names_the_profile():
 def test_caveats_refuses_anything_else():
     with pytest.raises(DsalabError, match="caveats"):
         caveats.caveats(42)
+    with pytest.raises(DsalabError, match="hardware_profile=3"):
+        caveats.caveats(_result(), hardware_profile=3)
 
 
 def _dataset(cores_per_trial: list[int]):
