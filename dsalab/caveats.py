@@ -93,7 +93,8 @@ def _dataset_caveats(ds: Any, profile: str | None) -> list[str]:
     out = []
     if "backend" not in ds or "status" not in ds:
         return out
-    backend = np.asarray(ds["backend"].values).astype(str)
+    dims = ds["status"].dims
+    backend = np.asarray(ds["backend"].transpose(*dims).values).astype(str)
     ok = np.asarray(ds["status"].values).astype(str) == "ok"
     emulated = ok & (backend == str(Backend.DSA_EMULATED))
     if emulated.any():
@@ -118,7 +119,7 @@ def _values(ds: Any, name: str, where: Any) -> Any:
 
     if name not in ds:
         return np.zeros(int(where.sum()), dtype=np.int64)
-    return np.broadcast_to(np.asarray(ds[name].values), where.shape)[where].astype(np.int64)
+    return np.asarray(ds[name].transpose(*ds["status"].dims).values)[where].astype(np.int64)
 
 
 def caveats(ds_or_result: Any, hardware_profile: str | None = None) -> list[str]:

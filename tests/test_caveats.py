@@ -173,6 +173,8 @@ def test_an_older_file_without_the_fields_reads_as_not_recorded(tmp_path):
     assert "threads per core not recorded" in sentence
     both = results.combine([back, results.read(results.write(_dataset([2, 2]), tmp_path / "new.nc"))], ["a", "b"])
     assert set(np.unique(both.cores.values)) <= {0, 2}
+    (combined,) = caveats.caveats(both)  # a run dimension: the recorded run is named, in its share of the trials
+    assert "(8 busy threads on 2 cores, in 2 of 4 dsa-emulated trials)" in combined
 
 
 @pytest.mark.timeout(300)
