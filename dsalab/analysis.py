@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from dsalab.backends import is_cpu, is_dsa
+from dsalab.caveats import caveats as find_caveats
 from dsalab.errors import InvalidArgument
 from dsalab.results import param_dims
 
@@ -44,11 +45,13 @@ class Summary:
     savings : one row per (DSA detector, CPU detector, point of the other parameters): both means of
         ``host_cpu_ms_per_gb``, ``saved_pct`` (100 * (cpu - dsa) / cpu) mean and std over repeats, count
     overall : one row per (DSA detector, CPU detector): the saving over every point and repeat
+    caveats : what the figures cannot tell by themselves, one sentence each (:func:`dsalab.caveats.caveats`)
     """
 
     best: pd.DataFrame
     savings: pd.DataFrame
     overall: pd.DataFrame
+    caveats: list[str] = dataclasses.field(default_factory=list)
 
 
 def _detectors(ds) -> list[tuple[str, Any]]:
@@ -99,7 +102,7 @@ def summarize(ds) -> Summary:
             )
     best = pd.DataFrame(rows, columns=["detector", "criterion", "metric", "point", "mean", "std", "n"])
     savings, overall = _savings(ds)
-    return Summary(best, savings, overall)
+    return Summary(best, savings, overall, find_caveats(ds))
 
 
 def _savings(ds) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -160,6 +163,7 @@ def format_summary(summary: Summary, ds=None, *, max_rows: int = 20) -> str:
             errors = sorted({str(e) for e in ds["error"].values[ds["status"].values == "failed"]})
             for e in errors[:3]:
                 lines.append(f"  failed: {e[:160]}")
+    lines.extend(f"note: {c}" for c in summary.caveats)
     lines.append("best point per detector (mean ± std over repeats):")
     for _, r in summary.best.iterrows():
         if r.n == 0:

@@ -26,8 +26,20 @@ EMU_KEYS: dict[str, tuple[type, float, float, Any, str]] = {
     "seed": (int, 0, 2**63 - 1, 0, "seed of the injected faults"),
     "vanish_after": (int, 0, 2**63 - 1, 0, "the device disappears after this many descriptors (0: never)"),
     "max_batch": (int, 2, 4096, 1024, "descriptors per batch"),
+    "priority": (
+        str,
+        0,
+        0,
+        "normal",
+        "engine threads' priority: normal, idle (SCHED_IDLE: the host's threads first) or high (nice -10: the "
+        "device's work first; needs CAP_SYS_NICE)",
+    ),
 }
 MODES = ("shared", "dedicated")
+#: the emulated engines' priorities, in the order of dsl_emu_config.priority (0, 1, 2)
+PRIORITIES = ("normal", "idle", "high")
+#: the allowed values of each str key
+CHOICES: dict[str, tuple[str, ...]] = {"mode": MODES, "priority": PRIORITIES}
 #: the name of a DSA work queue's character device (and of its sysfs directory): wq<device>.<queue>
 QUEUE_NAME = re.compile(r"wq[0-9]{1,4}\.[0-9]{1,4}")
 #: longest queue path accepted (Linux's PATH_MAX is 4096 bytes with its NUL)
@@ -60,8 +72,10 @@ def parse_emu_spec(spec: str) -> dict[str, Any]:
         typ, lo, hi, _, meaning = EMU_KEYS[key]
         raw = raw.strip()
         if typ is str:
-            if raw not in MODES:
-                raise InvalidArgument(f"device spec {spec!r}: mode={raw!r} is not allowed; allowed: {', '.join(MODES)}")
+            if raw not in CHOICES[key]:
+                raise InvalidArgument(
+                    f"device spec {spec!r}: {key}={raw!r} is not allowed; allowed: {', '.join(CHOICES[key])}"
+                )
             out[key] = raw
             continue
         try:

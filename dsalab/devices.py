@@ -24,8 +24,15 @@ from typing import Any
 
 from dsalab import _binding, discovery
 from dsalab.backends import Backend
-from dsalab.device_spec import EMU_KEYS, MODES, check_spec, parse_emu_spec, split_queue_spec  # noqa: F401 (EMU_KEYS)
-from dsalab.errors import InvalidArgument
+from dsalab.device_spec import (  # noqa: F401 (EMU_KEYS)
+    EMU_KEYS,
+    MODES,
+    PRIORITIES,
+    check_spec,
+    parse_emu_spec,
+    split_queue_spec,
+)
+from dsalab.errors import DevicePermissionError, InvalidArgument
 
 _live_ids: set[int] = set()
 _ids_lock = threading.Lock()
@@ -143,7 +150,14 @@ def open_emulated(spec: str = "emu") -> Device:
             vanish_after=s["vanish_after"],
             device_id=did,
             max_batch=s["max_batch"],
+            priority=PRIORITIES.index(s["priority"]),
         )
+    except DevicePermissionError:
+        _release_id(did)
+        raise DevicePermissionError(  # the only permission an emulated device needs
+            f"device spec {spec!r}: priority=high needs CAP_SYS_NICE (nice -10 for the engine threads), which this "
+            "process lacks; allowed without it: priority=normal or priority=idle"
+        ) from None
     except BaseException:
         _release_id(did)
         raise

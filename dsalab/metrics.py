@@ -56,6 +56,8 @@ TABLE: tuple[Metric, ...] = (
     Metric("page_faults", "faults", "device page faults (partial completions)", "int"),
     Metric("verified", "1", "destination equals source, byte for byte", "flag"),
     Metric("mismatched_pages", "pages", "destination pages that differ from the source", "int"),
+    Metric("busy_threads", "threads", "migration and device threads busy >= 1% of total time (0: not recorded)", "int"),
+    Metric("cores", "cores", "CPUs the migrating process could use (0: not recorded)", "int"),
     Metric("thread_cpu_ms", "ms", "CPU time per thread", "thread"),
 )
 
@@ -74,6 +76,11 @@ def metric(name: str) -> Metric:
         return BY_NAME[name]
     except KeyError:
         raise KeyError(f"no metric {name!r}; metrics are {', '.join(BY_NAME)}") from None
+
+
+#: metrics added after datasets were first written: name -> the value an older dataset is read with (``0``: not
+#: recorded), see :func:`dsalab.schema.upgrade`
+ADDED_LATER: dict[str, int] = {"busy_threads": 0, "cores": 0}
 
 
 def fill_value(name: str) -> float | int:

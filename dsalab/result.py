@@ -61,6 +61,10 @@ class TrialResult:
     verified: bool
     mismatched_pages: int
     channel_stats: list[dict[str, int]] = dataclasses.field(default_factory=list)
+    #: migration and device threads busy for >= 1% of the total time (0: not recorded, e.g. an older record)
+    busy_threads: int = 0
+    #: CPUs the migrating process could run on (``os.sched_getaffinity``; 0: not recorded)
+    cores: int = 0
 
     def __post_init__(self) -> None:
         try:
@@ -70,6 +74,12 @@ class TrialResult:
             raise InvalidArgument(
                 f"TrialResult field backend={self.backend!r:.100} is not allowed: allowed is {allowed}"
             ) from None
+
+    @property
+    def oversubscribed(self) -> bool:
+        """True when more threads were busy than the process had cores (both recorded): the threads then shared
+        cores, so an emulated device's engines took time from the host's threads."""
+        return self.cores > 0 and self.busy_threads > self.cores
 
     @property
     def host_cpu_ms_per_gb(self) -> float:
@@ -109,7 +119,11 @@ class TrialResult:
             raise InvalidArgument(
                 f"TrialResult.from_dict: unknown fields {', '.join(unknown)[:300]}; allowed: {sorted(fields_)}"
             )
-        missing = sorted(n for n, f in fields_.items() if n not in data and f.default_factory is dataclasses.MISSING)
+        missing = sorted(
+            n
+            for n, f in fields_.items()
+            if n not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        )
         if missing:
             raise InvalidArgument(f"TrialResult.from_dict: missing fields {missing}")
         values = dict(data)

@@ -33,6 +33,7 @@ from dsalab.schema import (  # noqa: F401 (re-exported: the schema's names were 
     long_name,
     param_dims,
     units,
+    upgrade,
     validate,
 )
 
@@ -119,6 +120,7 @@ def read(path: str | pathlib.Path):
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         raise SchemaError(f"{path}: cannot be read as a netCDF-4 result file written by dsalab ({reason})") from None
     try:
+        ds = upgrade(ds)  # metrics added since the file was written: "not recorded"
         validate(ds)
     except SchemaError as exc:
         raise SchemaError(f"{path}: {exc}") from None

@@ -39,9 +39,12 @@ from dsalab.threads import thread_order
 #: 2 - datasets of many trials: one dimension per swept parameter + repeat; status/error/backend/worker
 #: 3 - sweep provenance attributes (sweep_file, sweep_name, seed, ...); validate() on write and read; the ``run``
 #:     dimension and run_<attribute> variables of combined datasets
-SCHEMA_VERSION = 3
-#: versions :func:`read` accepts (2 has the same variables, without sweep provenance)
-READABLE_VERSIONS = (2, 3)
+#: 4 - busy_threads and cores per trial (how many threads shared how many cores); older files are read with
+#:     both 0, "not recorded" (:func:`upgrade`)
+SCHEMA_VERSION = 4
+#: versions :func:`read` accepts (2 has the same variables, without sweep provenance; 2 and 3 lack the metrics
+#: of :data:`dsalab.metrics.ADDED_LATER`, which :func:`upgrade` adds)
+READABLE_VERSIONS = (2, 3, 4)
 
 #: metric name -> (units, long name); every variable of a result dataset is listed here (a view of the one table
 #: :data:`dsalab.metrics.TABLE`)
@@ -66,7 +69,7 @@ FLAG_METRICS = _metrics.FLAG_NAMES
 STRING_VARS: dict[str, str] = {
     "status": "ok, or failed (then see error)",
     "error": "why the trial failed (empty when ok)",
-    "backend": "what found the zero pages: cpu-numba, cpu-native, dsa-emulated, dsa-hardware, qemu",
+    "backend": "what found the zero pages: cpu-numba, cpu-native, dsa-emulated, dsa-hardware, qemu, model",
     "worker": "host that ran the trial",
 }
 
@@ -179,6 +182,21 @@ _STRING_FILL = {"status": "failed", "error": "not run", "backend": "", "worker":
 def param_dims(ds) -> list[str]:
     """Swept parameter dimensions of a result dataset, in order (``run``, ``repeat``, ``thread`` left out)."""
     return [d for d in ds["status"].dims if d not in RESERVED_DIMS]
+
+
+def upgrade(ds):
+    """``ds`` with every metric of :data:`dsalab.metrics.ADDED_LATER` it lacks (a file written before the metric
+    existed) added over the trial dimensions: the "not recorded" value where a trial ran, -1 where it failed;
+    a dataset that has them all is returned as it is. Run before :func:`validate` on what is read."""
+    missing = [name for name in _metrics.ADDED_LATER if name not in ds]
+    if not missing or "status" not in ds:
+        return ds
+    ds = ds.copy()
+    ok = np.asarray(ds["status"].values == "ok")
+    for name in missing:
+        values = np.where(ok, _metrics.ADDED_LATER[name], -1).astype(np.int64)
+        ds[name] = (ds["status"].dims, values, {"units": units(name), "long_name": long_name(name)})
+    return ds
 
 
 def validate(ds) -> None:

@@ -122,6 +122,8 @@ typedef struct {
     uint64_t vanish_after;   /* the device disappears after this many descriptors (0: never) */
     int device_id;           /* names the engine threads dsa_engine_<device_id>_<i> */
     int max_batch;           /* descriptors per batch */
+    int priority;            /* engine threads: 0 normal, 1 idle (SCHED_IDLE, else nice 19: after the host's
+                                threads), 2 high (nice -10, before them; needs CAP_SYS_NICE, else DSL_EPERM) */
 } dsl_emu_config;
 typedef struct {
     int backend;             /* DSL_BACKEND_* */

@@ -25,6 +25,7 @@ struct emu {
     struct engine_slot *slots; /* per engine, under lock */
     pthread_cond_t idle;       /* an engine let go of a descriptor */
     int next_engine, nengines_started;
+    int prio_refused;          /* engines whose priority could not be set (under lock) */
     int stop, gone;
     uint64_t device_free_ns; /* the timing model's clock, under lock */
     uint64_t rng;            /* under lock: queue-full injection */

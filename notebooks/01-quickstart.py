@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -13,7 +15,7 @@
 
 # %% tags=["parameters"]
 guest: str = "64MiB"  # guest RAM of each trial (the seed migrated 100 GB; keep it small here)
-normal_ratio: float = 0.5  # fraction of guest pages that are normal (non-zero); the seed's scenario 1
+normal_ratio: float = 0.5  # fraction of guest pages that are normal (non-zero)
 channels: int = 2  # multifd channels (sender threads and TCP connections)
 cpu_detector: str = "cpu-numba"  # the baseline: zero pages found by a CPU kernel
 dsa_detector: str = "dsa-emulated"  # the offload: dsa-emulated here, dsa-hardware with real DSA work queues

@@ -36,6 +36,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "dsalab.trial",
         "dsalab.result",
         "dsalab.reference",
+        "dsalab.caveats",
     ),
     # the compiled module, numba kernels, devices and the offload API
     "native": (

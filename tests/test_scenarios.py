@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from dsalab import reference, scenarios
@@ -19,7 +21,10 @@ def test_reference_tables_load():
 
 def test_scenario_trials():
     trials = scenarios.scenario_trials("64MiB", channels=4)
-    assert trials[(1, "cpu")].normal_ratio == 0.5 and trials[(2, "dsa")].normal_ratio == 0.0
+    # the seed's guest was all zero; scenario 1's "50% normal" were zero pages forced normal
+    for mode in ("cpu", "dsa"):
+        assert trials[(1, mode)].normal_ratio == 0.0 and trials[(1, mode)].force_normal_ratio == 0.5
+        assert trials[(2, mode)].normal_ratio == 0.0 and trials[(2, mode)].force_normal_ratio == 0.0
     assert trials[(1, "dsa")].detector == "dsa-emulated" and trials[(1, "cpu")].channels == 4
 
 
@@ -38,6 +43,19 @@ def test_compare_runs_the_dsa_mode_on_the_emulated_device():
         assert dsa.backend == "dsa-emulated" and cpu.backend == "cpu-numba"
         assert dsa.pages_offloaded > 0 and "dsa_completion" in dsa.thread_cpu_ms  # the device did the work
         assert cpu.pages_offloaded == 0
+        assert dsa.normal_pages == 0 and cpu.normal_pages == 0  # an all-zero guest, as in the seed
+    half = results[(1, "cpu")].trial.guest_bytes // results[(1, "cpu")].trial.page_size // 2
+    assert results[(1, "cpu")].forced_normal_pages == pytest.approx(half, rel=0.1)
+    assert results[(2, "cpu")].forced_normal_pages == 0
     ours = table[table.source == "dsalab"]
     assert set(ours[ours["mode"] == "dsa"].backend) == {"dsa-emulated"}
     assert "host_cpu_ms_per_gb" in scenarios.format_comparison(table)
+    assert set(table.force_normal_ratio) == {0.5, 0.0} and set(table.normal_ratio) == {0.0}
+
+
+def test_seed_scenarios_sweep_forces_normal_pages():
+    from dsalab import sweepfile
+
+    spec = sweepfile.load(pathlib.Path(__file__).resolve().parents[1] / "data/sweeps/seed-scenarios.toml")
+    assert spec.base["normal_ratio"] == 0.0 and "normal_ratio" not in spec.params
+    assert sorted(spec.params["force_normal_ratio"]) == [0.0, 0.5]

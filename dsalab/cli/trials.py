@@ -47,6 +47,11 @@ def run(
         fail(str(exc))
     bar.close()
     typer.echo(result.table())
+    from dsalab.caveats import format_caveats
+
+    notes = format_caveats(result)
+    if notes:
+        typer.echo(notes)
     if out:
         from dsalab import results
 
@@ -65,12 +70,13 @@ def scenarios(
     dsa_detector: str = typer.Option("dsa-emulated", help="dsa-emulated, or dsa-hardware with real queues."),
     seed: int = typer.Option(0),
 ) -> None:
-    """The cover letter's scenarios 1 (50% normal) and 2 (all zero), CPU vs DSA, beside the published figures."""
+    """The cover letter's scenarios, CPU vs DSA, beside the published figures: 1 (an all-zero guest with half its
+    pages forced normal, force_normal_ratio 0.5) and 2 (all zero)."""
     from dsalab import scenarios as sc
     from dsalab.errors import DsalabError
 
     try:
-        table, _ = sc.compare_seed_scenarios(
+        table, results = sc.compare_seed_scenarios(
             guest,
             channels=channels,
             cpu_detector=cpu_detector,
@@ -81,3 +87,7 @@ def scenarios(
     except (DsalabError, ValueError, TypeError, OSError) as exc:
         fail(str(exc))
     typer.echo(sc.format_comparison(table))
+    from dsalab.caveats import caveats
+
+    for note in dict.fromkeys(c for r in results.values() for c in caveats(r)):  # each sentence once
+        typer.echo(f"note: {note}")

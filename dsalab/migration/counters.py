@@ -37,6 +37,7 @@ class RawCounters:
     channel_stats : each channel's native counters (:meth:`dsalab._binding.MigrationEngine.channel_stats`)
     offload : the detector's counters (:meth:`dsalab.migration.detectors.Detector.stats`)
     mismatched_pages : destination pages that differ from the source
+    cores : CPUs the process could run on during the trial (``len(os.sched_getaffinity(0))``; 0: not recorded)
     """
 
     backend: str
@@ -54,6 +55,18 @@ class RawCounters:
     channel_stats: Sequence[Mapping[str, int]]
     offload: Mapping[str, Any]
     mismatched_pages: int
+    cores: int = 0
+
+
+#: a thread counts as busy when its CPU time is at least this share of the trial's total time
+BUSY_SHARE = 0.01
+
+
+def busy_threads(cpu: Mapping[str, float], total_ms: float) -> int:
+    """How many of the accounted threads (``cpu``: name -> CPU ms) ran for at least :data:`BUSY_SHARE` of
+    ``total_ms`` (ms): the threads that competed for the cores."""
+    floor = BUSY_SHARE * max(total_ms, 0.0)
+    return sum(1 for ms in cpu.values() if ms > 0 and ms >= floor)
 
 
 def thread_cpu_ms(
@@ -119,4 +132,6 @@ def build_result(trial: Trial, raw: RawCounters) -> TrialResult:
         verified=raw.mismatched_pages == 0,
         mismatched_pages=raw.mismatched_pages,
         channel_stats=[dict(c) for c in raw.channel_stats],
+        busy_threads=busy_threads(cpu, total_s * 1e3),
+        cores=raw.cores,
     )

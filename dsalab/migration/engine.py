@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import mmap
+import os
 import socket
 import threading
 import time
@@ -250,6 +251,7 @@ def _run(res: _Opened, deadline_s: float, progress: ProgressFn | None) -> RawCou
         channel_stats=[engine.channel_stats(i) for i in range(res.trial.channels)],
         offload=res.detector.stats(),
         mismatched_pages=0,
+        cores=len(os.sched_getaffinity(0)),
     )
 
 

@@ -6,7 +6,16 @@ import numpy as np
 import plotly.graph_objects as go
 
 from dsalab.analysis import break_even_points
-from dsalab.plots.style import color, figure_title, label, metric_units, new_figure, point_label, short_metric
+from dsalab.plots.style import (
+    color,
+    figure_title,
+    fit_title,
+    label,
+    metric_units,
+    new_figure,
+    point_label,
+    short_metric,
+)
 
 
 def break_even(
@@ -80,4 +89,5 @@ def break_even(
         )
     title = "Break-even: where offload stops paying"
     fig.update_layout(title=figure_title(title, ds, ["normal_ratio", "detector"]), height=750 + 18 * len(notes))
+    fit_title(fig)
     return fig

@@ -8,7 +8,16 @@ import numpy as np
 import plotly.graph_objects as go
 
 from dsalab.analysis import ok_values
-from dsalab.plots.style import PARAM_LABELS, color, figure_title, format_value, label, new_figure, short_metric
+from dsalab.plots.style import (
+    PARAM_LABELS,
+    color,
+    figure_title,
+    fit_title,
+    format_value,
+    label,
+    new_figure,
+    short_metric,
+)
 
 
 def latency(ds, metrics: Sequence[str] = ("total_time_ms", "downtime_ms"), by: str = "detector") -> go.Figure:
@@ -38,4 +47,5 @@ def latency(ds, metrics: Sequence[str] = ("total_time_ms", "downtime_ms"), by: s
         fig.update_yaxes(title_text=label(ds, metric), row=1, col=c)
         fig.update_xaxes(title_text=PARAM_LABELS.get(by, by) if by in ds.dims else "", row=1, col=c)
     fig.update_layout(title=figure_title("Latency distributions over repeats", ds, [by]))
+    fit_title(fig)
     return fig

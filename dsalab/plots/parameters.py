@@ -18,6 +18,7 @@ from dsalab.plots.style import (
     cap,
     color,
     figure_title,
+    fit_title,
     format_value,
     label,
     new_figure,
@@ -66,6 +67,7 @@ def lines(ds, x: str, metric: str = "host_cpu_ms_per_gb") -> go.Figure:
     fig = new_figure()
     _add_lines(fig, ds, x, metric)
     fig.update_layout(title=figure_title(f"{cap(short_metric(metric))} against {x.replace('_', ' ')}", ds, [x]))
+    fit_title(fig)
     return fig
 
 
@@ -84,6 +86,7 @@ def _multi_lines(ds, xs: Sequence[str], metrics: Sequence[str], title: str) -> g
         for c, x in enumerate(xs, start=1):
             offset += _add_lines(fig, ds, x, metric, row=r, col=c, legend=(r == 1), color_offset=offset)
     fig.update_layout(title=figure_title(title, ds, xs), height=380 * len(metrics) + 120)
+    fit_title(fig)
     return fig
 
 
@@ -155,4 +158,5 @@ def heatmap(ds, metric: str = "host_cpu_ms_per_gb", x: str = "batch_size", y: st
         fig.update_yaxes(title_text=label(ds, y))
     fig.update_layout(height=max(HEIGHT, 160 + 300 * nrows))
     fig.update_layout(title=figure_title(f"{cap(short_metric(metric))} (mean over repeats)", ds, [x, y]))
+    fit_title(fig)
     return fig

@@ -15,6 +15,7 @@ from plotly.subplots import make_subplots
 
 from dsalab import schema
 from dsalab.analysis import swept_dims
+from dsalab.caveats import caveats
 from dsalab.threads import SOURCE_THREADS, thread_order
 from dsalab.units import format_bytes
 
@@ -31,6 +32,7 @@ __all__ = [
     "cap",
     "color",
     "figure_title",
+    "fit_title",
     "format_value",
     "label",
     "metric_units",
@@ -185,10 +187,48 @@ def subtitle(ds, shown: Iterable[str]) -> str:
     return " · ".join(parts)
 
 
+#: a caveat in a title is broken into lines of at most this many characters
+CAVEAT_LINE_CHARS = 120
+#: :func:`fit_title`: the top margin for the title's first line, and each line under it, px
+TITLE_TOP_PX = 40
+TITLE_LINE_PX = 21
+#: the gap between the title and the plot (room for subplot titles), px
+TITLE_GAP_PX = 26
+
+
+def _wrap(sentence: str, width: int = CAVEAT_LINE_CHARS) -> list[str]:
+    lines: list[str] = []
+    for word in sentence.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
 def figure_title(text: str, ds, shown: Iterable[str]) -> dict:
-    """A plotly title dict: ``text`` over the :func:`subtitle` of ``ds``."""
+    """A plotly title dict: ``text`` over the :func:`subtitle` of ``ds`` and its caveats
+    (:func:`dsalab.caveats.caveats`: e.g. that the emulated device shared the host's cores), the margin above the
+    plot grown to fit them."""
     sub = subtitle(ds, shown)
-    return {"text": f"{text}<br><sup>{sub}</sup>" if sub else text, "x": 0.02}
+    parts = [text] + ([f"<sup>{sub}</sup>"] if sub else [])
+    parts += [f"<sup><i>{line}</i></sup>" for c in caveats(ds) for line in _wrap(c)]
+    if len(parts) <= 2:
+        return {"text": "<br>".join(parts), "x": 0.02}
+    # more lines than the default top margin holds: plotly anchors a title by its first line, so that line is
+    # lifted above the plot by the lines under it; fit_title grows the top margin to match
+    lift = TITLE_GAP_PX + TITLE_LINE_PX * (len(parts) - 1)
+    return {"text": "<br>".join(parts), "x": 0.02, "yref": "paper", "y": 1.0, "yanchor": "bottom", "pad": {"b": lift}}
+
+
+def fit_title(fig: go.Figure) -> go.Figure:
+    """Grow the top margin of ``fig`` so that a :func:`figure_title` of more than two lines (a caveat under the
+    subtitle) sits above the plot, not over it; returns ``fig``."""
+    lines = str(fig.layout.title.text or "").count("<br>") + 1
+    if lines > 2:
+        top = fig.layout.margin.t if fig.layout.margin.t is not None else 90
+        fig.update_layout(margin={"t": max(top, TITLE_TOP_PX + TITLE_GAP_PX + TITLE_LINE_PX * (lines - 1))})
+    return fig
 
 
 def axis_kind(ds, dim: str) -> dict:

@@ -13,6 +13,7 @@ from dsalab.plots.style import (
     SOURCE_THREADS,
     color,
     figure_title,
+    fit_title,
     new_figure,
     point_label,
     thread_order,
@@ -123,5 +124,6 @@ def thread_cpu(ds, *, reference: bool = False, per_gb: bool | None = None) -> go
         legend_traceorder="normal",
         height=max(HEIGHT // 2, 170 + 30 * len(labels)),
     )
+    fit_title(fig)
     fig.update_xaxes(range=[0, float(np.nanmax(totals)) * 1.15 if len(totals) and np.nanmax(totals) > 0 else 1])
     return fig
