@@ -21,6 +21,12 @@ def migration_stats() -> pd.DataFrame:
 
 #: CPU totals as the cover letter states them (its rows add up to a few ms more: rounding in the source)
 STATED_TOTALS_MS = {(1, "cpu"): 41922, (1, "dsa"): 32568, (2, "cpu"): 11154, (2, "dsa"): 8700}
+#: the seed's scenarios as Trial fields, read right: the guest was all zero pages; scenario 1's "50% normal pages"
+#: were zero pages forced normal by the series' multifd-normal-page-ratio (see data/reference/README.md)
+SCENARIOS: dict[int, dict[str, float]] = {
+    1: {"normal_ratio": 0.0, "force_normal_ratio": 0.5},
+    2: {"normal_ratio": 0.0, "force_normal_ratio": 0.0},
+}
 #: the setup of the published runs
 SEED_SETUP = {
     "guest_bytes": 100 * 10**9,

@@ -19,10 +19,7 @@ from dsalab.backends import Backend
 from dsalab.migration import Trial, TrialResult, run_trial
 
 #: scenario number -> the Trial fields that make it (see the module docstring and shared/reference/README.md)
-SCENARIOS: dict[int, dict[str, float]] = {
-    1: {"normal_ratio": 0.0, "force_normal_ratio": 0.5},
-    2: {"normal_ratio": 0.0, "force_normal_ratio": 0.0},
-}
+SCENARIOS = reference.SCENARIOS
 
 
 def scenario_trials(

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#define DSL_ABI_VERSION 5
+#define DSL_ABI_VERSION 6
 
 #define DSL_OK 0
 #define DSL_EINVAL 1

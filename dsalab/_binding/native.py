@@ -15,7 +15,7 @@ import pathlib
 
 from dsalab import errors
 
-_ABI_VERSION = 5
+_ABI_VERSION = 6
 _REBUILD = "rebuild it (`make setup`, or `pip install --no-build-isolation -e .`) and restart the Python kernel"
 
 try:

@@ -33,8 +33,8 @@ from dsalab.trial import Trial
 
 #: the seed's guest, bytes (total-ram 102400520 kB as QEMU reports it)
 GUEST_BYTES = 102400520 * 1024
-#: scenario -> (normal_ratio, force_normal_ratio), read right (see data/reference/README.md)
-SCENARIOS = {1: (0.0, 0.5), 2: (0.0, 0.0)}
+#: the seed's scenarios as Trial fields (see data/reference/README.md)
+SCENARIOS = reference.SCENARIOS
 #: the seed's setup
 CHANNELS, PACKET_BYTES, PAGE = 8, 512 << 10, 4096
 CSV = "seed_cpu_runtime.csv / seed_migration_stats.csv"
@@ -43,12 +43,10 @@ CSV = "seed_cpu_runtime.csv / seed_migration_stats.csv"
 def seed_trial(scenario: int, mode: str) -> Trial:
     """The seed's trial of ``scenario`` (1, 2) in ``mode`` (``cpu`` -> cpu-native, QEMU's vectorised
     buffer_is_zero; ``dsa`` -> dsa-hardware, one device)."""
-    normal, forced = SCENARIOS[scenario]
     detector = Backend.CPU_NATIVE if mode == "cpu" else Backend.DSA_HARDWARE
     return Trial(
         guest_bytes=GUEST_BYTES,
-        normal_ratio=normal,
-        force_normal_ratio=forced,
+        **SCENARIOS[scenario],
         channels=CHANNELS,
         packet_bytes=PACKET_BYTES,
         batch_size=PACKET_BYTES // PAGE,
@@ -75,7 +73,7 @@ def fit_host(base: HardwareProfile) -> dict[str, Entry]:
 
     pages = GUEST_BYTES // PAGE
     packets = math.ceil(pages / (PACKET_BYTES // PAGE))
-    forced = round(pages * SCENARIOS[1][1])
+    forced = round(pages * SCENARIOS[1]["force_normal_ratio"])
     packet = base["host.packet"]
     main_page = thread(2, "live_migration") / pages
     wakeup = (thread(1, "live_migration") - thread(2, "live_migration")) / packets
