@@ -96,6 +96,12 @@ class TrialResult:
             return 0.0
         return max(0.0, self.sender_cpu_ms - self.detect_cpu_ms - self.send_cpu_ms) / self.sender_cpu_ms
 
+    @property
+    def _verified_text(self) -> str:
+        if self.backend == Backend.MODEL:
+            return "n/a (predicted by the model: nothing was migrated)"
+        return "yes" if self.verified else "NO"
+
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON-ready values (the trial as :meth:`Trial.to_dict`); :meth:`from_dict` inverts."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -200,7 +206,7 @@ class TrialResult:
         extra = (
             f"zero pages {self.zero_pages}, normal pages {self.normal_pages}, forced normal "
             f"{self.forced_normal_pages}, iterations {self.iterations}, dirty syncs {self.dirty_sync_count}, "
-            f"destination CPU {self.destination_cpu_ms:.0f} ms, verified {'yes' if self.verified else 'NO'}"
+            f"destination CPU {self.destination_cpu_ms:.0f} ms, verified {self._verified_text}"
         )
         lines.append(extra)
         if self.backend.is_dsa:

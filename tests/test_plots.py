@@ -85,7 +85,7 @@ def test_thread_cpu_beside_the_seed_per_gb(ds):
     gb = float(stats[(stats.scenario == 1) & (stats["mode"] == "dsa")].total_ram_kb.iloc[0]) * 1024 / 1e9
     completion = next(t for t in fig.data if t.name == "dsa_completion")
     groups, labels = completion.y
-    i = list(labels).index("scenario 1 (dsa, normal 0.5)")
+    i = list(labels).index("scenario 1 (dsa, 0.5 forced normal)")
     assert groups[i].startswith("seed")
     row = seed[(seed.scenario == 1) & (seed["mode"] == "dsa") & (seed.thread == "dsa_completion")]
     assert completion.x[i] == pytest.approx(float(row.runtime_ms.iloc[0]) / gb)

@@ -58,8 +58,9 @@ def _seed_by_thread(per_gb: bool) -> tuple[list[str], dict[str, list[float]]]:
         rows = runtime[(runtime.scenario == scenario) & (runtime["mode"] == mode)]
         st = stats[(stats.scenario == scenario) & (stats["mode"] == mode)]
         gb = float(st.total_ram_kb.iloc[0]) * 1024 / 1e9
-        ratio = float(rows.normal_ratio.iloc[0])
-        labels.append(f"scenario {scenario} ({mode}, normal {ratio:g})")
+        forced = reference.SCENARIOS[int(scenario)]["force_normal_ratio"]
+        what = f"{forced:g} forced normal" if forced else "all zero"
+        labels.append(f"scenario {scenario} ({mode}, {what})")
         for t in set(per_thread) | set(rows.thread):
             per_thread.setdefault(t, [np.nan] * (len(labels) - 1))
         for t in per_thread:
