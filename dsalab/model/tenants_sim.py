@@ -1,0 +1,404 @@
+"""The discrete-event simulation of many tenants on few DSA devices (simpy), at batch granularity.
+
+Each tenant's round comes from :func:`dsalab.model.predict.rounds` (its time and CPU alone on the host); the
+simulation adds what sharing the devices costs. Each sender thread (``multifdsend_<c>``, one per channel) sends
+its packets one after another: the rest of the pipeline's work per packet (a gap chosen so that a tenant alone on
+idle devices takes exactly the predicted round), then the packet's batches, submitted to the channel's device
+(channels are given devices round robin over all tenants) as the offload layer does: a refused submission (a full
+shared queue, no credit left on a dedicated one, a tenant over its quota) is retried ``max_retries`` times after
+a backoff of ``2**min(attempt, 10)`` PAUSEs plus one submission's CPU, then the tenant's own sender checks the
+batch on the CPU; then it waits for its accepted batches.
+
+A device is the emulator's (``native/emu.c``) and the profile's: ``engines`` take descriptors from its queues
+(arbitration below); the device's throughput is one clock shared by its engines (a batch of ``n`` pages keeps it
+busy ``n x page / throughput(page)``), and each descriptor completes the fixed ``completion_latency`` after its
+bytes. A shared queue's entry is freed when an engine takes the descriptor; a dedicated queue's credit when the
+submitter sees the completion. Arbitration between a device's queues is stride scheduling: each queue is served in
+proportion to its priority (one queue: FIFO).
+
+Outputs per tenant: migration time and host CPU (predicted + what contention added), queueing delay of every
+batch a device took (from its first submission attempt to the moment the device clock starts it), retries,
+fallback pages and their CPU; per device: busy intervals (utilisation over time).
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import dataclasses
+import heapq
+from typing import Any
+
+import numpy as np
+
+from dsalab.errors import InvalidArgument
+from dsalab.model.predict import predict, rounds
+from dsalab.model.profile import CPU_DETECTORS, SUBMIT_PATHS, HardwareProfile, load
+from dsalab.model.tenants_config import BACKOFF_MAX_SHIFT, Scenario, Tenant
+
+
+@dataclasses.dataclass
+class TenantOutcome:
+    """What one tenant saw (times in ns, CPU in ns; ``predicted`` is its :class:`~dsalab.result.TrialResult`
+    alone on the host)."""
+
+    tenant: Tenant
+    predicted: Any
+    time_ns: float
+    host_cpu_ns: float
+    pages: int
+    device_pages: int
+    fallback_pages: int
+    fallback_cpu_ns: float
+    retries: int
+    retry_cpu_ns: float
+    wait_cpu_ns: float
+    batches: int
+    fallback_batches: int
+    queue_delays_ns: np.ndarray
+    channel_extra_ns: np.ndarray
+
+
+@dataclasses.dataclass
+class Outcome:
+    """The simulation's result: per tenant, per device (busy intervals), the end time and the events run."""
+
+    scenario: Scenario
+    profile: HardwareProfile
+    tenants: list[TenantOutcome]
+    device_starts_ns: list[np.ndarray]
+    device_busy_ns: list[np.ndarray]
+    device_pages: list[int]
+    end_ns: float
+    events: int
+    fallback: str
+
+
+class _Queue:
+    __slots__ = ("cfg", "held", "passed", "quota_used", "stride", "waiting")
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.waiting: collections.deque = collections.deque()
+        self.held = 0  # dedicated: credits taken (until the submitter sees the completion)
+        self.passed = 0.0
+        self.stride = 1.0 / cfg.priority
+        self.quota_used: dict[int, int] = collections.defaultdict(int)
+
+
+class _Packet:
+    __slots__ = ("event", "pending")
+
+    def __init__(self):
+        self.pending = 0
+        self.event = None
+
+
+class _Batch:
+    __slots__ = ("packet", "pages", "queue", "state", "submitted")
+
+    def __init__(self, packet, state, pages, submitted, queue):
+        self.packet, self.state, self.pages, self.submitted, self.queue = packet, state, pages, submitted, queue
+
+
+class _TenantState:
+    __slots__ = (
+        "batches",
+        "delays",
+        "device_pages",
+        "fallback_batches",
+        "fallback_pages",
+        "index",
+        "retries",
+        "retry_ns",
+        "tenant",
+    )
+
+    def __init__(self, index, tenant):
+        self.index, self.tenant = index, tenant
+        self.delays: list[float] = []
+        self.device_pages = self.fallback_pages = self.fallback_batches = self.retries = self.batches = 0
+        self.retry_ns = 0.0
+
+
+class _Device:
+    """One device: its queues, free engines, the throughput clock, and what it did."""
+
+    def __init__(self, sim, cfg):
+        self.sim = sim
+        self.queues = [_Queue(q) for q in cfg.work_queues]
+        self.free = cfg.engines
+        self.done: list[float] = []  # completion times of the descriptors on engines (a heap)
+        self.clock = 0.0
+        self.starts: list[float] = []
+        self.busies: list[float] = []
+        self.pages = 0
+
+    def offer(self, q: _Queue, batch: _Batch, quota: int) -> bool:
+        """Submit ``batch`` to queue ``q``: False when refused (full, no credit, over quota)."""
+        cfg = q.cfg
+        if cfg.mode == "dedicated":
+            if q.held >= cfg.size:
+                return False
+            q.held += 1
+        elif len(q.waiting) >= cfg.threshold:
+            return False
+        if quota and q.quota_used[batch.state.index] >= quota:
+            if cfg.mode == "dedicated":
+                q.held -= 1
+            return False
+        if self.free and not any(x.waiting for x in self.queues):
+            self.free -= 1
+            self._start(batch)
+        else:
+            q.waiting.append(batch)
+            if quota:
+                q.quota_used[batch.state.index] += 1
+        return True
+
+    def _start(self, batch: _Batch) -> None:
+        sim = self.sim
+        now = sim.env.now
+        start = self.clock if self.clock > now else now
+        busy = batch.pages * sim.page_ns
+        self.clock = start + busy
+        self.starts.append(start)
+        self.busies.append(busy)
+        self.pages += batch.pages
+        batch.state.delays.append(start - batch.submitted)
+        heapq.heappush(self.done, start + busy + sim.latency)
+        ev = sim.env.timeout(start + busy + sim.latency - now)
+        sim.events += 1
+        ev.callbacks.append(lambda _e, b=batch: self._finish(b))
+
+    def next_change(self) -> float:
+        """When an engine next finishes (and frees a queue entry or credit), ns; now when none is busy."""
+        return self.done[0] if self.done else self.sim.env.now
+
+    def _finish(self, batch: _Batch) -> None:
+        heapq.heappop(self.done)
+        if batch.queue.cfg.mode == "dedicated":
+            batch.queue.held -= 1
+        packet = batch.packet
+        packet.pending -= 1
+        if packet.pending == 0 and packet.event is not None:
+            packet.event.succeed()
+            self.sim.events += 1
+        nxt = self._pick()
+        if nxt is None:
+            self.free += 1
+        else:
+            self._start(nxt)
+
+    def _pick(self) -> _Batch | None:
+        best = None
+        for q in self.queues:
+            if q.waiting and (best is None or q.passed < best.passed):
+                best = q
+        if best is None:
+            return None
+        best.passed += best.stride
+        batch = best.waiting.popleft()
+        if best.quota_used:
+            best.quota_used[batch.state.index] -= 1
+        return batch
+
+
+def _idle_wait(batches: list[int], engines: int, page_ns: float, latency: float) -> float:
+    """Time from submitting ``batches`` (pages each) at once to an idle device until the last completes, ns."""
+    free = [0.0] * engines
+    clock = done = 0.0
+    for pages in batches:
+        at = heapq.heappop(free)
+        clock = max(clock, at) + pages * page_ns
+        end = clock + latency
+        heapq.heappush(free, end)
+        done = max(done, end)
+    return done
+
+
+def _split(n: int, size: int) -> list[int]:
+    return [size] * (n // size) + ([n % size] if n % size else [])
+
+
+class _Sim:
+    def __init__(self, scenario: Scenario, profile: HardwareProfile):
+        import simpy
+
+        self.s, self.p = scenario, profile
+        self.env = simpy.Environment()
+        self.events = 0
+        page = scenario.tenants[0].trial().page_size
+        self.page_ns = page / profile.throughput.at(page) * 1e9
+        self.latency = profile["dsa.completion_latency"]
+        self.submit_ns = profile[f"dsa.{SUBMIT_PATHS[str(profile.flag('dsa.submit_path'))]}"]
+        self.devices = [_Device(self, d) for d in scenario.devices]
+        # backoff[a]: time from the first attempt until retry a (each retry: a submission and 2**min(a, 10) PAUSEs)
+        self.backoff = [0.0]
+        for a in range(scenario.max_retries):
+            self.backoff.append(
+                self.backoff[-1] + self.submit_ns + scenario.pause_ns * (1 << min(a, BACKOFF_MAX_SHIFT))
+            )
+        self.channel_device: dict[tuple[int, int], int] = {}
+        self.states: list[_TenantState] = []
+        self.durations: dict[tuple[int, int], float] = {}
+
+    def skip(self, attempt: int, until: float) -> tuple[int, float]:
+        """Retries from ``attempt`` on until the first one at least ``until`` ns from now (at least one, at most
+        the retries left): their number and their time, ns."""
+        b = self.backoff
+        last = self.s.max_retries
+        k = bisect.bisect_left(b, b[attempt] + until, attempt + 1, last + 1)
+        k = min(max(k, attempt + 1), last)
+        return k - attempt, b[k] - b[attempt]
+
+    def queue_for(self, tenant: Tenant, dev: _Device) -> _Queue:
+        """The queue a tenant submits to on ``dev``: its group's (dedicated), its priority's (priority), else the
+        first queue open to every tenant."""
+        open_ = [q for q in dev.queues if q.cfg.group in (-1, tenant.group)]
+        if not open_:
+            open_ = dev.queues
+        if self.s.policy == "dedicated":
+            own = [q for q in open_ if q.cfg.group == tenant.group]
+            return (own or open_)[0]
+        if self.s.policy == "priority":
+            return min(open_, key=lambda q: (abs(q.cfg.priority - tenant.priority), -q.cfg.priority))
+        return open_[0]
+
+    def channel(self, state: _TenantState, c: int, packets: list[list[int]], gap: float, cpu_page_ns: float):
+        env, s = self.env, self.s
+        tenant = state.tenant
+        dev = self.devices[self.channel_device[state.index, c]]
+        q = self.queue_for(tenant, dev)
+        quota = (tenant.quota or s.quota) if s.policy == "quota" else 0
+        start = tenant.start_ms * 1e6
+        if start > 0:
+            self.events += 1
+            yield env.timeout(start)
+        for batches in packets:
+            if gap > 0:
+                self.events += 1
+                yield env.timeout(gap)
+            packet = _Packet()
+            cpu = 0.0
+            for pages in batches:
+                state.batches += 1
+                batch = _Batch(packet, state, pages, env.now, q)
+                packet.pending += 1
+                attempt = 0
+                while not dev.offer(q, batch, quota):
+                    if attempt >= s.max_retries:
+                        packet.pending -= 1
+                        state.fallback_pages += pages
+                        state.fallback_batches += 1
+                        cpu += pages * cpu_page_ns
+                        break
+                    # a refused submission can only succeed once an engine finishes (entries and credits are
+                    # freed then): the retries before that all fail, so they are taken in one step
+                    k, pause = self.skip(attempt, dev.next_change() - env.now)
+                    state.retries += k
+                    state.retry_ns += pause  # on the CPU: a submission, then PAUSEs, per retry
+                    self.events += 1
+                    yield env.timeout(pause)
+                    attempt += k
+                else:
+                    state.device_pages += pages
+            if cpu > 0:  # the CPU checks the refused batches while the device works on the rest
+                self.events += 1
+                yield env.timeout(cpu)
+            if packet.pending:
+                packet.event = env.event()
+                yield packet.event
+        self.durations[state.index, c] = env.now - start
+
+
+def _cpu_page_ns(profile: HardwareProfile, trial, detector: str) -> float:
+    """CPU to zero-check one page of ``trial``'s mix on the CPU (the fallback), ns."""
+    zc = f"host.zero_check.{detector}"
+    scale = trial.page_size / profile["host.page_bytes"]
+    zero = 1.0 - trial.normal_ratio
+    return (zero * profile[f"{zc}.zero_page"] + trial.normal_ratio * profile[f"{zc}.normal_page"]) * scale
+
+
+def simulate(scenario: Scenario, profile: HardwareProfile | str, *, fallback: str = "") -> Outcome:
+    """Run ``scenario`` on ``profile``'s hardware (its devices' throughput curve and latency, its CPU costs).
+
+    ``fallback``: the CPU detector whose costs price the batches the CPU checks (default: cpu-native where the
+    profile has it, else cpu-numba). Times in the outcome are ns."""
+    prof = load(profile)
+    scenario.check(prof)
+    have = prof.detectors
+    fallback = fallback or next((d for d in reversed(CPU_DETECTORS) if d in have), have[0] if have else "")
+    if fallback not in have:
+        allowed = f"{', '.join(have)} (the CPU detectors {prof.name} has costs for)"
+        raise InvalidArgument(f"fallback={fallback!r} is not allowed; allowed: {allowed}")
+    ndev = len(scenario.devices)
+    local = prof.replace(dsa__devices=ndev) if prof["dsa.devices"] != ndev else prof
+    sim = _Sim(scenario, local)
+    engines = [d.engines for d in scenario.devices]
+    plans = []
+    slot = 0
+    for i, tenant in enumerate(scenario.tenants):
+        trial = tenant.trial()
+        state = _TenantState(i, tenant)
+        sim.states.append(state)
+        first = rounds(trial, local)[0][0]
+        n = first.pages
+        per_channel: list[list[list[int]]] = [[] for _ in range(trial.channels)]
+        for k, start in enumerate(range(0, n, trial.packet_pages)):
+            size = min(trial.packet_pages, n - start)
+            per_channel[k % trial.channels].append(_split(size, trial.batch_size))
+        idle = []
+        for c in range(trial.channels):
+            sim.channel_device[i, c] = (slot + c) % ndev
+            e = engines[sim.channel_device[i, c]]
+            idle.append(sum(_idle_wait(b, e, sim.page_ns, sim.latency) for b in per_channel[c]))
+        slot += trial.channels
+        busiest = max(range(trial.channels), key=lambda c: len(per_channel[c]))
+        gap = max(0.0, (first.time_ns - idle[busiest]) / max(1, len(per_channel[busiest])))
+        cpu_page = _cpu_page_ns(local, trial, fallback)
+        for c in range(trial.channels):
+            sim.env.process(sim.channel(state, c, per_channel[c], gap, cpu_page))
+        plans.append((trial, gap, idle, [len(p) for p in per_channel], cpu_page))
+    sim.env.run()
+    outcomes = []
+    for state, (trial, gap, idle, counts, cpu_page) in zip(sim.states, plans, strict=True):
+        predicted = predict(trial, local)
+        extra = np.array([sim.durations[state.index, c] - (counts[c] * gap + idle[c]) for c in range(len(counts))])
+        fb_cpu = state.fallback_pages * cpu_page
+        retry_cpu = state.retry_ns
+        waited = np.maximum(extra - (fb_cpu + retry_cpu) / len(counts), 0.0)
+        if trial.completion == "thread":  # the dsa_completion thread polls while work is outstanding
+            wait_cpu = float(waited.max()) if local.flag("dsa.busy_poll") else 0.0
+        else:  # each sender polls its own batches
+            wait_cpu = float(waited.sum())
+        outcomes.append(
+            TenantOutcome(
+                tenant=state.tenant,
+                predicted=predicted,
+                time_ns=predicted.total_time_ms * 1e6 + float(extra.max()),
+                host_cpu_ns=predicted.host_cpu_ms * 1e6 + fb_cpu + retry_cpu + wait_cpu,
+                pages=state.device_pages + state.fallback_pages,
+                device_pages=state.device_pages,
+                fallback_pages=state.fallback_pages,
+                fallback_cpu_ns=fb_cpu,
+                retries=state.retries,
+                retry_cpu_ns=retry_cpu,
+                wait_cpu_ns=wait_cpu,
+                batches=state.batches,
+                fallback_batches=state.fallback_batches,
+                queue_delays_ns=np.asarray(state.delays, dtype=np.float64),
+                channel_extra_ns=extra,
+            )
+        )
+    return Outcome(
+        scenario=scenario,
+        profile=local,
+        tenants=outcomes,
+        device_starts_ns=[np.asarray(d.starts) for d in sim.devices],
+        device_busy_ns=[np.asarray(d.busies) for d in sim.devices],
+        device_pages=[d.pages for d in sim.devices],
+        end_ns=float(sim.env.now),
+        events=sim.events,
+        fallback=fallback,
+    )
