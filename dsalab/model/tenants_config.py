@@ -278,7 +278,8 @@ def scenario(
     if wq_mode and wq_mode not in MODES:
         _refuse("wq_mode", wq_mode, ", ".join(MODES) + " (or empty: the policy's)")
     queues = int(profile["dsa.work_queues"])
-    ngroups = _int("groups", groups, 0, 1 << 20) or min(queues, count)
+    entries = _int("wq_size", wq_size, 0, 1 << 16) or int(profile["dsa.wq_entries"])
+    ngroups = _int("groups", groups, 0, 1 << 20) or min(queues, count, entries)
     prios = list(priorities) or [8]
     starts = [0.0] * count
     if arrival == "staggered":
@@ -301,7 +302,6 @@ def scenario(
         )
         for i in range(count)
     )
-    entries = _int("wq_size", wq_size, 0, 1 << 16) or int(profile["dsa.wq_entries"])
     wqs = layout(policy, vms, entries, queues, wq_mode)
     engines = _int("engines", engines, 0, 1 << 10) or int(profile["dsa.engines_per_device"])
     out = Scenario(vms, tuple(Device(engines, wqs) for _ in range(ndev)), policy, **options)

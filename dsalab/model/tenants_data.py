@@ -123,7 +123,9 @@ def to_dataset(outcome: Any, *, provenance: bool = True):
     data["device_pages_checked"] = ("device", np.array(outcome.device_pages, dtype=np.int64))
     bins = outcome.scenario.time_bins
     edges = np.linspace(0.0, max(outcome.end_ns, 1.0), bins + 1)
-    util = np.array([_utilisation(s, b, edges) for s, b in zip(outcome.device_starts_ns, outcome.device_busy_ns)])
+    util = np.array(
+        [_utilisation(s, b, edges) for s, b in zip(outcome.device_starts_ns, outcome.device_busy_ns, strict=True)]
+    )
     data["device_utilisation"] = (("device", "time_ms"), util.reshape(ndev, bins))
     data["fairness_jain"] = ((), jain(1.0 / per["slowdown"]))
     data["makespan_ms"] = ((), outcome.end_ns / 1e6)
