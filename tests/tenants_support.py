@@ -51,3 +51,19 @@ def profile_file(directory: pathlib.Path, **changes) -> pathlib.Path:
     path = directory / "tenants-test.toml"
     profile(**changes).save(path)
     return path
+
+
+def emulated(gbps: float, latency_us: float, cpu_page_ns: float, submit_ns: float) -> HardwareProfile:
+    """The test profile with the emulated device's timing model (``gbps`` flat over transfer sizes, ``latency_us``)
+    and the given CPU costs of a fallback page and of a submission (measured on the emulator by the caller)."""
+    from dsalab.model.profile import Curve
+
+    base = profile()
+    entries = dict(base.entries)
+    src = "the emulated device's spec (emu: gbps, latency_us)"
+    entries["dsa.throughput"] = Curve((4096.0,), (gbps * 1e9,), "GB/s", (gbps,), src)
+    entries["dsa.completion_latency"] = Quantity.of("time", latency_us, "us", src)
+    measured = "measured on the emulator by the caller"
+    entries["host.zero_check.cpu-native.zero_page"] = Quantity.of("time/page", cpu_page_ns, "ns/page", measured)
+    entries["dsa.submit_enqcmd"] = Quantity.of("time/submission", submit_ns, "ns/submission", measured)
+    return HardwareProfile("tenants-emulated", entries, {"name": "tenants-emulated"})

@@ -27,6 +27,7 @@ import bisect
 import collections
 import dataclasses
 import heapq
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,9 @@ class TenantOutcome:
     fallback_batches: int
     queue_delays_ns: np.ndarray
     channel_extra_ns: np.ndarray
+    submitted_ns: np.ndarray  # when each batch of queue_delays_ns was first submitted
+    fallback_at_ns: np.ndarray  # when each batch checked on the CPU was given up
+    end_ns: float  # when its last sender finished
 
 
 @dataclasses.dataclass
@@ -106,17 +110,21 @@ class _TenantState:
         "batches",
         "delays",
         "device_pages",
+        "fallback_at",
         "fallback_batches",
         "fallback_pages",
         "index",
         "retries",
         "retry_ns",
+        "submits",
         "tenant",
     )
 
     def __init__(self, index, tenant):
         self.index, self.tenant = index, tenant
         self.delays: list[float] = []
+        self.submits: list[float] = []
+        self.fallback_at: list[float] = []
         self.device_pages = self.fallback_pages = self.fallback_batches = self.retries = self.batches = 0
         self.retry_ns = 0.0
 
@@ -166,6 +174,7 @@ class _Device:
         self.busies.append(busy)
         self.pages += batch.pages
         batch.state.delays.append(start - batch.submitted)
+        batch.state.submits.append(batch.submitted)
         heapq.heappush(self.done, start + busy + sim.latency)
         ev = sim.env.timeout(start + busy + sim.latency - now)
         sim.events += 1
@@ -265,7 +274,8 @@ class _Sim:
             return min(open_, key=lambda q: (abs(q.cfg.priority - tenant.priority), -q.cfg.priority))
         return open_[0]
 
-    def channel(self, state: _TenantState, c: int, packets: list[list[int]], gap: float, cpu_page_ns: float):
+    def channel(self, state: _TenantState, c: int, packets: list[list[int]], gaps: Any, cpu_page_ns: float):
+        """One sender thread: ``gaps`` (ns) before each of its ``packets`` (a list of batch sizes each)."""
         env, s = self.env, self.s
         tenant = state.tenant
         dev = self.devices[self.channel_device[state.index, c]]
@@ -275,7 +285,7 @@ class _Sim:
         if start > 0:
             self.events += 1
             yield env.timeout(start)
-        for batches in packets:
+        for batches, gap in zip(packets, gaps, strict=True):
             if gap > 0:
                 self.events += 1
                 yield env.timeout(gap)
@@ -291,6 +301,7 @@ class _Sim:
                         packet.pending -= 1
                         state.fallback_pages += pages
                         state.fallback_batches += 1
+                        state.fallback_at.append(env.now)
                         cpu += pages * cpu_page_ns
                         break
                     # a refused submission can only succeed once an engine finishes (entries and credits are
@@ -320,11 +331,21 @@ def _cpu_page_ns(profile: HardwareProfile, trial, detector: str) -> float:
     return (zero * profile[f"{zc}.zero_page"] + trial.normal_ratio * profile[f"{zc}.normal_page"]) * scale
 
 
-def simulate(scenario: Scenario, profile: HardwareProfile | str, *, fallback: str = "") -> Outcome:
+def simulate(
+    scenario: Scenario,
+    profile: HardwareProfile | str,
+    *,
+    fallback: str = "",
+    gaps: Mapping[str, float | Sequence[float]] | None = None,
+) -> Outcome:
     """Run ``scenario`` on ``profile``'s hardware (its devices' throughput curve and latency, its CPU costs).
 
     ``fallback``: the CPU detector whose costs price the batches the CPU checks (default: cpu-native where the
-    profile has it, else cpu-numba). Times in the outcome are ns."""
+    profile has it, else cpu-numba). ``gaps``: tenant name -> ns each sender spends between packets, instead of
+    what the model's round leaves (a measured sender's own time, to check the simulation against the emulator):
+    one number, or samples drawn at random for each packet (seeded by the scenario's ``seed``), so that equal
+    tenants do not run in lockstep.
+    Times in the outcome are ns."""
     prof = load(profile)
     scenario.check(prof)
     have = prof.detectors
@@ -356,18 +377,27 @@ def simulate(scenario: Scenario, profile: HardwareProfile | str, *, fallback: st
         slot += trial.channels
         busiest = max(range(trial.channels), key=lambda c: len(per_channel[c]))
         gap = max(0.0, (first.time_ns - idle[busiest]) / max(1, len(per_channel[busiest])))
+        given = gaps.get(tenant.name) if gaps else None
+        rng = np.random.default_rng([scenario.seed, i])
+        series = []
+        for c in range(trial.channels):
+            if given is None or np.ndim(given) == 0:
+                series.append(np.full(len(per_channel[c]), gap if given is None else float(given)))  # type: ignore[arg-type]
+            else:
+                series.append(rng.choice(np.asarray(given, dtype=np.float64), len(per_channel[c])))
         cpu_page = _cpu_page_ns(local, trial, fallback)
         for c in range(trial.channels):
-            sim.env.process(sim.channel(state, c, per_channel[c], gap, cpu_page))
-        plans.append((trial, gap, idle, [len(p) for p in per_channel], cpu_page))
+            sim.env.process(sim.channel(state, c, per_channel[c], series[c], cpu_page))
+        plans.append((trial, [float(x.sum()) for x in series], idle, cpu_page))
     sim.env.run()
     outcomes = []
-    for state, (trial, gap, idle, counts, cpu_page) in zip(sim.states, plans, strict=True):
+    for state, (trial, gap_sums, idle, cpu_page) in zip(sim.states, plans, strict=True):
         predicted = predict(trial, local)
-        extra = np.array([sim.durations[state.index, c] - (counts[c] * gap + idle[c]) for c in range(len(counts))])
+        channels = range(trial.channels)
+        extra = np.array([sim.durations[state.index, c] - (gap_sums[c] + idle[c]) for c in channels])
         fb_cpu = state.fallback_pages * cpu_page
         retry_cpu = state.retry_ns
-        waited = np.maximum(extra - (fb_cpu + retry_cpu) / len(counts), 0.0)
+        waited = np.maximum(extra - (fb_cpu + retry_cpu) / trial.channels, 0.0)
         if trial.completion == "thread":  # the dsa_completion thread polls while work is outstanding
             wait_cpu = float(waited.max()) if local.flag("dsa.busy_poll") else 0.0
         else:  # each sender polls its own batches
@@ -389,6 +419,9 @@ def simulate(scenario: Scenario, profile: HardwareProfile | str, *, fallback: st
                 fallback_batches=state.fallback_batches,
                 queue_delays_ns=np.asarray(state.delays, dtype=np.float64),
                 channel_extra_ns=extra,
+                submitted_ns=np.asarray(state.submits, dtype=np.float64),
+                fallback_at_ns=np.asarray(state.fallback_at, dtype=np.float64),
+                end_ns=state.tenant.start_ms * 1e6 + max(sim.durations[state.index, c] for c in channels),
             )
         )
     return Outcome(
