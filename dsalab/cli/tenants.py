@@ -28,13 +28,23 @@ def tenants(
     wq_mode: str = typer.Option("", "--wq-mode", help="shared or dedicated (default: the policy's)."),
     max_retries: int = typer.Option(32, "--max-retries", help="Retries of a full queue before the CPU does a batch."),
     out: str = typer.Option(None, "--out", help="Write the dataset (netCDF) here."),
+    sweep: str = typer.Option(None, "--sweep", help="Run a tenants sweep file (data/sweeps/tenants-*.toml)."),
+    local_workers: int = typer.Option(None, "--local-workers", help="--sweep on a local Dask cluster of N workers."),
+    scheduler: str = typer.Option(None, "--scheduler", help="--sweep on a Dask scheduler: tcp://HOST:PORT."),
 ) -> None:
-    """Simulate VMs migrating at once on shared DSA devices; print average and worst case per metric."""
+    """Simulate VMs migrating at once on shared DSA devices; print average and worst case per metric.
+
+    With --sweep FILE: every point of a tenants sweep file (tenants, devices, queue size and mode, policy...),
+    serially or on Dask; prints the average and worst migration time, host CPU and fallback share per point."""
     import time
 
     from dsalab.errors import DsalabError
     from dsalab.model import tenants as model
     from dsalab.model.profile import HardwareProfile
+
+    if sweep:
+        _sweep(sweep, out, local_workers, scheduler)
+        return
 
     try:
         prios = [int(p) for p in priorities.split(",") if p.strip()]
@@ -61,3 +71,45 @@ def tenants(
     typer.echo(model.format_summary(ds))
     if out:
         typer.echo(f"wrote {model.write(ds, out)}")
+
+
+def _sweep(path: str, out: str | None, local_workers: int | None, scheduler: str | None) -> None:
+    import re
+
+    from dsalab.errors import DsalabError
+    from dsalab.model import tenants_data, tenants_sweep
+
+    if scheduler and local_workers:
+        fail("--scheduler and --local-workers exclude each other: give one (or neither for a serial run)")
+    if scheduler and not re.fullmatch(r"tcp://(127\.0\.0\.1|localhost|\[::1\]):\d{1,5}", scheduler):
+        fail(f"--scheduler {scheduler!r} is not allowed: give a loopback Dask scheduler tcp://127.0.0.1:PORT")
+    if local_workers is not None and not 1 <= local_workers <= 256:
+        fail(f"--local-workers {local_workers} is not allowed: an int from 1 to 256")
+    client = cluster = None
+    try:
+        profile, params, base, attrs = tenants_sweep.read_file(path)
+        if scheduler or local_workers:
+            from distributed import Client, LocalCluster
+
+            if local_workers:
+                cluster = LocalCluster(
+                    n_workers=local_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                    dashboard_address=None,
+                )  # fmt: skip
+            client = Client(cluster or scheduler, timeout="10s")
+        ds = tenants_sweep.grid(profile, params, base=base, client=client, attrs=attrs)
+    except (DsalabError, OSError, TimeoutError) as exc:
+        fail(str(exc))
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    typer.echo(f"model (simulated, not measured): tenants sweep {attrs['sweep_name']} on {profile.name}")
+    frame = ds[["migration_time_ms_mean", "migration_time_ms_worst", "host_cpu_ms_mean", "fallback_share"]]
+    typer.echo(frame.to_dataframe().round(4).to_string())
+    failed = ds.attrs["points_failed"]
+    if failed:
+        typer.echo(f"{failed} points failed: see the error variable", err=True)
+    if out:
+        typer.echo(f"wrote {tenants_data.write(ds, out)}")
