@@ -80,7 +80,7 @@ def test_shipped_sweep_files_read(tmp_path):
     import pathlib
 
     root = pathlib.Path(__file__).resolve().parents[1]
-    files = sorted((root / "data" / "sweeps").glob("tenants*.toml"))
+    files = sorted((root / "data" / "sweeps" / "tenants").glob("*.toml"))
     assert files
     for f in files:
         assert tenants_sweep.is_tenants_file(f)

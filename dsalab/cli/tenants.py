@@ -28,7 +28,7 @@ def tenants(
     wq_mode: str = typer.Option("", "--wq-mode", help="shared or dedicated (default: the policy's)."),
     max_retries: int = typer.Option(32, "--max-retries", help="Retries of a full queue before the CPU does a batch."),
     out: str = typer.Option(None, "--out", help="Write the dataset (netCDF) here."),
-    sweep: str = typer.Option(None, "--sweep", help="Run a tenants sweep file (data/sweeps/tenants-*.toml)."),
+    sweep: str = typer.Option(None, "--sweep", help="Run a tenants sweep file (data/sweeps/tenants/*.toml)."),
     local_workers: int = typer.Option(None, "--local-workers", help="--sweep on a local Dask cluster of N workers."),
     scheduler: str = typer.Option(None, "--scheduler", help="--sweep on a Dask scheduler: tcp://HOST:PORT."),
 ) -> None:

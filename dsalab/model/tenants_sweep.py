@@ -2,7 +2,7 @@
 argument of :func:`dsalab.model.tenants_config.scenario`) as sweep parameters; independent points run serially or
 on a Dask cluster (a ``dask.distributed.Client``: local, or a scheduler's address), one point per task.
 
-A tenants sweep file (``data/sweeps/tenants-*.toml``)::
+A tenants sweep file (``data/sweeps/tenants/*.toml``; kept apart from the engine's sweep files)::
 
     [sweep]
     name = "tenants-devices"
