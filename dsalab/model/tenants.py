@@ -38,6 +38,7 @@ __all__ = [
     "Scenario",
     "Tenant",
     "WorkQueue",
+    "cpu_only",
     "format_summary",
     "jain",
     "layout",
@@ -54,3 +55,35 @@ def run(scenario: Scenario, profile: HardwareProfile | str | os.PathLike[str], *
     """Simulate ``scenario`` on ``profile`` (a :class:`HardwareProfile` or its TOML path) and return the dataset
     (:func:`~dsalab.model.tenants_data.to_dataset`). ``fallback``: the CPU detector pricing fallback pages."""
     return to_dataset(simulate(scenario, load(profile), fallback=fallback), provenance=provenance)
+
+
+def cpu_only(scenario: Scenario, profile: HardwareProfile | str | os.PathLike[str], detector: str = ""):
+    """The same tenants with CPU detection (``detector``: a cpu-* detector of the profile, default cpu-native
+    where it has one): nothing is shared but the host, which the model does not contend, so each tenant takes
+    :func:`dsalab.model.predict`'s time and CPU. A dataset with ``migration_time_ms`` and ``host_cpu_ms`` per
+    tenant (same units and names as :func:`run`'s)."""
+    import numpy as np
+    import xarray as xr
+
+    from dsalab.errors import InvalidArgument
+    from dsalab.model.predict import predict
+    from dsalab.model.tenants_data import TENANT_VARS
+
+    prof = load(profile)
+    have = prof.detectors
+    detector = detector or ("cpu-native" if "cpu-native" in have else have[0])
+    if detector not in have:
+        raise InvalidArgument(f"detector={detector!r} is not allowed; allowed: {', '.join(have)} ({prof.name})")
+    results = [predict(t.trial().replace(detector=detector), prof) for t in scenario.tenants]
+    ds = xr.Dataset(
+        {
+            "migration_time_ms": ("tenant", np.array([r.total_time_ms for r in results])),
+            "host_cpu_ms": ("tenant", np.array([r.host_cpu_ms for r in results])),
+        },
+        coords={"tenant": np.array([t.name for t in scenario.tenants], dtype=object)},
+    )
+    for name in ds.data_vars:
+        u, ln = TENANT_VARS[str(name)]
+        ds[name].attrs.update(units=u, long_name=ln)
+    ds.attrs.update(backend="model", detector=detector, profile_name=prof.name, policy="none (CPU only)")
+    return ds

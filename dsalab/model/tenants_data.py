@@ -194,7 +194,9 @@ def summary(ds) -> list[tuple[str, str, float, float]]:
 
 def format_summary(ds) -> str:
     """:func:`summary` as a text table."""
-    lines = [f"{'metric':32} {'units':>5} {'average':>14} {'worst':>14}"]
+    head = f"model (simulated): {ds.sizes['tenant']} tenants, policy {ds.attrs.get('policy', '?')}, "
+    lines = [head + f"profile {ds.attrs.get('profile_name', '?')}"]
+    lines.append(f"{'metric':32} {'units':>5} {'average':>14} {'worst':>14}")
     for name, u, avg, worst in summary(ds):
         lines.append(f"{name:32} {u:>5} {avg:14.4g} {worst:14.4g}")
     return "\n".join(lines)
