@@ -24,9 +24,7 @@ fallback pages and their CPU; per device: busy intervals (utilisation over time)
 from __future__ import annotations
 
 import bisect
-import collections
 import dataclasses
-import heapq
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,6 +34,7 @@ from dsalab.errors import InvalidArgument
 from dsalab.model.predict import predict, rounds
 from dsalab.model.profile import CPU_DETECTORS, SUBMIT_PATHS, HardwareProfile, load
 from dsalab.model.tenants_config import BACKOFF_MAX_SHIFT, Scenario, Tenant
+from dsalab.model.tenants_device import Batch, DeviceState, Packet, QueueState, TenantState, idle_wait, split
 
 
 @dataclasses.dataclass
@@ -78,158 +77,6 @@ class Outcome:
     fallback: str
 
 
-class _Queue:
-    __slots__ = ("cfg", "held", "passed", "quota_used", "stride", "waiting")
-
-    def __init__(self, cfg):
-        self.cfg = cfg
-        self.waiting: collections.deque = collections.deque()
-        self.held = 0  # dedicated: credits taken (until the submitter sees the completion)
-        self.passed = 0.0
-        self.stride = 1.0 / cfg.priority
-        self.quota_used: dict[int, int] = collections.defaultdict(int)
-
-
-class _Packet:
-    __slots__ = ("event", "pending")
-
-    def __init__(self):
-        self.pending = 0
-        self.event = None
-
-
-class _Batch:
-    __slots__ = ("packet", "pages", "queue", "state", "submitted")
-
-    def __init__(self, packet, state, pages, submitted, queue):
-        self.packet, self.state, self.pages, self.submitted, self.queue = packet, state, pages, submitted, queue
-
-
-class _TenantState:
-    __slots__ = (
-        "batches",
-        "delays",
-        "device_pages",
-        "fallback_at",
-        "fallback_batches",
-        "fallback_pages",
-        "index",
-        "retries",
-        "retry_ns",
-        "submits",
-        "tenant",
-    )
-
-    def __init__(self, index, tenant):
-        self.index, self.tenant = index, tenant
-        self.delays: list[float] = []
-        self.submits: list[float] = []
-        self.fallback_at: list[float] = []
-        self.device_pages = self.fallback_pages = self.fallback_batches = self.retries = self.batches = 0
-        self.retry_ns = 0.0
-
-
-class _Device:
-    """One device: its queues, free engines, the throughput clock, and what it did."""
-
-    def __init__(self, sim, cfg):
-        self.sim = sim
-        self.queues = [_Queue(q) for q in cfg.work_queues]
-        self.free = cfg.engines
-        self.done: list[float] = []  # completion times of the descriptors on engines (a heap)
-        self.clock = 0.0
-        self.starts: list[float] = []
-        self.busies: list[float] = []
-        self.pages = 0
-
-    def offer(self, q: _Queue, batch: _Batch, quota: int) -> bool:
-        """Submit ``batch`` to queue ``q``: False when refused (full, no credit, over quota)."""
-        cfg = q.cfg
-        if cfg.mode == "dedicated":
-            if q.held >= cfg.size:
-                return False
-            q.held += 1
-        elif len(q.waiting) >= cfg.threshold:
-            return False
-        if quota and q.quota_used[batch.state.index] >= quota:
-            if cfg.mode == "dedicated":
-                q.held -= 1
-            return False
-        if self.free and not any(x.waiting for x in self.queues):
-            self.free -= 1
-            self._start(batch)
-        else:
-            q.waiting.append(batch)
-            if quota:
-                q.quota_used[batch.state.index] += 1
-        return True
-
-    def _start(self, batch: _Batch) -> None:
-        sim = self.sim
-        now = sim.env.now
-        start = self.clock if self.clock > now else now
-        busy = batch.pages * sim.page_ns
-        self.clock = start + busy
-        self.starts.append(start)
-        self.busies.append(busy)
-        self.pages += batch.pages
-        batch.state.delays.append(start - batch.submitted)
-        batch.state.submits.append(batch.submitted)
-        heapq.heappush(self.done, start + busy + sim.latency)
-        ev = sim.env.timeout(start + busy + sim.latency - now)
-        sim.events += 1
-        ev.callbacks.append(lambda _e, b=batch: self._finish(b))
-
-    def next_change(self) -> float:
-        """When an engine next finishes (and frees a queue entry or credit), ns; now when none is busy."""
-        return self.done[0] if self.done else self.sim.env.now
-
-    def _finish(self, batch: _Batch) -> None:
-        heapq.heappop(self.done)
-        if batch.queue.cfg.mode == "dedicated":
-            batch.queue.held -= 1
-        packet = batch.packet
-        packet.pending -= 1
-        if packet.pending == 0 and packet.event is not None:
-            packet.event.succeed()
-            self.sim.events += 1
-        nxt = self._pick()
-        if nxt is None:
-            self.free += 1
-        else:
-            self._start(nxt)
-
-    def _pick(self) -> _Batch | None:
-        best = None
-        for q in self.queues:
-            if q.waiting and (best is None or q.passed < best.passed):
-                best = q
-        if best is None:
-            return None
-        best.passed += best.stride
-        batch = best.waiting.popleft()
-        if best.quota_used:
-            best.quota_used[batch.state.index] -= 1
-        return batch
-
-
-def _idle_wait(batches: list[int], engines: int, page_ns: float, latency: float) -> float:
-    """Time from submitting ``batches`` (pages each) at once to an idle device until the last completes, ns."""
-    free = [0.0] * engines
-    clock = done = 0.0
-    for pages in batches:
-        at = heapq.heappop(free)
-        clock = max(clock, at) + pages * page_ns
-        end = clock + latency
-        heapq.heappush(free, end)
-        done = max(done, end)
-    return done
-
-
-def _split(n: int, size: int) -> list[int]:
-    return [size] * (n // size) + ([n % size] if n % size else [])
-
-
 class _Sim:
     def __init__(self, scenario: Scenario, profile: HardwareProfile):
         import simpy
@@ -241,7 +88,7 @@ class _Sim:
         self.page_ns = page / profile.throughput.at(page) * 1e9
         self.latency = profile["dsa.completion_latency"]
         self.submit_ns = profile[f"dsa.{SUBMIT_PATHS[str(profile.flag('dsa.submit_path'))]}"]
-        self.devices = [_Device(self, d) for d in scenario.devices]
+        self.devices = [DeviceState(self, d) for d in scenario.devices]
         # backoff[a]: time from the first attempt until retry a (each retry: a submission and 2**min(a, 10) PAUSEs)
         self.backoff = [0.0]
         for a in range(scenario.max_retries):
@@ -249,7 +96,7 @@ class _Sim:
                 self.backoff[-1] + self.submit_ns + scenario.pause_ns * (1 << min(a, BACKOFF_MAX_SHIFT))
             )
         self.channel_device: dict[tuple[int, int], int] = {}
-        self.states: list[_TenantState] = []
+        self.states: list[TenantState] = []
         self.durations: dict[tuple[int, int], float] = {}
 
     def skip(self, attempt: int, until: float) -> tuple[int, float]:
@@ -261,7 +108,7 @@ class _Sim:
         k = min(max(k, attempt + 1), last)
         return k - attempt, b[k] - b[attempt]
 
-    def queue_for(self, tenant: Tenant, dev: _Device) -> _Queue:
+    def queue_for(self, tenant: Tenant, dev: DeviceState) -> QueueState:
         """The queue a tenant submits to on ``dev``: its group's (dedicated), its priority's (priority), else the
         first queue open to every tenant."""
         open_ = [q for q in dev.queues if q.cfg.group in (-1, tenant.group)]
@@ -274,7 +121,7 @@ class _Sim:
             return min(open_, key=lambda q: (abs(q.cfg.priority - tenant.priority), -q.cfg.priority))
         return open_[0]
 
-    def channel(self, state: _TenantState, c: int, packets: list[list[int]], gaps: Any, cpu_page_ns: float):
+    def channel(self, state: TenantState, c: int, packets: list[list[int]], gaps: Any, cpu_page_ns: float):
         """One sender thread: ``gaps`` (ns) before each of its ``packets`` (a list of batch sizes each)."""
         env, s = self.env, self.s
         tenant = state.tenant
@@ -289,11 +136,11 @@ class _Sim:
             if gap > 0:
                 self.events += 1
                 yield env.timeout(gap)
-            packet = _Packet()
+            packet = Packet()
             cpu = 0.0
             for pages in batches:
                 state.batches += 1
-                batch = _Batch(packet, state, pages, env.now, q)
+                batch = Batch(packet, state, pages, env.now, q)
                 packet.pending += 1
                 attempt = 0
                 while not dev.offer(q, batch, quota):
@@ -361,19 +208,19 @@ def simulate(
     slot = 0
     for i, tenant in enumerate(scenario.tenants):
         trial = tenant.trial()
-        state = _TenantState(i, tenant)
+        state = TenantState(i, tenant)
         sim.states.append(state)
         first = rounds(trial, local)[0][0]
         n = first.pages
         per_channel: list[list[list[int]]] = [[] for _ in range(trial.channels)]
         for k, start in enumerate(range(0, n, trial.packet_pages)):
             size = min(trial.packet_pages, n - start)
-            per_channel[k % trial.channels].append(_split(size, trial.batch_size))
+            per_channel[k % trial.channels].append(split(size, trial.batch_size))
         idle = []
         for c in range(trial.channels):
             sim.channel_device[i, c] = (slot + c) % ndev
             e = engines[sim.channel_device[i, c]]
-            idle.append(sum(_idle_wait(b, e, sim.page_ns, sim.latency) for b in per_channel[c]))
+            idle.append(sum(idle_wait(b, e, sim.page_ns, sim.latency) for b in per_channel[c]))
         slot += trial.channels
         busiest = max(range(trial.channels), key=lambda c: len(per_channel[c]))
         gap = max(0.0, (first.time_ns - idle[busiest]) / max(1, len(per_channel[busiest])))
