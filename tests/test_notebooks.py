@@ -17,6 +17,8 @@ NAMES = [
     "04-devices-and-channels",
     "05-seed-scenarios",
     "06-interactive-tuning",
+    "07-what-if",
+    "08-many-vms",
 ]
 #: the detector the notebooks offload with in these tests
 DSA = "dsa-emulated"
@@ -55,7 +57,41 @@ def params(name: str, tmp_path: pathlib.Path) -> dict:
             "grid_repeats": 1,
             "save_history": str(tmp_path / "history.nc"),
         },
+        "07-what-if": {
+            "machine_profile": str(_model_profile(tmp_path)),
+            "guest": "8MiB",
+            "repeats": 1,
+            "ratios": [0.0, 1.0],
+            "channel_counts": [1],
+            "packets_kib": [128],
+        },
+        "08-many-vms": {
+            "hardware": str(_tenants_profile(tmp_path)),
+            "vms": 12,
+            "guest": "16MiB",
+            "devices": 2,
+            "vm_counts": [4, 12],
+            "device_counts": [1, 2, 4],
+            "figures_dir": str(tmp_path / "figures"),
+            "figure_formats": ["html"],
+        },
     }[name]
+
+
+def _model_profile(tmp_path: pathlib.Path) -> pathlib.Path:
+    """The model tests' profile, as a file (the notebook's default is this machine's calibrated profile)."""
+    from model_fixtures import test_profile
+
+    path = tmp_path / "model-test.toml"
+    test_profile().save(path)
+    return path
+
+
+def _tenants_profile(tmp_path: pathlib.Path) -> pathlib.Path:
+    """The tenant tests' profile, as a file (the notebook's default is the seed hosts' profile)."""
+    import tenants_support
+
+    return tenants_support.profile_file(tmp_path)
 
 
 def test_every_notebook_is_listed():
@@ -124,6 +160,9 @@ def test_notebook_runs(name, tmp_path):
         assert "CPU usage" in text and "verified yes" in text
     if name == "05-seed-scenarios":
         assert "seed" in text and "crosses zero at normal ratio" in text
+    if name == "08-many-vms":
+        assert "model" in text + shown and "worst" in text
+        assert (tmp_path / "figures" / "devices-needed.html").is_file()
     if name == "06-interactive-tuning":
         assert (tmp_path / "history.nc").is_file()
         assert "3 trials" in text  # the first run, then two controls set from code (batch size, normal ratio)

@@ -1,0 +1,284 @@
+"""The discrete-event simulation of many tenants on few DSA devices (simpy), at batch granularity.
+
+Each tenant's round comes from :func:`dsalab.model.predict.rounds` (its time and CPU alone on the host); the
+simulation adds what sharing the devices costs. Each sender thread (``multifdsend_<c>``, one per channel) sends
+its packets one after another: the rest of the pipeline's work per packet (a gap chosen so that a tenant alone on
+idle devices takes exactly the predicted round), then the packet's batches, submitted to the channel's device
+(channels are given devices round robin over all tenants) as the offload layer does: a refused submission (a full
+shared queue, no credit left on a dedicated one, a tenant over its quota) is retried ``max_retries`` times after
+a backoff of ``2**min(attempt, 10)`` PAUSEs plus one submission's CPU, then the tenant's own sender checks the
+batch on the CPU; then it waits for its accepted batches.
+
+A device is the emulator's (``native/emu.c``) and the profile's: ``engines`` take descriptors from its queues
+(arbitration below); the device's throughput is one clock shared by its engines (a batch of ``n`` pages keeps it
+busy ``n x page / throughput(page)``), and each descriptor completes the fixed ``completion_latency`` after its
+bytes. A shared queue's entry is freed when an engine takes the descriptor; a dedicated queue's credit when the
+submitter sees the completion. Arbitration between a device's queues is stride scheduling: each queue is served in
+proportion to its priority (one queue: FIFO).
+
+Outputs per tenant: migration time and host CPU (predicted + what contention added), queueing delay of every
+batch a device took (from its first submission attempt to the moment the device clock starts it), retries,
+fallback pages and their CPU; per device: busy intervals (utilisation over time).
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from dsalab.errors import InvalidArgument
+from dsalab.model.predict import predict, rounds
+from dsalab.model.profile import CPU_DETECTORS, SUBMIT_PATHS, HardwareProfile, load
+from dsalab.model.tenants_config import BACKOFF_MAX_SHIFT, Scenario, Tenant
+from dsalab.model.tenants_device import Batch, DeviceState, Packet, QueueState, TenantState, idle_wait, split
+
+
+@dataclasses.dataclass
+class TenantOutcome:
+    """What one tenant saw (times in ns, CPU in ns; ``predicted`` is its :class:`~dsalab.result.TrialResult`
+    alone on the host)."""
+
+    tenant: Tenant
+    predicted: Any
+    time_ns: float
+    host_cpu_ns: float
+    pages: int
+    device_pages: int
+    fallback_pages: int
+    fallback_cpu_ns: float
+    retries: int
+    retry_cpu_ns: float
+    wait_cpu_ns: float
+    batches: int
+    fallback_batches: int
+    queue_delays_ns: np.ndarray
+    channel_extra_ns: np.ndarray
+    submitted_ns: np.ndarray  # when each batch of queue_delays_ns was first submitted
+    fallback_at_ns: np.ndarray  # when each batch checked on the CPU was given up
+    end_ns: float  # when its last sender finished
+
+
+@dataclasses.dataclass
+class Outcome:
+    """The simulation's result: per tenant, per device (busy intervals), the end time and the events run."""
+
+    scenario: Scenario
+    profile: HardwareProfile
+    tenants: list[TenantOutcome]
+    device_starts_ns: list[np.ndarray]
+    device_busy_ns: list[np.ndarray]
+    device_pages: list[int]
+    end_ns: float
+    events: int
+    fallback: str
+
+
+class _Sim:
+    def __init__(self, scenario: Scenario, profile: HardwareProfile):
+        import simpy
+
+        self.s, self.p = scenario, profile
+        self.env = simpy.Environment()
+        self.events = 0
+        page = scenario.tenants[0].trial().page_size
+        self.page_ns = page / profile.throughput.at(page) * 1e9
+        self.latency = profile["dsa.completion_latency"]
+        self.submit_ns = profile[f"dsa.{SUBMIT_PATHS[str(profile.flag('dsa.submit_path'))]}"]
+        self.devices = [DeviceState(self, d) for d in scenario.devices]
+        # backoff[a]: time from the first attempt until retry a (each retry: a submission and 2**min(a, 10) PAUSEs)
+        self.backoff = [0.0]
+        for a in range(scenario.max_retries):
+            self.backoff.append(
+                self.backoff[-1] + self.submit_ns + scenario.pause_ns * (1 << min(a, BACKOFF_MAX_SHIFT))
+            )
+        self.channel_device: dict[tuple[int, int], int] = {}
+        self.states: list[TenantState] = []
+        self.durations: dict[tuple[int, int], float] = {}
+
+    def skip(self, attempt: int, until: float) -> tuple[int, float]:
+        """Retries from ``attempt`` on until the first one at least ``until`` ns from now (at least one, at most
+        the retries left): their number and their time, ns."""
+        b = self.backoff
+        last = self.s.max_retries
+        k = bisect.bisect_left(b, b[attempt] + until, attempt + 1, last + 1)
+        k = min(max(k, attempt + 1), last)
+        return k - attempt, b[k] - b[attempt]
+
+    def queue_for(self, tenant: Tenant, dev: DeviceState) -> QueueState:
+        """The queue a tenant submits to on ``dev``: its group's (dedicated), its priority's (priority), else the
+        first queue open to every tenant."""
+        open_ = [q for q in dev.queues if q.cfg.group in (-1, tenant.group)]
+        if not open_:
+            open_ = dev.queues
+        if self.s.policy == "dedicated":
+            own = [q for q in open_ if q.cfg.group == tenant.group]
+            return (own or open_)[0]
+        if self.s.policy == "priority":
+            return min(open_, key=lambda q: (abs(q.cfg.priority - tenant.priority), -q.cfg.priority))
+        return open_[0]
+
+    def channel(self, state: TenantState, c: int, packets: list[list[int]], gaps: Any, cpu_page_ns: float):
+        """One sender thread: ``gaps`` (ns) before each of its ``packets`` (a list of batch sizes each)."""
+        env, s = self.env, self.s
+        tenant = state.tenant
+        dev = self.devices[self.channel_device[state.index, c]]
+        q = self.queue_for(tenant, dev)
+        quota = (tenant.quota or s.quota) if s.policy == "quota" else 0
+        start = tenant.start_ms * 1e6
+        if start > 0:
+            self.events += 1
+            yield env.timeout(start)
+        for batches, gap in zip(packets, gaps, strict=True):
+            if gap > 0:
+                self.events += 1
+                yield env.timeout(gap)
+            packet = Packet()
+            cpu = 0.0
+            for pages in batches:
+                state.batches += 1
+                batch = Batch(packet, state, pages, env.now, q)
+                packet.pending += 1
+                attempt = 0
+                while not dev.offer(q, batch, quota):
+                    if attempt >= s.max_retries:
+                        packet.pending -= 1
+                        state.fallback_pages += pages
+                        state.fallback_batches += 1
+                        state.fallback_at.append(env.now)
+                        cpu += pages * cpu_page_ns
+                        break
+                    # a refused submission can only succeed once an engine finishes (entries and credits are
+                    # freed then): the retries before that all fail, so they are taken in one step
+                    k, pause = self.skip(attempt, dev.next_change() - env.now)
+                    state.retries += k
+                    state.retry_ns += pause  # on the CPU: a submission, then PAUSEs, per retry
+                    self.events += 1
+                    yield env.timeout(pause)
+                    attempt += k
+                else:
+                    state.device_pages += pages
+            if cpu > 0:  # the CPU checks the refused batches while the device works on the rest
+                self.events += 1
+                yield env.timeout(cpu)
+            if packet.pending:
+                packet.event = env.event()
+                yield packet.event
+        self.durations[state.index, c] = env.now - start
+
+
+def _cpu_page_ns(profile: HardwareProfile, trial, detector: str) -> float:
+    """CPU to zero-check one page of ``trial``'s mix on the CPU (the fallback), ns."""
+    zc = f"host.zero_check.{detector}"
+    scale = trial.page_size / profile["host.page_bytes"]
+    zero = 1.0 - trial.normal_ratio
+    return (zero * profile[f"{zc}.zero_page"] + trial.normal_ratio * profile[f"{zc}.normal_page"]) * scale
+
+
+def simulate(
+    scenario: Scenario,
+    profile: HardwareProfile | str,
+    *,
+    fallback: str = "",
+    gaps: Mapping[str, float | Sequence[float]] | None = None,
+) -> Outcome:
+    """Run ``scenario`` on ``profile``'s hardware (its devices' throughput curve and latency, its CPU costs).
+
+    ``fallback``: the CPU detector whose costs price the batches the CPU checks (default: cpu-native where the
+    profile has it, else cpu-numba). ``gaps``: tenant name -> ns each sender spends between packets, instead of
+    what the model's round leaves (a measured sender's own time, to check the simulation against the emulator):
+    one number, or samples drawn at random for each packet (seeded by the scenario's ``seed``), so that equal
+    tenants do not run in lockstep.
+    Times in the outcome are ns."""
+    prof = load(profile)
+    scenario.check(prof)
+    have = prof.detectors
+    fallback = fallback or next((d for d in reversed(CPU_DETECTORS) if d in have), have[0] if have else "")
+    if fallback not in have:
+        allowed = f"{', '.join(have)} (the CPU detectors {prof.name} has costs for)"
+        raise InvalidArgument(f"fallback={fallback!r} is not allowed; allowed: {allowed}")
+    ndev = len(scenario.devices)
+    local = prof.replace(dsa__devices=ndev) if prof["dsa.devices"] != ndev else prof
+    sim = _Sim(scenario, local)
+    engines = [d.engines for d in scenario.devices]
+    plans = []
+    slot = 0
+    for i, tenant in enumerate(scenario.tenants):
+        trial = tenant.trial()
+        state = TenantState(i, tenant)
+        sim.states.append(state)
+        first = rounds(trial, local)[0][0]
+        n = first.pages
+        per_channel: list[list[list[int]]] = [[] for _ in range(trial.channels)]
+        for k, start in enumerate(range(0, n, trial.packet_pages)):
+            size = min(trial.packet_pages, n - start)
+            per_channel[k % trial.channels].append(split(size, trial.batch_size))
+        idle = []
+        for c in range(trial.channels):
+            sim.channel_device[i, c] = (slot + c) % ndev
+            e = engines[sim.channel_device[i, c]]
+            idle.append(sum(idle_wait(b, e, sim.page_ns, sim.latency) for b in per_channel[c]))
+        slot += trial.channels
+        busiest = max(range(trial.channels), key=lambda c: len(per_channel[c]))
+        gap = max(0.0, (first.time_ns - idle[busiest]) / max(1, len(per_channel[busiest])))
+        given = gaps.get(tenant.name) if gaps else None
+        rng = np.random.default_rng([scenario.seed, i])
+        series = []
+        for c in range(trial.channels):
+            if given is None or np.ndim(given) == 0:
+                series.append(np.full(len(per_channel[c]), gap if given is None else float(given)))  # type: ignore[arg-type]
+            else:
+                series.append(rng.choice(np.asarray(given, dtype=np.float64), len(per_channel[c])))
+        cpu_page = _cpu_page_ns(local, trial, fallback)
+        for c in range(trial.channels):
+            sim.env.process(sim.channel(state, c, per_channel[c], series[c], cpu_page))
+        plans.append((trial, [float(x.sum()) for x in series], idle, cpu_page))
+    sim.env.run()
+    outcomes = []
+    for state, (trial, gap_sums, idle, cpu_page) in zip(sim.states, plans, strict=True):
+        predicted = predict(trial, local)
+        channels = range(trial.channels)
+        extra = np.array([sim.durations[state.index, c] - (gap_sums[c] + idle[c]) for c in channels])
+        fb_cpu = state.fallback_pages * cpu_page
+        retry_cpu = state.retry_ns
+        waited = np.maximum(extra - (fb_cpu + retry_cpu) / trial.channels, 0.0)
+        if trial.completion == "thread":  # the dsa_completion thread polls while work is outstanding
+            wait_cpu = float(waited.max()) if local.flag("dsa.busy_poll") else 0.0
+        else:  # each sender polls its own batches
+            wait_cpu = float(waited.sum())
+        outcomes.append(
+            TenantOutcome(
+                tenant=state.tenant,
+                predicted=predicted,
+                time_ns=predicted.total_time_ms * 1e6 + float(extra.max()),
+                host_cpu_ns=predicted.host_cpu_ms * 1e6 + fb_cpu + retry_cpu + wait_cpu,
+                pages=state.device_pages + state.fallback_pages,
+                device_pages=state.device_pages,
+                fallback_pages=state.fallback_pages,
+                fallback_cpu_ns=fb_cpu,
+                retries=state.retries,
+                retry_cpu_ns=retry_cpu,
+                wait_cpu_ns=wait_cpu,
+                batches=state.batches,
+                fallback_batches=state.fallback_batches,
+                queue_delays_ns=np.asarray(state.delays, dtype=np.float64),
+                channel_extra_ns=extra,
+                submitted_ns=np.asarray(state.submits, dtype=np.float64),
+                fallback_at_ns=np.asarray(state.fallback_at, dtype=np.float64),
+                end_ns=state.tenant.start_ms * 1e6 + max(sim.durations[state.index, c] for c in channels),
+            )
+        )
+    return Outcome(
+        scenario=scenario,
+        profile=local,
+        tenants=outcomes,
+        device_starts_ns=[np.asarray(d.starts) for d in sim.devices],
+        device_busy_ns=[np.asarray(d.busies) for d in sim.devices],
+        device_pages=[d.pages for d in sim.devices],
+        end_ns=float(sim.env.now),
+        events=sim.events,
+        fallback=fallback,
+    )

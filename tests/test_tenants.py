@@ -1,0 +1,185 @@
+"""The tenant contention model: conservation, one tenant = predict(), a saturated device runs at its profile's
+throughput, no starvation under FIFO with bounded retries, invalid configurations refused, the dataset's layout."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import tenants_support
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dsalab.errors import DsalabError
+from dsalab.model import predict, tenants
+from dsalab.model.tenants_config import BACKOFF_MAX_SHIFT
+
+pytestmark = pytest.mark.timeout(120)
+
+PROFILE = tenants_support.profile()
+PAGE = 4096
+
+
+def crowded(policy="fifo", **kw):
+    """8 tenants on one device whose queue holds 4: the queue fills, retries run out, the CPU takes batches."""
+    args = dict(profile=PROFILE, policy=policy, channels=2, batch_size=8, packet=64 << 10, wq_size=4, max_retries=2)
+    args.update(kw)
+    return tenants.scenario(kw.pop("count", 8), "8MiB", 1, **{k: v for k, v in args.items() if k != "count"})
+
+
+def test_conservation_every_page_checked_once_by_a_device_or_the_cpu():
+    out = tenants.simulate(crowded(), PROFILE)
+    assert sum(t.fallback_pages for t in out.tenants) > 0, "the scenario must make the CPU take batches"
+    for t in out.tenants:
+        assert t.pages == t.device_pages + t.fallback_pages == (8 << 20) // PAGE
+        assert t.device_pages == len(t.queue_delays_ns) * 8  # every device batch started once, 8 pages each
+    assert sum(out.device_pages) == sum(t.device_pages for t in out.tenants)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    count=st.integers(1, 6),
+    devices=st.integers(1, 3),
+    channels=st.integers(1, 3),
+    batch=st.sampled_from([1, 4, 16, 32]),
+    wq=st.integers(1, 8),
+    retries=st.integers(0, 4),
+    policy=st.sampled_from(tenants.POLICIES),
+    ratio=st.sampled_from([0.0, 0.5, 1.0]),
+)
+def test_conservation_property(count, devices, channels, batch, wq, retries, policy, ratio):
+    sc = tenants.scenario(
+        count, "1MiB", devices, profile=PROFILE, policy=policy, channels=channels, batch_size=batch,
+        packet=128 << 10, wq_size=wq * 2, max_retries=retries, normal_ratio=ratio, priorities=(15, 3),
+    )  # fmt: skip
+    out = tenants.simulate(sc, PROFILE)
+    for t in out.tenants:
+        assert t.device_pages + t.fallback_pages == (1 << 20) // PAGE
+        assert t.time_ns > 0 and math.isfinite(t.host_cpu_ns)
+    assert sum(out.device_pages) == sum(t.device_pages for t in out.tenants)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_one_tenant_without_contention_equals_predict(ratio, channels):
+    sc = tenants.scenario(1, "64MiB", channels, profile=PROFILE, channels=channels, normal_ratio=ratio)
+    ds = tenants.run(sc, PROFILE, provenance=False)
+    expected = predict(sc.tenants[0].trial(), PROFILE.replace(dsa__devices=channels))
+    assert float(ds.migration_time_ms[0]) == pytest.approx(expected.total_time_ms, rel=1e-12)
+    assert float(ds.host_cpu_ms[0]) == pytest.approx(expected.host_cpu_ms, rel=1e-12)
+    assert int(ds.queue_full_retries[0]) == 0 and int(ds.fallback_pages[0]) == 0
+    assert float(ds.queue_delay_us.sel(statistic="max")[0]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_saturated_device_runs_at_its_profiles_throughput():
+    sc = tenants.scenario(16, "16MiB", 1, profile=PROFILE, channels=2, max_retries=1000)
+    out = tenants.simulate(sc, PROFILE)
+    starts, busy = out.device_starts_ns[0], out.device_busy_ns[0]
+    span = (starts + busy).max() - starts.min()
+    rate = out.device_pages[0] * PAGE / span * 1e9
+    assert rate == pytest.approx(PROFILE.throughput.at(PAGE), rel=1e-3)
+    assert sum(t.fallback_pages for t in out.tenants) == 0
+    ds = tenants.to_dataset(out, provenance=False)
+    assert float(ds.device_utilisation.mean()) > 0.95
+
+
+def test_no_tenant_starves_under_fifo_with_bounded_retries():
+    sc = crowded(count=32)
+    out = tenants.simulate(sc, PROFILE)
+    page_ns = PAGE / PROFILE.throughput.at(PAGE) * 1e9
+    latency = PROFILE["dsa.completion_latency"]
+    submit = PROFILE["dsa.submit_enqcmd"]
+    backoff = sum(submit + sc.pause_ns * (1 << min(a, BACKOFF_MAX_SHIFT)) for a in range(sc.max_retries))
+    q = sc.devices[0].work_queues[0]
+    wait = (q.size + sc.devices[0].engines) * 8 * page_ns + latency  # ahead of a batch in FIFO, then its own
+    cpu = 8 * PROFILE["host.zero_check.cpu-native.zero_page"]
+    worst_batch = backoff + max(wait, cpu)
+    for t in out.tenants:
+        batches_per_channel = math.ceil(t.batches / t.tenant.channels)
+        # every tenant finishes within its bound: a full queue costs a batch its retries and the CPU, never more
+        assert t.time_ns <= t.predicted.total_time_ms * 1e6 + batches_per_channel * worst_batch
+        if t.queue_delays_ns.size:
+            assert t.queue_delays_ns.max() <= backoff + (q.size + sc.devices[0].engines) * 8 * page_ns + 1e-6
+    slow = [t.time_ns / (t.predicted.total_time_ms * 1e6) for t in out.tenants]
+    assert max(slow) / min(slow) < 1.5, "FIFO with bounded retries treats equal tenants alike"
+
+
+def test_priority_queues_serve_high_priority_tenants_first():
+    sc = tenants.scenario(8, "8MiB", 1, profile=PROFILE, policy="priority", channels=2, batch_size=8,
+                          packet=64 << 10, priorities=(15, 1), max_retries=1000)  # fmt: skip
+    ds = tenants.run(sc, PROFILE, provenance=False)
+    high = ds.migration_time_ms.values[0::2].mean()
+    low = ds.migration_time_ms.values[1::2].mean()
+    assert high < low
+    assert [q.priority for q in sc.devices[0].work_queues] == [15, 1]
+
+
+def test_dedicated_queues_and_quota():
+    sc = crowded("dedicated", groups=2)
+    assert [(q.mode, q.group, q.size) for q in sc.devices[0].work_queues] == [("dedicated", 0, 2), ("dedicated", 1, 2)]
+    out = tenants.simulate(sc, PROFILE)
+    assert all(t.pages == t.device_pages + t.fallback_pages for t in out.tenants)
+    quota = tenants.simulate(crowded("quota", quota=1, wq_size=64), PROFILE)
+    fifo = tenants.simulate(crowded("fifo", wq_size=64), PROFILE)
+    assert sum(t.retries for t in quota.tenants) > sum(t.retries for t in fifo.tenants)
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda: tenants.Scenario((tenants.Tenant(),), (tenants.Device(4, (tenants.WorkQueue(200),)),)).check(PROFILE),
+         ["entries", "200", "128"]),
+        (lambda: tenants.WorkQueue(16, priority=16), ["priority", "16", "1 to 15"]),
+        (lambda: tenants.WorkQueue(16, priority=0), ["priority", "0", "1 to 15"]),
+        (lambda: tenants.Device(0), ["engines", "0", ">= 1"]),
+        (lambda: tenants.Tenant(channels=0), ["channels", "0", "1 to 64"]),
+        (lambda: tenants.Tenant(priority=99), ["priority", "99", "1 to 15"]),
+        (lambda: tenants.scenario(2, "1MiB", 1, profile=PROFILE, engines=5), ["engines", "5", "1 to 4"]),
+        (lambda: tenants.scenario(2, "1MiB", 1, profile=PROFILE, policy="lottery"), ["policy", "lottery", "fifo"]),
+        (lambda: tenants.WorkQueue(8, mode="shared", threshold=9), ["threshold", "9", "0 to"]),
+        (lambda: tenants.WorkQueue(8, mode="bypass"), ["mode", "bypass", "shared, dedicated"]),
+        (lambda: tenants.scenario(2, "1MiB", 1, profile=PROFILE, wq_size=129), ["entries", "129", "128"]),
+    ],
+)  # fmt: skip
+def test_invalid_configurations_name_the_value_and_what_is_allowed(make, words):
+    with pytest.raises(DsalabError) as info:
+        make()
+    message = str(info.value)
+    assert "\n" not in message
+    for w in words:
+        assert w in message, f"{w!r} not in {message!r}"
+
+
+def test_dataset_layout_units_and_file_round_trip(tmp_path):
+    import xarray as xr
+
+    ds = tenants.run(crowded(), PROFILE)
+    for name in ds.data_vars:
+        assert ds[name].attrs.get("units") and ds[name].attrs.get("long_name"), name
+    for key, value in ds.attrs.items():
+        assert isinstance(value, str | int | float | np.integer | np.floating), key
+    assert ds.attrs["backend"] == "model" and ds.attrs["policy"] == "fifo" and "git_commit" in ds.attrs
+    assert ds.sizes["tenant"] == 8 and ds.sizes["statistic"] == 4
+    assert 0 < float(ds.fairness_jain) <= 1
+    path = tenants.write(ds, tmp_path / "t.nc")
+    back = xr.load_dataset(path, engine="h5netcdf")
+    xr.testing.assert_identical(back.drop_vars(list(back.coords)), ds.drop_vars(list(ds.coords)))
+    rows = {r[0]: r for r in tenants.summary(ds)}
+    assert rows["migration_time_ms"][3] == pytest.approx(float(ds.migration_time_ms.max()))
+    assert rows["fallback_pages"][2] == pytest.approx(float(ds.fallback_pages.mean()))
+
+
+def test_jain_index():
+    assert tenants.jain(np.ones(5)) == pytest.approx(1.0)
+    assert tenants.jain(np.array([1.0, 0, 0, 0])) == pytest.approx(0.25)
+
+
+def test_arrivals_staggered_and_poisson():
+    st_ = tenants.scenario(4, "1MiB", 1, profile=PROFILE, arrival="staggered", interval_ms=2.0)
+    assert [t.start_ms for t in st_.tenants] == [0.0, 2.0, 4.0, 6.0]
+    po = tenants.scenario(4, "1MiB", 1, profile=PROFILE, arrival="poisson", interval_ms=2.0, seed=3)
+    starts = [t.start_ms for t in po.tenants]
+    assert starts[0] == 0.0 and starts == sorted(starts)
+    out = tenants.simulate(st_, PROFILE)
+    assert out.end_ns >= 6e6
