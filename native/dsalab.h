@@ -32,6 +32,15 @@ int dsl_compare_pages(const void *a, const void *b, size_t npages, size_t page_s
 uint64_t dsl_or_reduce(const void *buf, size_t len, int threads);  /* bandwidth reference: ORs every byte */
 dsl_zero_fn dsl_native_zero_fn(void);
 
+/* ---- calibration micro-measurements (native/calibrate.c, for `dsalab calibrate`) ---- */
+/* rounds of a mutex + condition-variable hand-off between two threads: CPU of both, wall time */
+int dsl_cal_wakeup(uint64_t rounds, uint64_t *cpu_ns, uint64_t *wall_ns);
+/* count write() calls of bytes (1..4096) to fd: the caller's CPU */
+int dsl_cal_write(int fd, size_t bytes, uint64_t count, uint64_t *cpu_ns);
+/* count messages of bytes written to fd_out while another thread reads fd_in (both made non-blocking) */
+int dsl_cal_stream(int fd_out, int fd_in, size_t bytes, uint64_t count, uint64_t *wall_ns, uint64_t *send_cpu_ns,
+                   uint64_t *recv_cpu_ns);
+
 /* ---- guest memory ---- */
 /* Fill pages: where normal[i] is 1, page i gets pseudo-random bytes (reproducible from seed and i, never all
  * zero); where it is 0 and touch_zero is 1, the page is written with zeros (so it is backed by real memory). */

@@ -1,0 +1,147 @@
+"""The engine's part of ``dsalab calibrate``: per-page and per-packet costs of this machine, read from the
+per-thread CPU and the per-phase counters of real engine runs (:func:`dsalab.migration.run_trial`).
+
+Each repeat runs every point of :data:`POINTS` (both CPU detectors, normal ratio 0 and 1, packets of 128 KiB and
+512 KiB, one channel, so one ``multifdsend_0`` and one ``multifdrecv_0``), interleaved, after a discarded
+warm-up. Each cost is solved from one repeat's runs (see :func:`costs_of_repeat`), then the median over repeats
+is taken and the spread (half the range, as a fraction of the median) recorded:
+
+- zero check: ``detect_cpu_ms`` per page at normal ratio 0 (zero pages) and 1 (normal pages);
+- ``live_migration``: its thread CPU ``M = pages x main_page + packets x b`` solved from the two packet sizes;
+  ``main_packet = b - host.wakeup`` (in these runs ``live_migration`` outruns its one sender and blocks once per
+  packet, which the pipeline adds back as one wake-up per packet);
+- sender: ``multifdsend_0`` CPU minus detection is ``packets x host.packet`` at normal ratio 0 (fitted through
+  the origin over both packet sizes), and grows by the cost of sending a normal page at normal ratio 1;
+- receiver: ``multifdrecv_0`` CPU at normal ratio 0 is ``pages x receive_page + packets x receive_packet``
+  (two packet sizes), and grows by ``bytes x receive_byte`` at normal ratio 1 (page faults of the fresh
+  destination memory included: the engine's receiver takes them too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from dsalab.backends import Backend
+from dsalab.result import TrialResult
+from dsalab.trial import Trial
+
+#: CPU detectors calibrated
+DETECTORS = (Backend.CPU_NUMBA.value, Backend.CPU_NATIVE.value)
+#: normal ratios of the calibration runs
+RATIOS = (0.0, 1.0)
+#: packet sizes of the calibration runs, bytes
+PACKETS = (128 << 10, 512 << 10)
+#: every calibration point: (detector, normal ratio, packet bytes)
+POINTS = tuple((d, r, p) for d in DETECTORS for r in RATIOS for p in PACKETS)
+#: page size of every run, bytes
+PAGE = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """A measured cost: its median over repeats (canonical unit), the spread (half the range over the median),
+    how many repeats, and how it was derived."""
+
+    value: float
+    spread: float
+    repeats: int
+    how: str
+
+    def note(self) -> str:
+        """``median of N ...; spread ±x%``."""
+        return f"{self.how}; median of {self.repeats}, spread ±{100 * self.spread:.0f}%"
+
+
+def figure(values: Sequence[float], how: str) -> Figure:
+    """Median and spread of per-repeat values."""
+    med = statistics.median(values)
+    spread = (max(values) - min(values)) / 2 / abs(med) if med else 0.0
+    return Figure(med, spread, len(values), how)
+
+
+def trial_of(point: tuple[str, float, int], guest_bytes: int) -> Trial:
+    """The engine trial of one calibration point."""
+    detector, ratio, packet = point
+    return Trial(
+        guest_bytes=guest_bytes, normal_ratio=ratio, channels=1, packet_bytes=packet, detector=detector, seed=0
+    )
+
+
+def _sender(r: TrialResult) -> float:
+    """The one sender's thread CPU, ms (from /proc, which is read while it exists)."""
+    return r.thread_cpu_ms["multifdsend_0"]
+
+
+def _receiver(r: TrialResult) -> float:
+    return r.thread_cpu_ms["multifdrecv_0"]
+
+
+def costs_of_repeat(runs: Mapping[tuple[str, float, int], TrialResult], wakeup_ns: float) -> dict[str, float]:
+    """Every engine-derived cost (ns, canonical units) from one repeat's runs of :data:`POINTS`."""
+    any_run = next(iter(runs.values()))
+    n = any_run.trial.guest_bytes // PAGE
+    ms = 1e6  # ns per ms
+    out: dict[str, float] = {}
+    for d in DETECTORS:
+        out[f"zero_check.{d}.zero_page"] = statistics.fmean(runs[d, 0.0, p].detect_cpu_ms * ms / n for p in PACKETS)
+        out[f"zero_check.{d}.normal_page"] = statistics.fmean(runs[d, 1.0, p].detect_cpu_ms * ms / n for p in PACKETS)
+    small, large = PACKETS
+
+    def split(value: Callable[[TrialResult], float], pairs: Iterable[tuple[str, float]]) -> tuple[float, float]:
+        """(per page, per packet) of ``value`` (ms) solved from the two packet sizes, averaged over ``pairs``."""
+        per_page, per_packet = [], []
+        for d, ratio in pairs:
+            a, b = runs[d, ratio, small], runs[d, ratio, large]
+            slope = (value(a) - value(b)) * ms / (a.packets - b.packets)
+            per_packet.append(slope)
+            per_page.append((value(b) * ms - slope * b.packets) / n)
+        return statistics.fmean(per_page), statistics.fmean(per_packet)
+
+    main_page, main_b = split(lambda r: r.thread_cpu_ms["live_migration"], [(d, r) for d in DETECTORS for r in RATIOS])
+    out["main_page"] = main_page
+    out["main_packet"] = main_b - wakeup_ns
+    ys = [((_sender(runs[d, 0.0, p]) - runs[d, 0.0, p].detect_cpu_ms) * ms, runs[d, 0.0, p].packets)
+          for d in DETECTORS for p in PACKETS]  # fmt: skip
+    out["packet"] = sum(y * k for y, k in ys) / sum(k * k for _, k in ys)
+
+    def beyond_detection(d: str, ratio: float, p: int) -> float:
+        r = runs[d, ratio, p]
+        return (_sender(r) - r.detect_cpu_ms) * ms
+
+    out["send_normal_page"] = statistics.fmean(
+        (beyond_detection(d, 1.0, p) - beyond_detection(d, 0.0, p)) / n for d in DETECTORS for p in PACKETS
+    )
+    out["receive_page"], out["receive_packet"] = split(_receiver, [(d, 0.0) for d in DETECTORS])
+    out["receive_byte"] = statistics.fmean(
+        (_receiver(runs[d, 1.0, p]) - _receiver(runs[d, 0.0, p])) * ms / (n * PAGE) for d in DETECTORS for p in PACKETS
+    )
+    return out
+
+
+#: how each engine-derived cost was solved, for its source string
+HOW = {
+    "zero_page": "detect_cpu_ms per page of an all-zero guest (mean of both packet sizes)",
+    "normal_page": "detect_cpu_ms per page of an all-normal guest (mean of both packet sizes)",
+    "main_page": "live_migration thread CPU = pages x main_page + packets x main_packet, solved from packets of "
+    "128 KiB and 512 KiB (both detectors, normal ratio 0 and 1)",
+    "main_packet": "live_migration thread CPU per packet (solved with main_page) minus one host.wakeup: "
+    "live_migration outran its sender and blocked once per packet in these runs",
+    "packet": "multifdsend_0 thread CPU minus detect_cpu_ms per packet of an all-zero guest (least squares through "
+    "0 over packets of 128 KiB and 512 KiB, both detectors)",
+    "send_normal_page": "growth of multifdsend_0 CPU minus detect_cpu_ms per page from normal ratio 0 to 1",
+    "receive_page": "multifdrecv_0 thread CPU of an all-zero guest = pages x receive_page + packets x "
+    "receive_packet, solved from packets of 128 KiB and 512 KiB",
+    "receive_packet": "multifdrecv_0 thread CPU per packet of an all-zero guest, solved with receive_page",
+    "receive_byte": "growth of multifdrecv_0 thread CPU per payload byte from normal ratio 0 to 1 (includes the "
+    "page faults of the fresh destination memory, as the engine's receiver takes them)",
+}
+
+
+def describe(guest_bytes: int) -> str:
+    """The runs behind every engine-derived cost, for source strings."""
+    return (
+        f"engine runs (dsalab.migration.run_trial), {guest_bytes >> 20} MiB guest, 1 channel, 4 KiB pages, "
+        "cpu-numba and cpu-native, normal ratio 0 and 1, packets 128 KiB and 512 KiB, interleaved after a warm-up"
+    )
