@@ -258,6 +258,8 @@ class HardwareProfile:
             raise InvalidArgument(f"hardware profile {path!r} does not exist; see data/hardware/*.toml") from None
         except tomllib.TOMLDecodeError as e:
             raise InvalidArgument(f"hardware profile {path}: not valid TOML: {e}") from None
+        except OSError as e:
+            raise InvalidArgument(f"hardware profile {path!r} cannot be read: {e.strerror or e}") from None
         return cls.from_dict(doc, path)
 
     @classmethod
@@ -273,6 +275,12 @@ class HardwareProfile:
         missing = sorted(set(SPEC) - set(entries))
         if missing:
             raise InvalidArgument(f"{where}: missing keys {', '.join(missing)}; every key of SPEC is required")
+        for d in CPU_DETECTORS:
+            half = [f"host.zero_check.{d}.{z}" for z in ZERO_CHECK if f"host.zero_check.{d}.{z}" not in entries]
+            if 0 < len(half) < len(ZERO_CHECK):
+                raise InvalidArgument(
+                    f"{where}: missing keys {', '.join(half)}; a zero_check table needs {list(ZERO_CHECK)}"
+                )
         if not any(f"host.zero_check.{d}.zero_page" in entries for d in CPU_DETECTORS):
             raise InvalidArgument(f"{where}: needs [host.zero_check.<detector>] for one of {', '.join(CPU_DETECTORS)}")
         return cls(about["name"], entries, dict(about), where if where.endswith(".toml") else "")
@@ -349,6 +357,8 @@ def _entry(where: str, key: str, raw: Any) -> Entry:
         raise InvalidArgument(
             f'{where}: key {key} must be an inline table {{value = ..., unit = "...", source = "..."}}, got {raw!r:.80}'
         )
+    if not raw["source"].strip():
+        raise InvalidArgument(f"{where}: key {key} must say where its number comes from: source is empty")
     extra = set(raw) - {"value", "unit", "source", "transfer"}
     if extra:
         raise InvalidArgument(f"{where}: key {key} has unknown fields {sorted(extra)}; allowed: value, unit, source")
