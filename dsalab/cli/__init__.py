@@ -2,7 +2,8 @@
 
 One module per group of commands, each registering on the one :data:`app`: :mod:`~dsalab.cli.host` (info,
 devices), :mod:`~dsalab.cli.trials` (run, scenarios), :mod:`~dsalab.cli.sweeps` (sweep, summary, tune),
-:mod:`~dsalab.cli.plot` (plot), :mod:`~dsalab.cli.tenants` (tenants).
+:mod:`~dsalab.cli.plot` (plot), :mod:`~dsalab.cli.tenants` (tenants),
+:mod:`~dsalab.cli.calibrate` (calibrate).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from dsalab.errors import DsalabError
 
 # the commands register in this order, the order `dsalab --help` lists them
 # isort: off
-from dsalab.cli import host, trials, sweeps, plot, model, tenants
+from dsalab.cli import host, trials, sweeps, plot, model, tenants, calibrate
 # isort: on
 
-__all__ = ["app", "host", "main", "model", "plot", "sweeps", "tenants", "trials"]
+__all__ = ["app", "calibrate", "host", "main", "model", "plot", "sweeps", "tenants", "trials"]
 
 
 def main() -> None:
