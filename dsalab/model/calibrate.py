@@ -32,6 +32,7 @@ import sys
 from collections.abc import Callable
 
 from dsalab.model import calibrate_engine as ce
+from dsalab.model import calibrate_micro as micro
 from dsalab.model.calibrate_engine import Figure, figure
 from dsalab.model.profile import CPU_DETECTORS, SPEC, ZERO_CHECK, Entry, HardwareProfile, Setting
 from dsalab.model.published import DEVICE, ESTIMATES
@@ -67,73 +68,15 @@ def _check_repeats(repeats: object) -> int:
     return repeats
 
 
-def _wakeup(rounds: int) -> float:
-    """CPU ns of one blocking wait and its wake-up (both threads)."""
-    from dsalab._binding import calibrate as native
+def _check_guest(guest_bytes: object) -> int:
+    from dsalab.errors import InvalidArgument
 
-    cpu, _ = native.wakeup(rounds)
-    return cpu / (2 * rounds)
-
-
-def _write64(count: int) -> float:
-    """CPU ns of one 64-byte write() to /dev/null."""
-    from dsalab._binding import calibrate as native
-
-    fd = os.open(os.devnull, os.O_WRONLY)
-    try:
-        return native.write_cpu(fd, 64, count) / count
-    finally:
-        os.close(fd)
-
-
-def _stream(nbytes: int, count: int) -> tuple[float, float]:
-    """(wall ns, writer CPU ns) per message of a one-way loopback TCP stream of ``count`` messages."""
-    from dsalab._binding import calibrate as native
-
-    with (
-        socket.create_server(("127.0.0.1", 0)) as server,
-        socket.create_connection(server.getsockname(), timeout=10) as out,
-    ):
-        conn, _ = server.accept()
-        with conn:
-            out.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            wall, send_cpu, _ = native.stream(out.fileno(), conn.fileno(), nbytes, count)
-    return wall / count, send_cpu / count
-
-
-def _bandwidth(nbytes: int) -> float:
-    """Memory read bytes/s of the native OR-reduce loop over ``nbytes``, every usable core."""
-    import time
-
-    import numpy as np
-
-    from dsalab import kernels
-
-    buf = np.ones(nbytes, dtype=np.uint8)
-    threads = len(os.sched_getaffinity(0))
-    kernels.bandwidth_reference(buf, threads)  # warm-up (and the pages are touched)
-    t0 = time.perf_counter()
-    kernels.bandwidth_reference(buf, threads)
-    return nbytes / (time.perf_counter() - t0)
-
-
-def _dsa_prepare(guest, guest_bytes: int) -> float:
-    """Sender detection CPU ns per page on the emulated device, timing model off, one batch of 1024 per packet."""
-    from dsalab.migration import run_trial
-    from dsalab.trial import Trial
-
-    t = Trial(
-        guest_bytes=guest_bytes,
-        normal_ratio=0.0,
-        channels=1,
-        packet_bytes=1024 * ce.PAGE,
-        detector="dsa-emulated",
-        devices=("emu:gbps=0,engines=1",),
-        batch_size=1024,
-        completion="thread",
-    )
-    r = run_trial(t, guest=guest)
-    return r.detect_cpu_ms * 1e6 / (guest_bytes // ce.PAGE)
+    ok = isinstance(guest_bytes, int) and not isinstance(guest_bytes, bool)
+    if not ok or not (4 << 20) <= guest_bytes <= (16 << 30) or guest_bytes % (4 << 20):
+        raise InvalidArgument(
+            f"calibrate: guest_bytes={guest_bytes!r} is not allowed: allowed is a multiple of 4 MiB, 4 MiB to 16 GiB"
+        )
+    return guest_bytes
 
 
 class _Steps:
@@ -161,13 +104,20 @@ class _Steps:
             self.bar.close()
 
 
-def measure(*, quick: bool = False, repeats: int | None = None, progress: ProgressFn | bool | None = None) -> dict:
+def measure(
+    *,
+    quick: bool = False,
+    repeats: int | None = None,
+    progress: ProgressFn | bool | None = None,
+    guest_bytes: int | None = None,
+) -> dict:
     """Every measured figure of this machine: key -> :class:`Figure` (canonical units: ns, bytes/s), plus
-    ``"_about"``, what was measured how (guest size, repeats, load averages)."""
+    ``"_about"``, what was measured how (guest size, repeats, load averages). ``guest_bytes``: the engine runs'
+    guest, 4 MiB..16 GiB, a multiple of 4 MiB (default 256 MiB, quick 32 MiB)."""
     from dsalab.migration import GuestMemory, run_trial
 
     reps = REPEATS[quick] if repeats is None else _check_repeats(repeats)
-    guest_bytes = GUEST_BYTES[quick]
+    guest_bytes = GUEST_BYTES[quick] if guest_bytes is None else _check_guest(guest_bytes)
     steps = _Steps(2 + reps * (len(ce.POINTS) + 6), progress)
     load_before = _loadavg()
     try:
@@ -175,7 +125,7 @@ def measure(*, quick: bool = False, repeats: int | None = None, progress: Progre
         for d in ce.DETECTORS:  # warm-up: numba compiles, the destination's allocator settles
             run_trial(ce.trial_of((d, 0.0, ce.PACKETS[-1]), guest_bytes), guest=guests[0.0])
         steps.step("warm-up")
-        _dsa_prepare(guests[0.0], guest_bytes)
+        micro.dsa_prepare(guests[0.0], guest_bytes)
         steps.step("warm-up (emulated DSA)")
         per_repeat: dict[str, list[float]] = {}
 
@@ -183,7 +133,7 @@ def measure(*, quick: bool = False, repeats: int | None = None, progress: Progre
             per_repeat.setdefault(key, []).append(value)
 
         for _ in range(reps):
-            wake = _wakeup(20000)
+            wake = micro.wakeup(20000)
             add("wakeup", wake)
             steps.step("wake-up hand-off")
             runs = {}
@@ -192,18 +142,18 @@ def measure(*, quick: bool = False, repeats: int | None = None, progress: Progre
                 steps.step(f"engine {point[0]} ratio {point[1]:g} packet {point[2] >> 10} KiB")
             for key, value in ce.costs_of_repeat(runs, wake).items():
                 add(key, value)
-            wall, cpu = _stream(512 << 10, 512)
+            wall, cpu = micro.stream(512 << 10, 512)
             add("stream_wall_512k", wall)
             add("send_byte", cpu / (512 << 10))
             steps.step("loopback stream, 512 KiB messages")
-            small, _ = _stream(32, 50000)
+            small, _ = micro.stream(32, 50000)
             add("stream_wall_32", small)
             steps.step("loopback stream, 32-byte messages")
-            add("write64", _write64(100000))
+            add("write64", micro.write64(100000))
             steps.step("64-byte write()")
-            add("prepare", _dsa_prepare(guests[0.0], guest_bytes))
+            add("prepare", micro.dsa_prepare(guests[0.0], guest_bytes))
             steps.step("emulated DSA, timing model off")
-            add("memory", _bandwidth(max(guest_bytes, 64 << 20)))
+            add("memory", micro.bandwidth(max(guest_bytes, 64 << 20)))
             steps.step("memory read bandwidth")
     finally:
         steps.close()
@@ -310,6 +260,8 @@ def build_profile(figures: dict, *, name: str | None = None, quick: bool = False
     host = name or system["hostname"]
     flags = str(cpu["cpu_flags"]) or "none"
     cmd = COMMAND + (" --quick" if quick else "") + f" --repeats {about_m['repeats']}"
+    if about_m["guest_bytes"] != GUEST_BYTES[quick]:
+        cmd += f" (python: guest_bytes={about_m['guest_bytes']})"
     about = {
         "name": host,
         "description": f"this machine ({cpu['cpu_model']}, {cpu['cpu_affinity']} usable cores), measured by "
@@ -340,7 +292,7 @@ def build_profile(figures: dict, *, name: str | None = None, quick: bool = False
     )
     no_dsa = "this host has no DSA device; "
     entries["dsa.devices"] = Quantity.of(
-        "count", 1, "count", f"{COMMAND}: what if this host had one DSA device ({no_dsa}published figures below)"
+        "count", 1, "count", f"{COMMAND}: what if this host had one DSA device (it has none)"
     )
     for key, entry in DEVICE.items():
         entries[key] = dataclasses.replace(entry, source=f"{COMMAND} copied the published figure: {entry.source}")
@@ -363,14 +315,20 @@ def _order(key: str, order: list[str]) -> tuple[int, str]:
 
 
 def calibrate(
-    *, quick: bool = False, repeats: int | None = None, progress: ProgressFn | bool | None = None, name: str = ""
+    *,
+    quick: bool = False,
+    repeats: int | None = None,
+    progress: ProgressFn | bool | None = None,
+    name: str = "",
+    guest_bytes: int | None = None,
 ) -> HardwareProfile:
     """Measure this machine and return its :class:`HardwareProfile` (not saved: see :meth:`HardwareProfile.save`).
 
     ``quick``: a 32 MiB guest and 2 repeats (well under 30 s) instead of 256 MiB and 7 (a minute or two);
     ``repeats``: 1..100, overrides the mode's; ``progress``: True for a tqdm bar on stderr, or a callable
-    ``(steps done, steps in all, what)``; ``name``: the profile's name (default: this host's name)."""
-    figures = measure(quick=quick, repeats=repeats, progress=progress)
+    ``(steps done, steps in all, what)``; ``name``: the profile's name (default: this host's name);
+    ``guest_bytes``: the engine runs' guest (see :func:`measure`)."""
+    figures = measure(quick=quick, repeats=repeats, progress=progress, guest_bytes=guest_bytes)
     return build_profile(figures, name=name or None, quick=quick)
 
 
@@ -380,17 +338,24 @@ def default_path(root: str | os.PathLike[str] = "data/hardware") -> str:
 
 
 def table(profile: HardwareProfile) -> str:
-    """The measured costs as a text table (key, value, unit, spread)."""
-    lines = [f"{'key':44} {'value':>12} {'unit':14} source"]
+    """The profile as a text table: key, value, unit, and how the number was obtained (measured here, with its
+    spread; set here; published; estimate)."""
+    lines = [f"{'key':44} {'value':>12} {'unit':16} how"]
     for key, entry in profile.entries.items():
         if isinstance(entry, Quantity):
-            shown = f"{entry.written:>12.4g} {entry.unit:14}"
+            shown = f"{entry.written:>12.4g} {entry.unit:16}"
         elif isinstance(entry, Setting):
-            shown = f"{entry.value!s:>12} {'':14}"
+            shown = f"{entry.value!s:>12} {'':16}"
         else:
-            shown = f"{'curve':>12} {entry.unit:14}"
-        src = entry.source.removeprefix(f"{COMMAND}: ")
-        measured = entry.source.startswith(f"{COMMAND}: ") and "published" not in src
-        lines.append(f"{key:44} {shown} {'measured' if measured else 'published/estimate'}"
-                     + (f" ({src[src.rfind('spread'):]})" if "spread" in src else ""))  # fmt: skip
+            shown = f"{'curve':>12} {entry.unit:16}"
+        src = entry.source
+        if "median of" in src:
+            how = "measured, " + src[src.rfind("median of") :]
+        elif "estimate" in src:
+            how = "estimate (not published)"
+        elif "published" in src:
+            how = "published"
+        else:
+            how = "set: " + src.removeprefix(f"{COMMAND}: ")
+        lines.append(f"{key:44} {shown} {how}")
     return "\n".join(lines)
