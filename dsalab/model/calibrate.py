@@ -29,7 +29,7 @@ import datetime
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from dsalab.model import calibrate_engine as ce
 from dsalab.model import calibrate_micro as micro
@@ -211,6 +211,22 @@ def _figures(v: dict[str, list[float]], guest_bytes: int, reps: int, load_before
         f"{len(os.sched_getaffinity(0))} threads",
     )
     out["_about"] = {"guest_bytes": guest_bytes, "repeats": reps, "load_before": load_before, "load_after": _loadavg()}
+    return out
+
+
+def combine(measured: Sequence[dict]) -> dict:
+    """One figure set from several :func:`measure` results (e.g. taken between other runs, so that drift of a
+    shared machine's load affects both alike): each figure the median of every repeat of every set."""
+    out: dict = {}
+    keys = [k for k in measured[0] if k != "_about"]
+    for key in keys:
+        values = [v for m in measured for v in m[key].values]
+        first = measured[0][key]
+        out[key] = figure(values, first.how)
+    about = dict(measured[0]["_about"])
+    about["repeats"] = sum(m["_about"]["repeats"] for m in measured)
+    about["load_after"] = measured[-1]["_about"]["load_after"]
+    out["_about"] = about
     return out
 
 

@@ -107,18 +107,17 @@ def _senders(cpu: dict[str, float]) -> float:
     return sum(v for k, v in cpu.items() if k.startswith("multifdsend_"))
 
 
-def against_engine(
-    profile: HardwareProfile,
+def run_engine(
     guest_bytes: int,
     repeats: int,
     points: Sequence[tuple[str, float, int, int]] = GRID,
     progress: Callable[[int, int], None] | None = None,
-) -> list[Row]:
-    """Run the engine over ``points`` (``repeats`` each, interleaved) and predict each with ``profile``."""
+) -> dict[tuple[str, float, int, int], list]:
+    """The engine's results over ``points``, ``repeats`` each, interleaved: point -> list of TrialResult."""
     from dsalab.migration import GuestMemory, run_trial
 
     guests = {r: GuestMemory(guest_bytes, normal_ratio=r, seed=0) for r in sorted({p[1] for p in points})}
-    runs: dict[tuple, list] = {p: [] for p in points}
+    runs: dict[tuple[str, float, int, int], list] = {p: [] for p in points}
     done = 0
     for _ in range(repeats):
         for point in points:
@@ -126,9 +125,14 @@ def against_engine(
             done += 1
             if progress is not None:
                 progress(done, repeats * len(points))
+    return runs
+
+
+def compare(profile: HardwareProfile, runs: dict[tuple[str, float, int, int], list]) -> list[Row]:
+    """Each point's engine medians beside the model's prediction of the same trial with ``profile``."""
     rows = []
     for point, rs in runs.items():
-        m = predict(trial_of(point, guest_bytes), profile)
+        m = predict(rs[0].trial, profile)
         med = statistics.median
         rows.append(
             Row(
@@ -146,6 +150,17 @@ def against_engine(
             )
         )
     return rows
+
+
+def against_engine(
+    profile: HardwareProfile,
+    guest_bytes: int,
+    repeats: int,
+    points: Sequence[tuple[str, float, int, int]] = GRID,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Row]:
+    """Run the engine over ``points`` (``repeats`` each, interleaved) and predict each with ``profile``."""
+    return compare(profile, run_engine(guest_bytes, repeats, points, progress))
 
 
 def within(rows: Sequence[Row], metric: str, tolerance: float = TOLERANCE) -> int:

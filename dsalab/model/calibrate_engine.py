@@ -48,6 +48,7 @@ class Figure:
     spread: float
     repeats: int
     how: str
+    values: tuple[float, ...] = ()
 
     def note(self) -> str:
         """``median of N ...; spread ±x%``."""
@@ -58,7 +59,7 @@ def figure(values: Sequence[float], how: str) -> Figure:
     """Median and spread of per-repeat values."""
     med = statistics.median(values)
     spread = (max(values) - min(values)) / 2 / abs(med) if med else 0.0
-    return Figure(med, spread, len(values), how)
+    return Figure(med, spread, len(values), how, tuple(values))
 
 
 def trial_of(point: tuple[str, float, int], guest_bytes: int) -> Trial:
