@@ -1,4 +1,4 @@
-""""Against this machine" (issue 11): the model, calibrated here in turns with the check's engine runs, beside the
+"""Against this machine (issue 11): the model, calibrated here in turns with the check's engine runs, beside the
 engine over normal ratio 0 / 0.5 / 1, channels 1 / 2, packets 128 KiB / 512 KiB, for cpu-numba and cpu-native, on
 a small guest.
 
@@ -68,7 +68,7 @@ def test_host_cpu_against_the_engine(side_by_side, detector):
     ratios = [r.host_ratio for r in rows if r.detector == detector]
     typical = math.exp(statistics.median(abs(x) for x in _log_ratios(ratios)))
     assert typical - 1 <= tolerance, (
-        f"host CPU: median point off by {typical - 1:.0%} (allowed {tolerance:.0%}, cores obtained {share:.0%})\n{table}"
+        f"host CPU: median point off by {typical - 1:.0%} (allowed {tolerance:.0%}, cores {share:.0%})\n{table}"
     )
     worst = max(ratios, key=lambda x: abs(math.log(x)))
     assert abs(math.log(worst)) <= math.log(POINT_FACTOR), f"host CPU: a point at {worst:.2f}\n{table}"
