@@ -1,4 +1,4 @@
-""" "Against this machine": the model with this machine's calibrated profile beside the engine, point by point.
+"""Against this machine: the model with this machine's calibrated profile beside the engine, point by point.
 
 :func:`against_engine` runs the engine over :data:`GRID` (``cpu-numba`` and ``cpu-native``, normal ratio 0 / 0.5
 / 1, channels 1 / 2, packets 128 KiB / 512 KiB), repeats interleaved, and puts the median of each metric beside
