@@ -34,7 +34,15 @@ from collections.abc import Callable, Sequence
 from dsalab.model import calibrate_engine as ce
 from dsalab.model import calibrate_micro as micro
 from dsalab.model.calibrate_engine import Figure, figure
-from dsalab.model.profile import CPU_DETECTORS, SPEC, ZERO_CHECK, Entry, HardwareProfile, Setting
+from dsalab.model.profile import (
+    CPU_DETECTORS,
+    SPEC,
+    ZERO_CHECK,
+    ZERO_CHECK_OPTIONAL,
+    Entry,
+    HardwareProfile,
+    Setting,
+)
 from dsalab.model.published import DEVICE, ESTIMATES
 from dsalab.model.quantities import Quantity
 
@@ -121,7 +129,9 @@ def measure(
     steps = _Steps(2 + reps * (len(ce.POINTS) + 6), progress)
     load_before = _loadavg()
     try:
-        guests = {r: GuestMemory(guest_bytes, normal_ratio=r, seed=0) for r in ce.RATIOS}
+        guests = {r: GuestMemory(guest_bytes, normal_ratio=r, seed=0) for r in (*ce.RATIOS, ce.MIXED)}
+        truth = guests[ce.MIXED].truth  # True where a page is zero
+        boundaries = int((truth[1:] & ~truth[:-1]).sum())
         for d in ce.DETECTORS:  # warm-up: numba compiles, the destination's allocator settles
             run_trial(ce.trial_of((d, 0.0, ce.PACKETS[-1]), guest_bytes), guest=guests[0.0])
         steps.step("warm-up")
@@ -140,7 +150,7 @@ def measure(
             for point in ce.POINTS:
                 runs[point] = run_trial(ce.trial_of(point, guest_bytes), guest=guests[point[1]])
                 steps.step(f"engine {point[0]} ratio {point[1]:g} packet {point[2] >> 10} KiB")
-            for key, value in ce.costs_of_repeat(runs, wake).items():
+            for key, value in ce.costs_of_repeat(runs, wake, boundaries).items():
                 add(key, value)
             wall, cpu = micro.stream(512 << 10, 512)
             add("stream_wall_512k", wall)
@@ -255,7 +265,8 @@ def _round(x: float) -> float:
 
 
 def _quantity(key: str, fig: Figure, unit: str) -> Quantity:
-    kind = SPEC[key].kind if key in SPEC else ZERO_CHECK[key.rsplit(".", 1)[-1]].kind
+    leaf = key.rsplit(".", 1)[-1]
+    kind = SPEC[key].kind if key in SPEC else (ZERO_CHECK | ZERO_CHECK_OPTIONAL)[leaf].kind
     from dsalab.model.quantities import KINDS
 
     written = _round(max(0.0, KINDS[kind].from_canonical(fig.value, unit)))
@@ -300,7 +311,7 @@ def build_profile(figures: dict, *, name: str | None = None, quick: bool = False
             entries[key] = _quantity(key, figures[fkey], unit)
     entries["host.page_bytes"] = Quantity.of("size", ce.PAGE, "B", f"{COMMAND}: the page size of every run")
     for d in CPU_DETECTORS:
-        for leaf in ZERO_CHECK:
+        for leaf in [*ZERO_CHECK, *ZERO_CHECK_OPTIONAL]:
             key = f"host.zero_check.{d}.{leaf}"
             entries[key] = _quantity(key, figures[f"zero_check.{d}.{leaf}"], "ns/page")
     entries["network.same_host"] = Setting(

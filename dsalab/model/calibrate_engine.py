@@ -33,8 +33,12 @@ DETECTORS = (Backend.CPU_NUMBA.value, Backend.CPU_NATIVE.value)
 RATIOS = (0.0, 1.0)
 #: packet sizes of the calibration runs, bytes
 PACKETS = (128 << 10, 512 << 10)
+#: normal ratio of the mixed guest (zero and normal pages at random), for the stream-restart cost
+MIXED = 0.5
 #: every calibration point: (detector, normal ratio, packet bytes)
-POINTS = tuple((d, r, p) for d in DETECTORS for r in RATIOS for p in PACKETS)
+POINTS = tuple((d, r, p) for d in DETECTORS for r in RATIOS for p in PACKETS) + tuple(
+    (d, MIXED, PACKETS[-1]) for d in DETECTORS
+)
 #: page size of every run, bytes
 PAGE = 4096
 
@@ -79,8 +83,11 @@ def _receiver(r: TrialResult) -> float:
     return r.thread_cpu_ms["multifdrecv_0"]
 
 
-def costs_of_repeat(runs: Mapping[tuple[str, float, int], TrialResult], wakeup_ns: float) -> dict[str, float]:
-    """Every engine-derived cost (ns, canonical units) from one repeat's runs of :data:`POINTS`."""
+def costs_of_repeat(
+    runs: Mapping[tuple[str, float, int], TrialResult], wakeup_ns: float, boundaries: int
+) -> dict[str, float]:
+    """Every engine-derived cost (ns, canonical units) from one repeat's runs of :data:`POINTS`; ``boundaries``:
+    the zero pages of the mixed guest that follow a normal page."""
     any_run = next(iter(runs.values()))
     n = any_run.trial.guest_bytes // PAGE
     ms = 1e6  # ns per ms
@@ -88,6 +95,11 @@ def costs_of_repeat(runs: Mapping[tuple[str, float, int], TrialResult], wakeup_n
     for d in DETECTORS:
         out[f"zero_check.{d}.zero_page"] = statistics.fmean(runs[d, 0.0, p].detect_cpu_ms * ms / n for p in PACKETS)
         out[f"zero_check.{d}.normal_page"] = statistics.fmean(runs[d, 1.0, p].detect_cpu_ms * ms / n for p in PACKETS)
+        mixed = runs[d, MIXED, PACKETS[-1]]
+        zero, normal = n - mixed.normal_pages, mixed.normal_pages
+        same_packet = [runs[d, r, PACKETS[-1]].detect_cpu_ms * ms / n for r in RATIOS]  # ns per zero, normal page
+        apart = zero * same_packet[0] + normal * same_packet[1]
+        out[f"zero_check.{d}.boundary"] = (mixed.detect_cpu_ms * ms - apart) / max(boundaries, 1)
     small, large = PACKETS
 
     def split(value: Callable[[TrialResult], float], pairs: Iterable[tuple[str, float]]) -> tuple[float, float]:
@@ -125,6 +137,9 @@ def costs_of_repeat(runs: Mapping[tuple[str, float, int], TrialResult], wakeup_n
 HOW = {
     "zero_page": "detect_cpu_ms per page of an all-zero guest (mean of both packet sizes)",
     "normal_page": "detect_cpu_ms per page of an all-normal guest (mean of both packet sizes)",
+    "boundary": "detect_cpu_ms of a guest with normal pages at random (normal ratio 0.5, packets of 512 KiB) beyond "
+    "its zero and normal pages at the all-zero and all-normal guests' cost per page, per zero page that follows "
+    "a normal page",
     "main_page": "live_migration thread CPU = pages x main_page + packets x main_packet, solved from packets of "
     "128 KiB and 512 KiB (both detectors, normal ratio 0 and 1)",
     "main_packet": "live_migration thread CPU per packet (solved with main_page) minus one host.wakeup: "
@@ -144,5 +159,6 @@ def describe(guest_bytes: int) -> str:
     """The runs behind every engine-derived cost, for source strings."""
     return (
         f"engine runs (dsalab.migration.run_trial), {guest_bytes >> 20} MiB guest, 1 channel, 4 KiB pages, "
-        "cpu-numba and cpu-native, normal ratio 0 and 1, packets 128 KiB and 512 KiB, interleaved after a warm-up"
+        "cpu-numba and cpu-native, normal ratio 0 and 1 (and 0.5), packets 128 KiB and 512 KiB, interleaved after "
+        "a warm-up"
     )

@@ -128,7 +128,11 @@ def round_costs(trial: Trial, profile: HardwareProfile, pages: Pages, *, check_f
         device_stage = device_busy / devices
     else:
         zc = f"host.zero_check.{trial.detector}"
-        detect = (checked_zero * p[f"{zc}.zero_page"] + pages.normal * p[f"{zc}.normal_page"]) * scale
+        # a zero page right after a normal page costs more (its memory stream restarts); normal pages lie at
+        # random, so that is the normal fraction of the zero pages
+        restart = p[f"{zc}.boundary"] * pages.normal / n if f"{zc}.boundary" in p.entries else 0.0
+        zero_ns = p[f"{zc}.zero_page"] + restart
+        detect = (checked_zero * zero_ns + pages.normal * p[f"{zc}.normal_page"]) * scale
         device_stage = 0.0
     sender_cpu_work = detect + send  # all senders
 

@@ -97,6 +97,13 @@ ZERO_CHECK: dict[str, Key] = {
     "zero_page": Key("time/page", "CPU to find that a zero page is zero (reads the whole page)"),
     "normal_page": Key("time/page", "CPU to find that a normal page is not zero (stops at its first non-zero byte)"),
 }
+#: optional keys of a ``host.zero_check.<detector>`` table (0 where absent)
+ZERO_CHECK_OPTIONAL: dict[str, Key] = {
+    "boundary": Key(
+        "time/page",
+        "extra CPU to check a zero page that follows a normal page (the memory stream restarts), per such page",
+    ),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -338,12 +345,13 @@ def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def _spec(key: str) -> Key:
     parts = key.split(".")
     if len(parts) == 4 and parts[:2] == ["host", "zero_check"] and parts[2] in CPU_DETECTORS:
-        spec = ZERO_CHECK.get(parts[3])
+        spec = ZERO_CHECK.get(parts[3]) or ZERO_CHECK_OPTIONAL.get(parts[3])
         if spec is not None:
             return spec
     spec = SPEC.get(key)
     if spec is None:
-        allowed = ", ".join([*SPEC, *(f"host.zero_check.<{'|'.join(CPU_DETECTORS)}>.{z}" for z in ZERO_CHECK)])
+        tables = [*ZERO_CHECK, *ZERO_CHECK_OPTIONAL]
+        allowed = ", ".join([*SPEC, *(f"host.zero_check.<{'|'.join(CPU_DETECTORS)}>.{z}" for z in tables)])
         raise InvalidArgument(f"unknown key {key!r:.80}; allowed: {allowed}")
     return spec
 
