@@ -14,9 +14,7 @@
 # ---
 
 # %% tags=["parameters"]
-machine_profile: str = (
-    ""  # this machine's profile (default data/hardware/<hostname>.toml; calibrated quickly if missing)
-)
+machine_profile: str = ""  # this machine's profile (default: data/hardware/<hostname>.toml)
 seed_profile: str = "spr-8457c-dsa"  # the seed's hosts with one DSA device (a name in data/hardware or a path)
 what_if_profile: str = "spr-8457c-dsa"  # the profile of the what-if questions at the end
 guest: str = "256MiB"  # guest of each engine run on this machine
