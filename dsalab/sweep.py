@@ -43,6 +43,10 @@ from dsalab.results import TrialRecord
 from dsalab.sweepfile import SweepSpec
 from dsalab.trial import Trial
 
+#: runner ``model``: the partial file is fsynced once per this many predictions (each takes well under 1 ms; an
+#: fsync takes milliseconds, so one per trial would make the sweep's time mostly disk waits)
+MODEL_BATCH = 200
+
 
 @dataclasses.dataclass(frozen=True)
 class Task:
@@ -209,7 +213,8 @@ def _run_sweep(spec, partial, resume, client, progress, on_trial, scheduler):
     from tqdm import tqdm
 
     profile = model_profile(spec)  # before anything runs: a bad profile fails the sweep, not every trial
-    partial_file = PartialFile(partial, spec, resume=resume)
+    sync_every = MODEL_BATCH if spec.runner == Runner.MODEL else 1
+    partial_file = PartialFile(partial, spec, resume=resume, sync_every=sync_every)
     all_tasks = list(tasks(spec))
     todo = [t for t in all_tasks if t.key not in partial_file.done]
     bar = tqdm(
