@@ -63,7 +63,14 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "dsalab.partial",
     ),
     # running many trials
-    "runs": ("dsalab.sweep", "dsalab.tune", "dsalab.scenarios", "dsalab.explore", "dsalab.model.whatif"),
+    "runs": (
+        "dsalab.sweep",
+        "dsalab.tune",
+        "dsalab.scenarios",
+        "dsalab.explore",
+        "dsalab.model.whatif",
+        "dsalab.model_beside",
+    ),
     # what people look at and type
     "views": ("dsalab.plots", "dsalab.report"),
     "ui": ("dsalab.widgets", "dsalab.cli", "dsalab.__main__"),
