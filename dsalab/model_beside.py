@@ -107,10 +107,12 @@ def format_model_beside(table: pd.DataFrame, profile: Any, *, max_rows: int = 20
             f"  {dsa} vs {cpu} (mean over {len(rows)} points): measured {rows.measured_saved_pct.mean():.1f}%, "
             f"model (real DSA) {rows.model_saved_pct.mean():.1f}%"
         )
-        for _, r in rows.head(max_rows).iterrows():
-            point = ", ".join(f"{k}={v}" for k, v in r.point.items()) or "(the only point)"
+        shown = rows.head(max_rows)
+        points = [", ".join(f"{k}={v}" for k, v in p.items()) or "(the only point)" for p in shown.point]
+        width = max(map(len, points))
+        for point, (_, r) in zip(points, shown.iterrows(), strict=True):
             lines.append(
-                f"    {point:<40} measured {r.measured_saved_pct:6.1f}% ± {r.measured_saved_pct_std:<5.1f} "
+                f"    {point:<{width}}  measured {r.measured_saved_pct:6.1f}% ± {r.measured_saved_pct_std:<5.1f} "
                 f"model {r.model_saved_pct:6.1f}% ({r.model_cpu_ms_per_gb:.1f} -> {r.model_dsa_ms_per_gb:.1f} ms/GB)"
             )
         if len(rows) > max_rows:
