@@ -69,7 +69,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "dsalab.scenarios",
         "dsalab.explore",
         "dsalab.model.whatif",
-        "dsalab.model_beside",
+        "dsalab.model.beside",
     ),
     # what people look at and type
     "views": ("dsalab.plots", "dsalab.report"),

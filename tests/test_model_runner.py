@@ -87,6 +87,20 @@ def test_profile_path_falls_back_to_the_sweep_files_directory(tmp_path, profile_
     assert spec.hardware_text == profile_file.read_text()
 
 
+def test_hardware_may_name_a_shipped_profile(tmp_path, profile_file, monkeypatch):
+    import dsalab.model.profile
+
+    monkeypatch.setattr(sweepfile, "HARDWARE_DIR", profile_file.parent)
+    monkeypatch.setattr(dsalab.model.profile, "HARDWARE_DIR", profile_file.parent)
+    monkeypatch.chdir(tmp_path)
+    spec = sweepfile.load(model_sweep(tmp_path, "testhost"))
+    assert pathlib.Path(spec.hardware) == profile_file and spec.hardware_text == profile_file.read_text()
+    r = cli.invoke(app, ["run", "--runner", "model", "--hardware", "testhost", "--guest", "1GiB"])
+    assert r.exit_code == 0 and "hardware profile testhost" in r.output, r.output
+    with pytest.raises(SweepFileError, match="hardware profile 'nosuch' not found"):
+        sweepfile.load(model_sweep(tmp_path, "nosuch"))
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -203,11 +217,14 @@ def test_execute_model_needs_a_profile_and_tune_runs_on_the_model(tmp_path, prof
 
 
 def test_model_sweep_on_dask_equals_serial(tmp_path, profile_file):
-    from distributed import Client
+    from distributed import Client, LocalCluster
 
     spec = sweepfile.override(sweepfile.load(ROOT / "data/sweeps/seed-scenarios.toml"), "model", str(profile_file))
     serial = sw.run_sweep(spec, partial=tmp_path / "a.jsonl", progress=False)
-    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         on_dask = sw.run_sweep(spec, partial=tmp_path / "b.jsonl", client=client, progress=False, scheduler="t")
     np.testing.assert_array_equal(on_dask["host_cpu_ms"].values, serial["host_cpu_ms"].values)
     assert on_dask.attrs["backend"] == "model" and on_dask.attrs["trials_failed"] == 0
@@ -260,7 +277,7 @@ batch_size = [32, 128]
 
 def test_summary_shows_the_models_saving_beside_each_measured_dsa_point(tmp_path, profile_file):
     from dsalab import analysis
-    from dsalab.model_beside import model_beside
+    from dsalab.model.beside import model_beside
     from dsalab.trial import Trial
 
     path = tmp_path / "e.toml"

@@ -27,10 +27,10 @@ def _load_profile(path: str | None, option: str = "--model"):
     if path is None:
         return None
     from dsalab.errors import DsalabError
-    from dsalab.model import HardwareProfile
+    from dsalab.model.profile import load
 
     try:
-        return HardwareProfile.load(path)
+        return load(path)
     except DsalabError as exc:
         fail(f"{option}: {exc}")
 
@@ -38,7 +38,7 @@ def _load_profile(path: str | None, option: str = "--model"):
 def _beside(ds, profile) -> str:
     """The model's predicted DSA saving beside the measured one (``--model``), as text."""
     from dsalab.errors import DsalabError
-    from dsalab.model_beside import format_model_beside, model_beside
+    from dsalab.model.beside import format_model_beside, model_beside
 
     try:
         return format_model_beside(model_beside(ds, profile), profile)

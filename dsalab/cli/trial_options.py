@@ -132,10 +132,11 @@ def model_result(trial: Trial, runner: str | None, hardware: str | None):
         return None
     if hardware is None:
         fail(f"--runner model needs --hardware FILE: {HARDWARE_HELP}")
-    from dsalab.model import HardwareProfile, predict
+    from dsalab.model import predict
+    from dsalab.model.profile import load
 
     try:
-        profile = HardwareProfile.load(hardware)
+        profile = load(hardware)
         result = predict(trial, profile)
     except DsalabError as exc:
         fail(f"--hardware {hardware}: {exc}")
