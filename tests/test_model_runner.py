@@ -237,6 +237,7 @@ def test_cli_run_with_the_model_prints_a_model_table(tmp_path, profile_file):
     assert r.exit_code == 0, r.output
     assert "predicted by the model for hardware profile testhost" in r.output
     assert "\nmodel: 100 GiB guest" in r.output and "dsa_completion" in r.output and "multifdsend_7" in r.output
+    assert "note: These numbers are predicted by dsalab.model from hardware profile testhost" in r.output
     ds = results.read(out)
     assert str(ds["backend"].values.ravel()[0]) == Backend.MODEL
     for bad, expected in [
@@ -258,6 +259,7 @@ def test_cli_sweep_with_runner_model_writes_a_model_dataset(tmp_path, profile_fi
     ds = results.read(out)
     assert ds.attrs["runner"] == "model" and ds.attrs["runner_from"] == "command line"
     assert ds.attrs["hardware_profile"] == "testhost" and not sw.partial_path_for(out).exists()
+    assert "note: These numbers are predicted by dsalab.model from hardware profile testhost" in r.output
     r = cli.invoke(app, ["summary", str(out), "--model", str(profile_file)])
     assert r.exit_code == 2 and "--model compares an engine run with the model" in r.output
 

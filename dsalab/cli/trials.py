@@ -53,7 +53,7 @@ def run(
     typer.echo(result.table())
     from dsalab.caveats import format_caveats
 
-    notes = format_caveats(result)
+    notes = format_caveats(result, hardware_profile=hardware if predicted is not None else None)
     if notes:
         typer.echo(notes)
     if out:
