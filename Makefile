@@ -7,16 +7,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 NATIVE := $(wildcard native/*.c native/*.h native/*.py) setup.py pyproject.toml
 SWEEP ?= data/sweeps/quick.toml
+# this host's hardware profile (what `dsalab calibrate` writes): the model's prediction with a real DSA device
+PROFILE ?= data/hardware/$(shell $(PYTHON) -c 'import socket; print(socket.gethostname())').toml
 
-.PHONY: run test test-asan setup lint bench clean chromium info
+.PHONY: run test test-asan setup lint bench bench-predict clean chromium info
 
 # the main job: machine info, then the sweep $(SWEEP) (resumed if an earlier `make run` was interrupted), written
 # to data/results/<hostname>/<date>-<sweep>-<commit8>.nc, then its summary. `make run SWEEP=data/sweeps/x.toml`
-# runs another sweep file; `make bench` runs the kernel benchmark. Then the figures of that dataset (the newest
-# file under data/results/) go to data/figures/ as HTML and PNG, and their paths are printed.
+# runs another sweep file; `make bench` runs the kernel benchmark. The summary ends with the model's prediction
+# for this host with a real DSA device beside each emulated DSA point (--model $(PROFILE); the profile is made
+# with `dsalab calibrate --quick` when this host has none). Then the figures of that dataset (the newest file
+# under data/results/) go to data/figures/ as HTML and PNG, and their paths are printed.
 run: setup
 	$(BIN)/dsalab info
-	$(BIN)/dsalab sweep $(SWEEP) --resume
+	@test -f $(PROFILE) || $(BIN)/dsalab calibrate --quick --out $(PROFILE)
+	$(BIN)/dsalab sweep $(SWEEP) --resume --model $(PROFILE)
 	$(BIN)/dsalab plot --latest --results data/results --out data/figures --formats html,png
 
 test: setup
@@ -55,6 +60,10 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_kernels.py
+
+# predictions per second of dsalab.model.predict and a 1,000-point model sweep end to end (data/bench/predict.json)
+bench-predict: setup
+	$(BIN)/python benchmarks/bench_predict.py
 
 clean:
 	rm -rf $(VENV) build dsalab/_native*.so dsalab/_native.c *.egg-info

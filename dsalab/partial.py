@@ -1,9 +1,10 @@
 """The partial file of a running sweep and the lock that keeps one writer per output (split from
 :mod:`dsalab.sweep`, which re-exports every public name here).
 
-Every finished trial is appended to a partial file (JSON lines, flushed and fsynced), so a crash loses at most the
-trial in flight and a resumed sweep continues where it stopped. A torn last line is dropped with a
-:class:`PartialFileWarning`; any other damage is an error naming the file and the line.
+Every finished trial is appended to a partial file (JSON lines, flushed and fsynced: every trial, or every
+``sync_every`` trials for cheap ones such as the model's), so a crash loses at most the trial (or batch) in flight
+and a resumed sweep continues where it stopped. A torn last line is dropped with a :class:`PartialFileWarning`;
+any other damage is an error naming the file and the line.
 """
 
 from __future__ import annotations
@@ -154,8 +155,11 @@ class PartialFile:
     not a valid header or trial record is a :class:`~dsalab.errors.SweepFileError` naming the file and the line.
     """
 
-    def __init__(self, path: str | pathlib.Path, spec: SweepSpec, *, resume: bool) -> None:
+    def __init__(self, path: str | pathlib.Path, spec: SweepSpec, *, resume: bool, sync_every: int = 1) -> None:
         self.path = pathlib.Path(path)
+        #: fsync after this many appended trials (1: every trial; more for cheap trials, e.g. the model's)
+        self.sync_every = max(1, int(sync_every))
+        self._unsynced = 0
         self.done: dict[str, dict[str, Any]] = {}
         #: task key -> (TrialResult or None, error, worker) of every finished trial
         self.records: dict[str, tuple[Any, str, str]] = {}
@@ -238,13 +242,17 @@ class PartialFile:
                 "delete it or run without --resume elsewhere"
             )
 
-    def _write(self, obj: dict[str, Any]) -> None:
+    def _write(self, obj: dict[str, Any], *, sync: bool = True) -> None:
         self._fh.write(json.dumps(obj, sort_keys=True) + "\n")
         self._fh.flush()
-        os.fsync(self._fh.fileno())
+        self._unsynced += 1
+        if sync:
+            os.fsync(self._fh.fileno())
+            self._unsynced = 0
 
     def append(self, task: Task, outcome: dict[str, Any]) -> None:
-        """Record a finished trial (the line is flushed and fsynced before this returns)."""
+        """Record a finished trial (the line is flushed before this returns, and fsynced with every
+        ``sync_every``-th trial)."""
         obj = {"kind": "trial", "key": task.key, **outcome}
         try:
             key, record = _parse_record(obj)
@@ -252,13 +260,19 @@ class PartialFile:
             obj = {"kind": "trial", "key": task.key, "result": None, "error": f"invalid result: {exc}", "worker": ""}
             obj["worker"] = str(outcome.get("worker", ""))
             key, record = _parse_record(obj)
-        self._write(obj)
+        self._write(obj, sync=self._unsynced + 1 >= self.sync_every)
         self.done[key] = obj
         self.records[key] = record
 
     def close(self) -> None:
-        """Close the file (it stays on disk until the sweep's result is written)."""
-        self._fh.close()
+        """fsync what is not yet and close the file (it stays on disk until the sweep's result is written)."""
+        try:
+            if self._unsynced and not self._fh.closed:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+                self._unsynced = 0
+        finally:
+            self._fh.close()
 
 
 def _cut(value: Any, limit: int = 80) -> str:

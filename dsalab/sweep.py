@@ -8,6 +8,10 @@
   the trial in flight and :func:`run_sweep` with ``resume=True`` continues where it stopped.
 - A trial that raises is recorded as failed with its error; the sweep goes on.
 - With a Dask ``client`` each worker runs one trial at a time and the host it ran on is recorded per trial.
+- Runner ``model``: each trial is :func:`dsalab.model.predict` on the sweep's hardware profile (checked up front by
+  :func:`model_profile`); the model is deterministic, so the sweep has one repeat and no warm-up, and the partial
+  file is fsynced once per :data:`MODEL_BATCH` trials instead of once per trial (a crash loses at most one batch of
+  predictions, which take milliseconds to make again).
 
 The result is the dataset of :func:`dsalab.results.build_dataset`, with :func:`sweep_attrs` provenance.
 """
@@ -39,6 +43,10 @@ from dsalab.results import TrialRecord
 from dsalab.sweepfile import SweepSpec
 from dsalab.trial import Trial
 
+#: runner ``model``: the partial file is fsynced once per this many predictions (each takes well under 1 ms; an
+#: fsync takes milliseconds, so one per trial would make the sweep's time mostly disk waits)
+MODEL_BATCH = 200
+
 
 @dataclasses.dataclass(frozen=True)
 class Task:
@@ -66,19 +74,28 @@ def tasks(spec: SweepSpec) -> Iterator[Task]:
             yield Task(p, r, False, spec.trial(p, r))
 
 
-def execute(trial: Trial, runner: str = Runner.ENGINE) -> dict[str, Any]:
+def execute(trial: Trial, runner: str = Runner.ENGINE, profile: Any = None) -> dict[str, Any]:
     """Run one trial and return {"result": TrialResult.to_dict() or None, "error": str, "worker": hostname}.
 
-    Never raises for a failing trial: the error (type and message) is returned, so one bad point does not stop a
-    sweep. This is also the function Dask workers run.
+    ``runner``: ``engine`` runs the trial; ``model`` predicts it on ``profile`` (a
+    :class:`~dsalab.model.HardwareProfile`, required for the model). Never raises for a failing trial: the error
+    (type and message) is returned, so one bad point does not stop a sweep. This is also the function Dask
+    workers run.
     """
     worker = socket.gethostname()
     try:
-        if runner != Runner.ENGINE:
-            raise SweepFileError(f"runner {runner!r} is not available; allowed: {Runner.ENGINE}")
-        from dsalab.migration import run_trial
+        if runner == Runner.MODEL:
+            if profile is None:
+                raise SweepFileError("runner 'model' needs a hardware profile (sweep file key hardware)")
+            from dsalab.model import predict
 
-        result = run_trial(trial)
+            result = predict(trial, profile)
+        elif runner == Runner.ENGINE:
+            from dsalab.migration import run_trial
+
+            result = run_trial(trial)
+        else:
+            raise SweepFileError(f"runner {runner!r} is not available; allowed: {Runner.ENGINE}, {Runner.MODEL}")
     except Exception as exc:  # a failed trial is data, not the end of the sweep
         message = f"{type(exc).__name__}: {exc}".strip()
         if not str(exc):
@@ -87,9 +104,41 @@ def execute(trial: Trial, runner: str = Runner.ENGINE) -> dict[str, Any]:
     return {"result": result.to_dict(), "error": "", "worker": worker}
 
 
+def model_profile(spec: SweepSpec):
+    """The :class:`~dsalab.model.HardwareProfile` of a ``model`` sweep (None for another runner), checked: it
+    parses and has costs for every detector of the grid. Raises :class:`SweepFileError` naming the sweep file,
+    the key (``hardware``) and what is wrong."""
+    if spec.runner != Runner.MODEL:
+        return None
+    import tomllib
+
+    from dsalab.backends import is_cpu, is_dsa
+    from dsalab.errors import InvalidArgument
+    from dsalab.model import HardwareProfile
+
+    where = f"sweep file {spec.path}: hardware: {spec.hardware}"
+    try:
+        profile = HardwareProfile.from_dict(tomllib.loads(spec.hardware_text), spec.hardware)
+    except tomllib.TOMLDecodeError as exc:
+        raise SweepFileError(f"{where}: not valid TOML: {exc}") from None
+    except InvalidArgument as exc:
+        raise SweepFileError(f"sweep file {spec.path}: hardware: {exc}") from None
+    detectors = spec.params.get("detector", (Trial(**spec.base).detector,))
+    for d in detectors:
+        if is_cpu(d) and d not in profile.detectors:
+            raise SweepFileError(
+                f"{where}: profile {profile.name} has no CPU costs for detector {d}; "
+                f"it has {', '.join(profile.detectors)}"
+            )
+        if is_dsa(d) and profile["dsa.devices"] < 1:
+            raise SweepFileError(f"{where}: profile {profile.name} has no DSA device (dsa.devices = 0) for {d}")
+    return profile
+
+
 def sweep_attrs(spec: SweepSpec, scheduler: str = "serial") -> dict[str, str | int | float]:
     """Flat, netCDF-safe provenance of a sweep: :func:`dsalab.results.provenance` plus the sweep file's content,
-    name, path, SHA-256, seed, repeats, warm-ups, runner, base trial (JSON), swept parameters and scheduler."""
+    name, path, SHA-256, seed, repeats, warm-ups, runner, base trial (JSON), swept parameters and scheduler; for
+    the model, the hardware profile's name, path, SHA-256 and TOML text and the file's repeats and warm-ups."""
     attrs = results.provenance()
     attrs.update(
         {
@@ -105,8 +154,24 @@ def sweep_attrs(spec: SweepSpec, scheduler: str = "serial") -> dict[str, str | i
             "base_trial": json.dumps(Trial(**spec.base).to_dict(), sort_keys=True),
             "swept": ",".join(spec.dims),
             "scheduler": scheduler,
+            "runner_from": spec.runner_from,
         }
     )
+    if spec.runner == Runner.MODEL:
+        attrs.update(
+            {
+                "hardware_profile": model_profile(spec).name,
+                "hardware_path": spec.hardware,
+                "hardware_sha256": spec.hardware_sha256,
+                "hardware_toml": spec.hardware_text,
+                "repeats_in_file": spec.file_repeats,
+                "warmups_in_file": spec.file_warmups,
+                "model_note": (
+                    "predicted by dsalab.model, not measured: the model is deterministic, so one repeat ran "
+                    f"(the file asks for {spec.file_repeats}) and no warm-up"
+                ),
+            }
+        )
     return attrs
 
 
@@ -147,7 +212,9 @@ def run_sweep(
 def _run_sweep(spec, partial, resume, client, progress, on_trial, scheduler):
     from tqdm import tqdm
 
-    partial_file = PartialFile(partial, spec, resume=resume)
+    profile = model_profile(spec)  # before anything runs: a bad profile fails the sweep, not every trial
+    sync_every = MODEL_BATCH if spec.runner == Runner.MODEL else 1
+    partial_file = PartialFile(partial, spec, resume=resume, sync_every=sync_every)
     all_tasks = list(tasks(spec))
     todo = [t for t in all_tasks if t.key not in partial_file.done]
     bar = tqdm(
@@ -173,9 +240,9 @@ def _run_sweep(spec, partial, resume, client, progress, on_trial, scheduler):
     try:
         if client is None:
             for task in todo:
-                finished(task, execute(task.trial, spec.runner))
+                finished(task, execute(task.trial, spec.runner, profile))
         else:
-            _run_on_dask(client, todo, spec.runner, finished)
+            _run_on_dask(client, todo, spec.runner, finished, profile)
     finally:
         bar.close()
         partial_file.close()
@@ -192,7 +259,9 @@ def _run_sweep(spec, partial, resume, client, progress, on_trial, scheduler):
     return ds
 
 
-def _run_on_dask(client: Any, todo: list[Task], runner: str, finished: Callable[[Task, dict], None]) -> None:
+def _run_on_dask(
+    client: Any, todo: list[Task], runner: str, finished: Callable[[Task, dict], None], profile: Any = None
+) -> None:
     """Keep one trial in flight per worker (whatever its thread count) until ``todo`` is done. Restrictions are
     loose, so a trial whose worker dies runs elsewhere instead of waiting forever."""
     from distributed import as_completed
@@ -205,7 +274,9 @@ def _run_on_dask(client: Any, todo: list[Task], runner: str, finished: Callable[
 
     def submit(worker: str) -> None:
         task = queue.pop()
-        fut = client.submit(execute, task.trial, runner, workers=[worker], allow_other_workers=True, pure=False)
+        fut = client.submit(
+            execute, task.trial, runner, profile, workers=[worker], allow_other_workers=True, pure=False
+        )
         in_flight[fut] = (task, worker)
 
     for w in workers:

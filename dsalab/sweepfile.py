@@ -5,7 +5,8 @@ repeats, warm-ups, seed and runner::
 
     name = "batch-packet"          # used in result file names
     description = "what this sweep asks"   # optional
-    runner = "engine"              # the multifd engine; "model" and "qemu" are not available yet
+    runner = "engine"              # "engine" (the multifd engine) or "model" (the what-if model); "qemu" later
+    hardware = "data/hardware/spr-8457c-dsa.toml"   # runner "model" only: the hardware profile it predicts for
     repeats = 3                    # measured repeats of every grid point (the `repeat` dimension)
     warmups = 1                    # discarded passes over the grid before the measured repeats
     seed = 42                      # sweep seed: each trial's guest seed is derived from it and the repeat
@@ -22,6 +23,13 @@ repeats, warm-ups, seed and runner::
 
 Every grid point's Trial is built up front, so a bad value fails before the first trial runs; every error is a
 :class:`~dsalab.errors.SweepFileError` (one line) naming the file, the key, the value and what is allowed.
+
+``runner = "model"`` predicts every point with :func:`dsalab.model.predict` on the hardware profile ``hardware``
+names (a path relative to the current directory, else to the sweep file's directory; the profile's content is
+checked by :func:`dsalab.sweep.model_profile`). The model is deterministic (the guest seed changes nothing), so it
+runs one repeat and no warm-up: ``repeats`` and ``warmups`` become 1 and 0, the file's values are kept in
+:attr:`SweepSpec.file_repeats` and :attr:`SweepSpec.file_warmups`. :func:`override` sets the runner and profile
+given on the command line (``dsalab sweep FILE --runner model --hardware FILE``) over the file's.
 
 Limits: a range's start, stop and step/factor are finite numbers (or size strings), step > 0 or factor > 1, and
 stop >= start (an empty range is an error); one parameter has at most :data:`MAX_VALUES` values (a range is counted
@@ -46,17 +54,20 @@ import numpy as np
 from dsalab import validate
 from dsalab.backends import Runner
 from dsalab.errors import InvalidArgument, SweepFileError
+from dsalab.sweep_ranges import MAX_VALUES, RANGE_KEYS  # noqa: F401 (sweep files' limits and range keys)
+from dsalab.sweep_ranges import values as _values
 from dsalab.trial import Trial
 
 #: runners a sweep file may name today
-RUNNERS: tuple[str, ...] = (Runner.ENGINE,)
+RUNNERS: tuple[str, ...] = (Runner.ENGINE, Runner.MODEL)
 #: runners planned but not available yet
-FUTURE_RUNNERS: tuple[str, ...] = (Runner.MODEL, Runner.QEMU)
+FUTURE_RUNNERS: tuple[str, ...] = (Runner.QEMU,)
 #: top-level keys: key -> (TOML type, what is allowed)
 TOP_KEYS: dict[str, str] = {
     "name": "a string of 1 to 100 ASCII letters, digits, '-', '_' or '.'",
     "description": "a string",
     "runner": f"one of {', '.join(RUNNERS)}",
+    "hardware": 'the path of a hardware profile (TOML), e.g. "data/hardware/spr-8457c-dsa.toml"; runner "model" only',
     "repeats": validate.LIMITS["repeats"].allowed,
     "warmups": validate.LIMITS["warmups"].allowed,
     "seed": validate.LIMITS["seed"].allowed,
@@ -65,14 +76,12 @@ TOP_KEYS: dict[str, str] = {
 }
 #: Trial fields a sweep may set (the seed is derived from the top-level seed, per repeat)
 SWEEPABLE = tuple(f for f in Trial.fields() if f != "seed")
-#: keys of a range table
-RANGE_KEYS = ("start", "stop", "step", "factor")
-#: most values of one swept parameter (a list, or a range counted before it is expanded)
-MAX_VALUES = 10_000
 #: most points of the whole grid
 MAX_POINTS = 100_000
 #: most trials of a sweep: grid points x (repeats + warm-ups)
 MAX_TRIALS = 100_000
+#: where shipped hardware profiles are (a sweep file's ``hardware`` may name one: "spr-8457c-dsa")
+HARDWARE_DIR = pathlib.Path(__file__).resolve().parent.parent / "data" / "hardware"
 #: longest sweep name (it is part of result file names)
 MAX_NAME = 100
 #: errors of building a Trial from a sweep file's values that mean "this value is not allowed"
@@ -88,13 +97,17 @@ class SweepSpec:
     name : sweep name (result file names use it)
     path : the file it came from ("<string>" when parsed from text)
     text : the file's exact content (stored in every result dataset)
-    runner : what runs a trial (``engine``)
-    repeats : measured repeats per grid point
-    warmups : discarded passes over the grid before the measured repeats
+    runner : what runs a trial (``engine`` or ``model``)
+    repeats : measured repeats per grid point (1 for the model: it is deterministic)
+    warmups : discarded passes over the grid before the measured repeats (0 for the model)
     seed : sweep seed; trial seeds derive from it and the repeat (:meth:`trial_seed`)
     base : Trial fields shared by every point, as written in the file
     params : swept Trial field -> its values, normalized as the Trial stores them (sizes in bytes), in file order
     description : free text
+    hardware : runner ``model``: the hardware profile's path, as found (else "")
+    hardware_text : runner ``model``: the hardware profile file's exact content (else "")
+    file_repeats, file_warmups : ``repeats`` and ``warmups`` as the file gives them (before the model's 1 and 0)
+    runner_from : where runner and hardware came from: "file" or "command line"
     """
 
     name: str
@@ -107,11 +120,26 @@ class SweepSpec:
     base: Mapping[str, Any]
     params: Mapping[str, tuple[Any, ...]]
     description: str = ""
+    hardware: str = ""
+    hardware_text: str = ""
+    file_repeats: int = 0
+    file_warmups: int = 0
+    runner_from: str = "file"
 
     @property
     def sha256(self) -> str:
-        """SHA-256 of the file content, hex (names partial files; resume checks it)."""
-        return hashlib.sha256(self.text.encode()).hexdigest()
+        """SHA-256 of the file content, hex (names partial files; resume checks it); for a runner other than the
+        engine, of the content, the runner and the hardware profile's text, so a partial file never mixes runners
+        or profiles."""
+        h = hashlib.sha256(self.text.encode())
+        if self.runner != Runner.ENGINE:
+            h.update(f"\0runner={self.runner}\0hardware=".encode() + self.hardware_text.encode())
+        return h.hexdigest()
+
+    @property
+    def hardware_sha256(self) -> str:
+        """SHA-256 of the hardware profile's text, hex ("" without one)."""
+        return hashlib.sha256(self.hardware_text.encode()).hexdigest() if self.hardware_text else ""
 
     @property
     def dims(self) -> tuple[str, ...]:
@@ -178,11 +206,14 @@ def loads(text: str, path: str = "<string>") -> SweepSpec:
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise fail("description", f"{_short(description)} is not allowed; it must be a string")
-    runner = doc.get("runner", Runner.ENGINE.value)
-    if isinstance(runner, str) and runner in FUTURE_RUNNERS:
-        raise fail("runner", f"{runner!r} is not available yet; allowed: {', '.join(RUNNERS)}")
-    if not isinstance(runner, str) or runner not in RUNNERS:
-        raise fail("runner", f"{_short(runner)} is not allowed; allowed: {', '.join(RUNNERS)}")
+    runner = _runner(doc.get("runner", Runner.ENGINE.value), lambda m: fail("runner", m))
+    hardware = doc.get("hardware")
+    if hardware is not None and not isinstance(hardware, str):
+        raise fail("hardware", f"{_short(hardware)} is not allowed; it must be {TOP_KEYS['hardware']}")
+    if hardware is not None and runner != Runner.MODEL:
+        raise fail("hardware", f"is only for runner = 'model' (runner is {runner!r}); remove it or set the runner")
+    if runner == Runner.MODEL and hardware is None:
+        raise fail("hardware", f"missing; runner 'model' needs {TOP_KEYS['hardware']}")
     repeats = _int("repeats", doc.get("repeats", 1), fail)
     warmups = _int("warmups", doc.get("warmups", 0), fail)
     seed = _int("seed", doc.get("seed", 0), fail)
@@ -233,7 +264,11 @@ def loads(text: str, path: str = "<string>") -> SweepSpec:
         base=dict(base),
         params=params,
         description=description,
+        file_repeats=repeats,
+        file_warmups=warmups,
     )
+    if hardware is not None:
+        spec = _with_hardware(spec, *_read_hardware(hardware, path, lambda m: fail("hardware", m)))
     if spec.n_points > MAX_POINTS:
         raise fail("sweep", f"{spec.n_points} grid points; at most {MAX_POINTS} are allowed")
     trials = spec.n_points * (repeats + warmups)
@@ -249,6 +284,78 @@ def loads(text: str, path: str = "<string>") -> SweepSpec:
         except _BAD_VALUE as exc:
             raise fail("sweep", f"grid point {point}: {exc}") from None
     return spec
+
+
+def override(spec: SweepSpec, runner: str | None = None, hardware: str | None = None) -> SweepSpec:
+    """``spec`` with the runner and hardware profile given on the command line (``--runner``, ``--hardware``) in
+    place of the file's; ``None`` keeps the file's. ``hardware`` is a path relative to the current directory and
+    needs runner ``model``; a ``--runner`` other than ``model`` drops the file's profile."""
+
+    def fail(option: str, message: str) -> SweepFileError:
+        return SweepFileError(f"sweep file {spec.path}: {option}: {message}")
+
+    if runner is None and hardware is None:
+        return spec
+    new = _runner(spec.runner if runner is None else runner, lambda m: fail("--runner", m))
+    if new != Runner.MODEL:
+        if hardware is not None:
+            raise fail("--hardware", f"is only for runner 'model' (runner is {new!r}); add --runner model")
+        return dataclasses.replace(
+            spec,
+            runner=new,
+            hardware="",
+            hardware_text="",
+            repeats=spec.file_repeats,
+            warmups=spec.file_warmups,
+            runner_from="command line",
+        )
+    if hardware is None and not spec.hardware:
+        raise fail("--hardware", f"missing; runner 'model' needs {TOP_KEYS['hardware']}")
+    found = (spec.hardware, spec.hardware_text)
+    if hardware is not None:
+        found = _read_hardware(hardware, None, lambda m: fail("--hardware", m))
+    return _with_hardware(dataclasses.replace(spec, runner=new, runner_from="command line"), *found)
+
+
+def _runner(runner: object, err) -> str:
+    if isinstance(runner, str) and runner in FUTURE_RUNNERS:
+        raise err(f"{runner!r} is not available yet; allowed: {', '.join(RUNNERS)}")
+    if not isinstance(runner, str) or runner not in RUNNERS:
+        raise err(f"{_short(runner)} is not allowed; allowed: {', '.join(RUNNERS)}")
+    return runner
+
+
+def _read_hardware(hardware: str, sweep_path: str | None, err) -> tuple[str, str]:
+    """(path as found, text) of a hardware profile: ``hardware`` relative to the current directory, else (for a
+    sweep file's key) to the sweep file's directory, else a bare name of a shipped profile (``spr-8457c-dsa``:
+    :data:`HARDWARE_DIR`/spr-8457c-dsa.toml, as :func:`dsalab.model.profile.find` does)."""
+    if not hardware:
+        raise err(f"'' is not allowed; it must be {TOP_KEYS['hardware']}")
+    candidates = [pathlib.Path(hardware)]
+    if sweep_path is not None and sweep_path != "<string>" and not candidates[0].is_absolute():
+        candidates.append(pathlib.Path(sweep_path).parent / hardware)
+    if candidates[0].suffix == "" and candidates[0].name == hardware:
+        candidates.append(HARDWARE_DIR / f"{hardware}.toml")
+    found = next((c for c in candidates if _is_file(c)), None)
+    if found is None:
+        where = " or ".join(str(c) for c in dict.fromkeys(candidates))
+        raise err(f"hardware profile {_short(hardware)} not found (looked for {where}); see data/hardware/*.toml")
+    try:
+        return str(found), found.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise err(f"hardware profile {found} cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def _is_file(path: pathlib.Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte: not a file we can read
+        return False
+
+
+def _with_hardware(spec: SweepSpec, hardware: str, text: str) -> SweepSpec:
+    """``spec`` for the model: its profile, and one repeat without warm-ups (the model is deterministic)."""
+    return dataclasses.replace(spec, hardware=hardware, hardware_text=text, repeats=1, warmups=0)
 
 
 def _check_field(key: str, err) -> None:
@@ -275,92 +382,9 @@ def _hashable(v: Any) -> Any:
     return v
 
 
-def _values(spec: object, err) -> list[Any]:
-    """The values of one swept parameter: a list as is, or a range table expanded (stop included).
-
-    A range's start, stop and step/factor must be finite numbers (or size strings); it must hold at least one
-    value and at most :data:`MAX_VALUES` (counted before anything is expanded).
-    """
-    if isinstance(spec, list):
-        if not spec:
-            raise err("the list of values is empty; give at least one value")
-        if len(spec) > MAX_VALUES:
-            raise err(f"the list has {len(spec)} values; at most {MAX_VALUES} are allowed")
-        return spec
-    if not isinstance(spec, dict):
-        raise err(
-            f"{_short(spec)} is not allowed; give a list of values or a range table "
-            "{ start = A, stop = B, step = S } or { start = A, stop = B, factor = F }"
-        )
-    unknown = [k for k in spec if k not in RANGE_KEYS]
-    if unknown:
-        raise err(f"unknown range key {_short(unknown[0])}; allowed: {', '.join(RANGE_KEYS)}")
-    if "start" not in spec or "stop" not in spec or ("step" in spec) == ("factor" in spec):
-        raise err("a range needs start, stop and exactly one of step (arithmetic) or factor (geometric)")
-    from dsalab.units import parse_bytes
-
-    def number(key: str) -> int | float:
-        v = spec[key]
-        if isinstance(v, str):  # sizes such as "64KiB"
-            try:
-                return parse_bytes(v, f"range {key}")
-            except (ValueError, TypeError, ArithmeticError) as exc:
-                raise err(str(exc)) from None
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise err(f"range {key}={_short(v)} is not allowed; it must be a number or a size string like '64KiB'")
-        if isinstance(v, float) and not math.isfinite(v):
-            raise err(f"range {key}={v!r} is not allowed; it must be a finite number")
-        return v
-
-    start, stop = number("start"), number("stop")
-    if "step" in spec:
-        step = number("step")
-        if step <= 0:
-            raise err(f"range step={step!r} is not allowed; it must be > 0")
-        if stop < start:
-            raise err(f"range start={start!r}, stop={stop!r} is empty; it needs stop >= start")
-        span = _quotient(stop - start, step)
-        if not span < MAX_VALUES:
-            raise err(
-                f"range start={start!r}, stop={stop!r}, step={step!r} has more than {MAX_VALUES} values; "
-                f"at most {MAX_VALUES} are allowed"
-            )
-        n = math.floor(span + 1e-9) + 1
-        if all(isinstance(x, int) for x in (start, step)):
-            return [start + i * step for i in range(n)]
-        return [round(start + i * step, 12) for i in range(n)]
-    factor = number("factor")
-    if factor <= 1:
-        raise err(f"range factor={factor!r} is not allowed; it must be > 1")
-    if start <= 0:
-        raise err(f"range start={start!r} is not allowed with a factor; it must be > 0")
-    if stop < start:
-        raise err(f"range start={start!r}, stop={stop!r} is empty; it needs stop >= start")
-    count = math.log(_quotient(stop, start)) / math.log(factor) if stop > start else 0.0
-    if not count < MAX_VALUES:
-        raise err(
-            f"range start={start!r}, stop={stop!r}, factor={factor!r} has more than {MAX_VALUES} values; "
-            f"at most {MAX_VALUES} are allowed"
-        )
-    out: list[Any] = []
-    v = start
-    while v <= stop * (1 + 1e-12) and len(out) <= MAX_VALUES:
-        out.append(v)
-        v = v * factor
-    return out
-
-
 def _key(key: str) -> str:
     """A TOML key as it appears in an error: as written when short and printable, else its cut ``repr``."""
     return key if key.isprintable() and 0 < len(key) <= 80 else _short(key)
-
-
-def _quotient(a: int | float, b: int | float) -> float:
-    """``a / b`` as a float, ``inf`` where it is too large for one (huge TOML integers)."""
-    try:
-        return a / b
-    except OverflowError:
-        return math.inf
 
 
 def _short(value: object, limit: int = 80) -> str:

@@ -138,19 +138,20 @@ def tune(
     ``warmups`` trials of the start point run first and are discarded."""
     from dsalab import results
     from dsalab.results import TrialRecord
-    from dsalab.sweep import execute, sweep_attrs
+    from dsalab.sweep import execute, model_profile, sweep_attrs
 
     check_spec(spec)
+    profile = model_profile(spec)  # None unless the runner is the model
     _check_limits(slack_pct, max_rounds)
     records: list[TrialRecord] = []
     start = {n: v[len(v) // 2] for n, v in spec.params.items()}
     for w in range(spec.warmups):
-        execute(spec.trial(start, w, warmup=True), spec.runner)
+        execute(spec.trial(start, w, warmup=True), spec.runner, profile)
 
     def evaluate(point: dict[str, Any]) -> Score:
         cpu, tput = [], []
         for r in range(spec.repeats):
-            out = execute(spec.trial(point, r), spec.runner)
+            out = execute(spec.trial(point, r), spec.runner, profile)
             result = None
             if out["result"] is not None:
                 from dsalab.result import TrialResult

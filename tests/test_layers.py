@@ -54,9 +54,23 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # backends that turn a Trial into a TrialResult
     "engine": ("dsalab.migration", "dsalab.qemu", "dsalab.model", "dsalab.tenants"),
     # result datasets and what is computed from them: no backend, no compiled code
-    "data": ("dsalab.schema", "dsalab.results", "dsalab.analysis", "dsalab.sweepfile", "dsalab.partial"),
+    "data": (
+        "dsalab.schema",
+        "dsalab.results",
+        "dsalab.analysis",
+        "dsalab.sweepfile",
+        "dsalab.sweep_ranges",
+        "dsalab.partial",
+    ),
     # running many trials
-    "runs": ("dsalab.sweep", "dsalab.tune", "dsalab.scenarios", "dsalab.explore", "dsalab.model.whatif"),
+    "runs": (
+        "dsalab.sweep",
+        "dsalab.tune",
+        "dsalab.scenarios",
+        "dsalab.explore",
+        "dsalab.model.whatif",
+        "dsalab.model.beside",
+    ),
     # what people look at and type
     "views": ("dsalab.plots", "dsalab.report"),
     "ui": ("dsalab.widgets", "dsalab.cli", "dsalab.__main__"),

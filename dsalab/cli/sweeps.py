@@ -5,16 +5,52 @@ from __future__ import annotations
 import typer
 
 from dsalab.cli._app import app, fail
+from dsalab.cli.trial_options import HARDWARE_HELP, RUNNER_HELP
 
 
-def _load_sweep(file: str):
+def _load_sweep(file: str, runner: str | None = None, hardware: str | None = None):
+    """The sweep file with ``--runner``/``--hardware`` applied, its hardware profile checked (model runner)."""
     from dsalab import sweepfile
     from dsalab.errors import SweepFileError
+    from dsalab.sweep import model_profile
 
     try:
-        return sweepfile.load(file)
+        spec = sweepfile.override(sweepfile.load(file), runner, hardware)
+        model_profile(spec)
     except SweepFileError as exc:
         fail(str(exc))
+    return spec
+
+
+def _load_profile(path: str | None, option: str = "--model"):
+    """The hardware profile of ``--model`` (None when not given); a bad one ends the command naming it."""
+    if path is None:
+        return None
+    from dsalab.errors import DsalabError
+    from dsalab.model.profile import load
+
+    try:
+        return load(path)
+    except DsalabError as exc:
+        fail(f"{option}: {exc}")
+
+
+def _beside(ds, profile) -> str:
+    """The model's predicted DSA saving beside the measured one (``--model``), as text."""
+    from dsalab.errors import DsalabError
+    from dsalab.model.beside import format_model_beside, model_beside
+
+    try:
+        return format_model_beside(model_beside(ds, profile), profile)
+    except (DsalabError, ValueError, TypeError) as exc:
+        fail(f"--model: {exc}")
+
+
+#: help of --model (dsalab sweep, dsalab summary)
+MODEL_HELP = (
+    "Hardware profile (TOML): beside each measured DSA point, print the host CPU saving the model predicts for "
+    "the same trial on that hardware (e.g. data/hardware/<hostname>.toml: this host with a real DSA device)."
+)
 
 
 def _open_client(scheduler: str | None, local_workers: int | None):
@@ -56,8 +92,14 @@ def sweep(
     ),
     quiet: bool = typer.Option(False, help="No progress bar."),
     summary: bool = typer.Option(True, help="Print the summary when done."),
+    runner: str = typer.Option(None, "--runner", help=f"Instead of the sweep file's runner: {RUNNER_HELP}"),
+    hardware: str = typer.Option(None, "--hardware", help=HARDWARE_HELP),
+    model: str = typer.Option(None, "--model", help=MODEL_HELP),
 ) -> None:
-    """Run every trial of a sweep file (serially unless a Dask option is given), write the dataset, summarise."""
+    """Run every trial of a sweep file (serially unless a Dask option is given), write the dataset, summarise.
+
+    With --runner model --hardware FILE (or runner = "model" in the file) every trial is predicted by the model
+    for that hardware instead of run: one repeat (the model is deterministic), seconds for 1,000 points."""
     import contextlib
     import pathlib
     import warnings
@@ -66,7 +108,8 @@ def sweep(
     from dsalab import sweep as sw
     from dsalab.errors import DsalabError
 
-    spec = _load_sweep(file)
+    spec = _load_sweep(file, runner, hardware)
+    profile = _load_profile(model)
     path = results.default_path(spec.name) if out is None else pathlib.Path(out)
     partial = sw.default_partial_path(spec) if out is None else sw.partial_path_for(out)
     if path.is_dir():
@@ -82,9 +125,12 @@ def sweep(
         if partial.exists() and not resume:
             fail(f"partial file {partial} of an interrupted run exists: pass --resume to continue it, or delete it")
         client, cluster, label = _open_client(scheduler, local_workers)
+        how = label
+        if spec.runner == "model":
+            how += f", predicted by the model for hardware profile {spec.hardware} (one repeat: it is deterministic)"
         typer.echo(
             f"sweep {spec.name}: {spec.n_points} points x {spec.repeats} repeats (+{spec.warmups} warm-up passes), "
-            f"{label}; partial results in {partial}",
+            f"{how}; partial results in {partial}",
             err=True,
         )
         try:
@@ -109,15 +155,20 @@ def sweep(
         from dsalab import analysis
 
         typer.echo(analysis.format_summary(analysis.summarize(ds), ds))
+        if profile is not None:
+            typer.echo(_beside(ds, profile))
 
 
 @app.command("summary")
 def summary_cmd(
     path: str = typer.Argument(..., help="A result file, a glob of them (quoted), e.g. 'data/results/*/*.nc'."),
+    model: str = typer.Option(None, "--model", help=MODEL_HELP),
 ) -> None:
-    """Best point per detector (CPU per GB, total time) and the host CPU DSA saves, per result file."""
+    """Best point per detector (CPU per GB, total time) and the host CPU DSA saves, per result file; with
+    --model PROFILE, the model's predicted saving on that hardware beside each measured DSA point."""
     from dsalab import analysis, results
 
+    profile = _load_profile(model)
     try:
         ds = results.open(path)
     except (OSError, ValueError) as exc:
@@ -127,7 +178,10 @@ def summary_cmd(
     for name, one in runs:
         if "run" in ds.dims:
             one = one.drop_vars([v for v in one.data_vars if str(v).startswith("run_")] + ["run"])
-        blocks.append((f"== {name}\n" if len(runs) > 1 else "") + analysis.format_summary(analysis.summarize(one), one))
+        text = analysis.format_summary(analysis.summarize(one), one)
+        if profile is not None:
+            text += "\n" + _beside(one, profile)
+        blocks.append((f"== {name}\n" if len(runs) > 1 else "") + text)
     typer.echo("\n\n".join(blocks))
 
 

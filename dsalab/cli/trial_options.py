@@ -5,6 +5,9 @@ field's default. :data:`ALIASES` keeps the shorter
 names ``dsalab run`` had before (``--guest``, ``--packet``, ``--max-bandwidth``, ``--dirty-rate``) beside the
 fields' own. Sizes and rates (fields ending in ``_bytes`` or ``_bytes_per_s``) take strings such as ``4GiB``;
 ``devices`` takes a count or device specs separated by ``;``; booleans are ``--x/--no-x`` flags.
+
+``--runner`` and ``--hardware`` (:data:`RUNNER_HELP`, :func:`model_result`) choose what turns the Trial into a
+result: the engine runs it, the model predicts it for a hardware profile.
 """
 
 from __future__ import annotations
@@ -104,6 +107,43 @@ def trial_kwargs(values: dict[str, Any]) -> dict[str, Any]:
     if isinstance(devices, str):
         out["devices"] = int(devices) if devices.isdigit() else tuple(d for d in devices.split(";") if d)
     return out
+
+
+#: help of ``--runner`` (``dsalab run``, ``dsalab sweep``)
+RUNNER_HELP = "engine (run the trial here) or model (predict it for the --hardware profile, running nothing)."
+#: help of ``--hardware``
+HARDWARE_HELP = "Hardware profile (TOML) the model predicts for, e.g. data/hardware/spr-8457c-dsa.toml."
+
+
+def model_result(trial: Trial, runner: str | None, hardware: str | None):
+    """The model's :class:`~dsalab.result.TrialResult` of ``trial`` for ``--runner model --hardware FILE``, or
+    None for the engine (``runner`` None or ``engine``, no ``hardware``: the caller runs the trial). A wrong
+    combination or a bad profile ends the command with a message naming the option."""
+    from dsalab.backends import Runner
+    from dsalab.cli._app import fail
+    from dsalab.errors import DsalabError
+
+    allowed = f"{Runner.ENGINE} or {Runner.MODEL}"
+    if runner not in (None, Runner.ENGINE, Runner.MODEL):
+        fail(f"--runner {runner!r} is not allowed: {allowed}")
+    if runner != Runner.MODEL:
+        if hardware is not None:
+            fail(f"--hardware is only for --runner model (runner is {runner or Runner.ENGINE}); add --runner model")
+        return None
+    if hardware is None:
+        fail(f"--runner model needs --hardware FILE: {HARDWARE_HELP}")
+    from dsalab.model import predict
+    from dsalab.model.profile import load
+
+    try:
+        profile = load(hardware)
+        result = predict(trial, profile)
+    except DsalabError as exc:
+        fail(f"--hardware {hardware}: {exc}")
+    import typer
+
+    typer.echo(f"predicted by the model for hardware profile {profile.name} ({hardware}); nothing was run")
+    return result
 
 
 def with_trial_options(command: Callable[..., Any]) -> Callable[..., Any]:

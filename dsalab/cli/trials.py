@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from dsalab.cli._app import app, fail
-from dsalab.cli.trial_options import with_trial_options
+from dsalab.cli.trial_options import HARDWARE_HELP, RUNNER_HELP, model_result, with_trial_options
 
 
 @app.command()
@@ -14,8 +14,11 @@ def run(
     fields: dict,
     out: str = typer.Option(None, "--out", help="Write the result dataset (netCDF) here."),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    runner: str = typer.Option(None, "--runner", help=RUNNER_HELP),
+    hardware: str = typer.Option(None, "--hardware", help=HARDWARE_HELP),
 ) -> None:
-    """Run one migration trial over loopback TCP and print a table laid out like the seed's.
+    """Run one migration trial over loopback TCP (--runner model --hardware FILE: predict it for that hardware)
+    and print a table laid out like the seed's.
 
     Every Trial field is an option of its name and default (--guest, --packet: --guest-bytes, --packet-bytes)."""
     from tqdm import tqdm
@@ -27,11 +30,12 @@ def run(
         trial = Trial(**fields)
     except (ValueError, TypeError) as exc:
         fail(str(exc))
+    predicted = model_result(trial, runner, hardware)  # None: the engine runs it
     bar = tqdm(
         total=trial.guest_bytes // trial.page_size,
         unit="page",
         unit_scale=True,
-        disable=quiet,
+        disable=quiet or predicted is not None,
         desc=f"{trial.detector} {trial.channels}ch",
     )
 
@@ -41,7 +45,7 @@ def run(
         bar.refresh()
 
     try:
-        result = run_trial(trial, progress=progress)
+        result = predicted or run_trial(trial, progress=progress)
     except (DsalabError, OSError) as exc:
         bar.close()
         fail(str(exc))
@@ -49,7 +53,7 @@ def run(
     typer.echo(result.table())
     from dsalab.caveats import format_caveats
 
-    notes = format_caveats(result)
+    notes = format_caveats(result, hardware_profile=hardware if predicted is not None else None)
     if notes:
         typer.echo(notes)
     if out:
