@@ -45,8 +45,7 @@ import socket
 import plotly.express as px
 from tqdm.auto import tqdm
 
-from dsalab.model import HardwareProfile, predict, seed, whatif
-from dsalab.model.compare import engine_vs_model
+from dsalab.model import HardwareProfile, calibrate_check, predict, seed, whatif
 from dsalab.model.profile import HARDWARE_DIR, load
 from dsalab.trial import Trial
 from dsalab.units import parse_bytes
@@ -69,20 +68,19 @@ here.table()[["key", "value", "unit", "source"]]
 
 # %% [markdown]
 # The same trials on the engine and in the model: CPU detection (what this machine runs for real), every
-# combination of normal ratio, channels and packet size. `ratio` is model / engine (median of the repeats; the
-# engine's spread is `engine_min`..`engine_max`).
+# combination of normal ratio, channels and packet size. `ratio` is model / engine (the engine's median over
+# the repeats, which run interleaved; total time without the engine's setup, which the model does not have).
 
 # %%
-trials = [
-    Trial(guest_bytes=parse_bytes(guest), normal_ratio=r, channels=c, packet_bytes=k << 10, detector=d)
-    for d in ("cpu-numba", "cpu-native")
-    for r in ratios
-    for c in channel_counts
-    for k in packets_kib
+points = [
+    (d, r, c, k << 10) for d in ("cpu-numba", "cpu-native") for r in ratios for c in channel_counts for k in packets_kib
 ]
-bar = tqdm(total=repeats * len(trials), desc="engine runs")
-check_here = engine_vs_model(trials, here, repeats=repeats, progress=lambda done, total: bar.update(1))
+bar = tqdm(total=repeats * len(points), desc="engine runs")
+rows = calibrate_check.against_engine(
+    here, parse_bytes(guest), repeats, points, progress=lambda done, total: bar.update(1)
+)
 bar.close()
+check_here = calibrate_check.frame(rows)
 print(check_here.groupby("metric")["ratio"].describe()[["min", "50%", "max"]].round(3).to_string())
 check_here.round(3)
 

@@ -160,6 +160,9 @@ def test_notebook_runs(name, tmp_path):
         assert "CPU usage" in text and "verified yes" in text
     if name == "05-seed-scenarios":
         assert "seed" in text and "crosses zero at normal ratio" in text
+    if name == "07-what-if":
+        assert "predicted vs" in text and "published" in text and "break-even" in text
+        assert "predicted by the model" not in text or "verified n/a" in text
     if name == "08-many-vms":
         assert "model" in text + shown and "worst" in text
         assert (tmp_path / "figures" / "devices-needed.html").is_file()

@@ -6,7 +6,8 @@ median, the spread recorded in each source string):
 - the engine's per-phase CPU (zero check per page for ``cpu-numba`` and ``cpu-native``, ``live_migration`` per
   page and per packet, sender per packet and per normal page, receiver per page, packet and byte), from engine
   runs on loopback (:mod:`dsalab.model.calibrate_engine`);
-- ``host.wakeup``: a condition-variable hand-off between two threads in C (``native/calibrate.c``);
+- ``host.wakeup``: ``live_migration``'s CPU per packet in engine runs where it blocks once per packet (a
+  condition-variable ping-pong in C, ``native/calibrate.c``, is measured beside it for comparison);
 - ``host.send_byte``: the writer's CPU per byte of a loopback TCP stream of 512 KiB messages (the rest of a
   normal page's sending cost measured in the engine is ``host.send_page``);
 - ``network.bandwidth`` and ``network.message``: the same stream's bytes per second, and the wall time per
@@ -143,14 +144,13 @@ def measure(
             per_repeat.setdefault(key, []).append(value)
 
         for _ in range(reps):
-            wake = micro.wakeup(20000)
-            add("wakeup", wake)
+            add("pingpong", micro.wakeup(20000))
             steps.step("wake-up hand-off")
             runs = {}
             for point in ce.POINTS:
                 runs[point] = run_trial(ce.trial_of(point, guest_bytes), guest=guests[point[1]])
                 steps.step(f"engine {point[0]} ratio {point[1]:g} packet {point[2] >> 10} KiB")
-            for key, value in ce.costs_of_repeat(runs, wake, boundaries).items():
+            for key, value in ce.costs_of_repeat(runs, boundaries).items():
                 add(key, value)
             wall, cpu = micro.stream(512 << 10, 512)
             add("stream_wall_512k", wall)
@@ -198,10 +198,11 @@ def _figures(v: dict[str, list[float]], guest_bytes: int, reps: int, load_before
         "wall time per 32-byte message of a one-way loopback TCP stream (native/calibrate.c, TCP_NODELAY), "
         "minus its bytes at network.bandwidth",
     )
+    pingpong = figure(v["pingpong"], "")
     out["wakeup"] = figure(
         v["wakeup"],
-        "CPU of both threads per hand-off of a mutex + condition-variable ping-pong, 20000 round trips "
-        "(native/calibrate.c dsl_cal_wakeup)",
+        f"{runs}: {ce.HOW['wakeup']} (for comparison, a mutex + condition-variable ping-pong in C, "
+        f"native/calibrate.c dsl_cal_wakeup, costs {pingpong.value / 1e3:.3g} us of both threads' CPU per hand-off)",
     )
     out["write64"] = figure(
         v["write64"],

@@ -194,3 +194,19 @@ def format_rows(rows: Sequence[Row]) -> str:
             f"model/engine {geometric_mean(rows, metric):.2f}"
         )
     return "\n".join(lines)
+
+
+def frame(rows: Sequence[Row]):
+    """The rows as a long ``pandas.DataFrame``: the point (detector, normal_ratio, channels, packet_bytes),
+    ``metric`` (``host_cpu_ms``, or ``total_time_ms`` without setup), ``engine`` (median), ``model``, ``ratio``."""
+    import pandas as pd
+
+    out = []
+    for r in rows:
+        point = {"detector": r.detector, "normal_ratio": r.normal_ratio, "channels": r.channels}
+        point["packet_bytes"] = r.packet_bytes
+        out.append({**point, "metric": "host_cpu_ms", "engine": r.engine_host_cpu_ms, "model": r.model_host_cpu_ms})
+        out.append({**point, "metric": "total_time_ms", "engine": r.engine_time_ms, "model": r.model_time_ms})
+    df = pd.DataFrame(out)
+    df["ratio"] = df["model"] / df["engine"]
+    return df

@@ -7,9 +7,9 @@ warm-up. Each cost is solved from one repeat's runs (see :func:`costs_of_repeat`
 is taken and the spread (half the range, as a fraction of the median) recorded:
 
 - zero check: ``detect_cpu_ms`` per page at normal ratio 0 (zero pages) and 1 (normal pages);
-- ``live_migration``: its thread CPU ``M = pages x main_page + packets x b`` solved from the two packet sizes;
-  ``main_packet = b - host.wakeup`` (in these runs ``live_migration`` outruns its one sender and blocks once per
-  packet, which the pipeline adds back as one wake-up per packet);
+- ``live_migration``: its thread CPU ``M = pages x main_page + packets x b`` solved from the two packet sizes; in
+  these runs ``live_migration`` outruns its one sender and blocks once per packet, so ``b`` is what one blocking
+  hand-off costs this machine's engine: ``host.wakeup = b`` (``main_packet`` is folded into it and written 0);
 - sender: ``multifdsend_0`` CPU minus detection is ``packets x host.packet`` at normal ratio 0 (fitted through
   the origin over both packet sizes), and grows by the cost of sending a normal page at normal ratio 1;
 - receiver: ``multifdrecv_0`` CPU at normal ratio 0 is ``pages x receive_page + packets x receive_packet``
@@ -83,9 +83,7 @@ def _receiver(r: TrialResult) -> float:
     return r.thread_cpu_ms["multifdrecv_0"]
 
 
-def costs_of_repeat(
-    runs: Mapping[tuple[str, float, int], TrialResult], wakeup_ns: float, boundaries: int
-) -> dict[str, float]:
+def costs_of_repeat(runs: Mapping[tuple[str, float, int], TrialResult], boundaries: int) -> dict[str, float]:
     """Every engine-derived cost (ns, canonical units) from one repeat's runs of :data:`POINTS`; ``boundaries``:
     the zero pages of the mixed guest that follow a normal page."""
     any_run = next(iter(runs.values()))
@@ -114,7 +112,8 @@ def costs_of_repeat(
 
     main_page, main_b = split(lambda r: r.thread_cpu_ms["live_migration"], [(d, r) for d in DETECTORS for r in RATIOS])
     out["main_page"] = main_page
-    out["main_packet"] = main_b - wakeup_ns
+    out["main_packet"] = 0.0
+    out["wakeup"] = main_b
     ys = [((_sender(runs[d, 0.0, p]) - runs[d, 0.0, p].detect_cpu_ms) * ms, runs[d, 0.0, p].packets)
           for d in DETECTORS for p in PACKETS]  # fmt: skip
     out["packet"] = sum(y * k for y, k in ys) / sum(k * k for _, k in ys)
@@ -142,8 +141,10 @@ HOW = {
     "a normal page",
     "main_page": "live_migration thread CPU = pages x main_page + packets x main_packet, solved from packets of "
     "128 KiB and 512 KiB (both detectors, normal ratio 0 and 1)",
-    "main_packet": "live_migration thread CPU per packet (solved with main_page) minus one host.wakeup: "
-    "live_migration outran its sender and blocked once per packet in these runs",
+    "main_packet": "folded into host.wakeup (live_migration blocked once per packet in these runs, so its "
+    "per-packet CPU is one hand-off)",
+    "wakeup": "live_migration thread CPU per packet (solved with main_page), in runs where it outruns its one "
+    "sender and blocks once per packet: what one blocking hand-off costs the engine",
     "packet": "multifdsend_0 thread CPU minus detect_cpu_ms per packet of an all-zero guest (least squares through "
     "0 over packets of 128 KiB and 512 KiB, both detectors)",
     "send_normal_page": "growth of multifdsend_0 CPU minus detect_cpu_ms per page from normal ratio 0 to 1",
