@@ -328,6 +328,8 @@ def build_profile(figures: dict, *, name: str | None = None, quick: bool = False
         fkey, unit = _MEASURED[key]
         entries[key] = _quantity(key, figures[fkey], unit)
     for key, entry in ESTIMATES.items():
+        if key in entries:  # measured here
+            continue
         flag = {"dsa.submit_enqcmd": "enqcmd", "dsa.submit_movdir64b": "movdir64b"}.get(key)
         why = f"this CPU has no {flag.upper()} to measure it" if flag and flag not in flags.split(",") else no_dsa
         entries[key] = dataclasses.replace(entry, source=f"{COMMAND} ({why.rstrip('; ')}): {entry.source}")

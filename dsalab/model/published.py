@@ -64,6 +64,13 @@ ESTIMATES: dict[str, Entry] = {
         "estimate, not published: MOVDIR64B is a posted 64 B write and several can be in flight "
         "(intel/dsa-perf-micros doc/sample_command_lines.rst)",
     ),
+    "dsa.prepare_descriptor": _Q(
+        "time/descriptor",
+        0.03,
+        "us/descriptor",
+        "upper bound, published: inside a batch of small (<= 1 KiB) compare-values one core submits a descriptor "
+        "every 0.03-0.06 us, its preparation included (LightDSA expr/paper/chapter3_4_ALIGN/data/batch_compval.data)",
+    ),
     "dsa.poll": _Q(
         "time/poll",
         0.1,

@@ -140,7 +140,7 @@ def spr_profile(base: HardwareProfile) -> HardwareProfile:
     }
     for key in ("host.receive_page", "host.receive_byte", "host.receive_packet"):
         entries[key] = _from_base(base, key, "the seed's rows cannot separate it")
-    for key in ("dsa.prepare_descriptor", "dsa.submit_write"):
+    for key in ("dsa.submit_write",):
         entries[key] = _from_base(base, key, "not published; the same software path")
     entries.update(fit_host(base))
     about = {
