@@ -119,3 +119,12 @@ def test_local_cluster_gives_the_same_points_as_serial(tmp_path):
 def test_cli_sweep_refuses_a_remote_scheduler(tmp_path):
     r = CliRunner().invoke(app, ["tenants", "--sweep", str(_file(tmp_path)), "--scheduler", "tcp://10.0.0.1:8786"])
     assert r.exit_code == 2 and "loopback" in r.output
+
+
+def test_dsalab_sweep_hands_a_tenants_file_to_the_tenant_model(tmp_path):
+    out = tmp_path / "via-sweep.nc"
+    r = CliRunner().invoke(app, ["sweep", str(_file(tmp_path)), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "migration_time_ms_worst" in r.output and out.is_file()
+    ds = xr.load_dataset(out, engine="h5netcdf")
+    assert ds.attrs["sweep_name"] == "small" and {"tenants", "devices", "policy"} <= set(ds.dims)

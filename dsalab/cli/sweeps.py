@@ -108,6 +108,13 @@ def sweep(
     from dsalab import sweep as sw
     from dsalab.errors import DsalabError
 
+    from dsalab.model import tenants_sweep
+
+    if tenants_sweep.is_tenants_file(file):  # many VMs on few devices: the tenant model runs it
+        from dsalab.cli.tenants import sweep_file
+
+        sweep_file(file, out, local_workers, scheduler)
+        return
     spec = _load_sweep(file, runner, hardware)
     profile = _load_profile(model)
     path = results.default_path(spec.name) if out is None else pathlib.Path(out)

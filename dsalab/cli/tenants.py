@@ -43,7 +43,7 @@ def tenants(
     from dsalab.model.profile import HardwareProfile
 
     if sweep:
-        _sweep(sweep, out, local_workers, scheduler)
+        sweep_file(sweep, out, local_workers, scheduler)
         return
 
     try:
@@ -73,7 +73,7 @@ def tenants(
         typer.echo(f"wrote {model.write(ds, out)}")
 
 
-def _sweep(path: str, out: str | None, local_workers: int | None, scheduler: str | None) -> None:
+def sweep_file(path: str, out: str | None, local_workers: int | None, scheduler: str | None) -> None:
     import re
 
     from dsalab.errors import DsalabError
