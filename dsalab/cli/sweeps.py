@@ -107,7 +107,6 @@ def sweep(
     from dsalab import results
     from dsalab import sweep as sw
     from dsalab.errors import DsalabError
-
     from dsalab.model import tenants_sweep
 
     if tenants_sweep.is_tenants_file(file):  # many VMs on few devices: the tenant model runs it
