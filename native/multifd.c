@@ -38,9 +38,16 @@ int mig_name_thread(const char *role, int channel)
     return (int)syscall(SYS_gettid);
 }
 
-void mig_park(dsl_mig *m, uint64_t *cpu_slot)
+/* A channel thread ends: its CPU time and its done flag are written together under the lock (dsl_mig_finish
+ * waits for the flags, so the statistics read after it see the final CPU time), then it waits for destroy. */
+void mig_park(dsl_mig *m, uint64_t *cpu_slot, int *done_flag)
 {
-    *cpu_slot = dsl_thread_cpu_ns();
+    uint64_t cpu = dsl_thread_cpu_ns();
+    pthread_mutex_lock(&m->lock);
+    *cpu_slot = cpu;
+    *done_flag = 1;
+    pthread_cond_broadcast(&m->ready);
+    pthread_mutex_unlock(&m->lock);
     mig_wait_destroy(m);
 }
 
@@ -315,7 +322,7 @@ int dsl_mig_finish(dsl_mig *m)
     for (;;) {
         done = 1;
         for (int i = 0; i < m->cfg.channels; i++)
-            done &= m->ch[i].receiver_done;
+            done &= m->ch[i].receiver_done & m->ch[i].sender_done;
         if (done || m->failed || waited >= m->cfg.io_timeout_ms)
             break;
         struct timespec ts;
@@ -323,7 +330,7 @@ int dsl_mig_finish(dsl_mig *m)
         if (pthread_cond_timedwait(&m->ready, &m->lock, &ts) == ETIMEDOUT)
             waited += SLICE_MS;
     }
-    rc = m->failed ? DSL_EIO : done ? DSL_OK : timeout_error(m, DSL_ETIMEDOUT, "receiver finished");
+    rc = m->failed ? DSL_EIO : done ? DSL_OK : timeout_error(m, DSL_ETIMEDOUT, "sender and receiver finished");
     pthread_mutex_unlock(&m->lock);
     return rc;
 }

@@ -86,6 +86,7 @@ struct chan {
     struct iovec *riov;
     uint64_t recv_packets;
     int receiver_done;
+    int sender_done; /* set with st.sender_cpu_ns, under m->lock, when the sender thread ends */
     dsl_chan_stats st; /* sender fields written by the sender, receiver fields by the receiver */
 };
 
@@ -132,7 +133,7 @@ void mig_fail(dsl_mig *m, const char *fmt, ...) __attribute__((format(printf, 2,
 /* Name the calling thread <role>_<channel> (multifdsend_0, ...); its tid. */
 int mig_name_thread(const char *role, int channel);
 /* Park: record the thread's CPU time into *cpu_slot, then wait for destroy. */
-void mig_park(dsl_mig *m, uint64_t *cpu_slot);
+void mig_park(dsl_mig *m, uint64_t *cpu_slot, int *done_flag);
 /* Wait, in slices, until dsl_mig_stop/dsl_mig_destroy sets destroy. */
 void mig_wait_destroy(dsl_mig *m);
 /* Join `t`, waiting until the CLOCK_MONOTONIC time deadline_ns at most; 0 once joined, ETIMEDOUT if it is still

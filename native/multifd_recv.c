@@ -105,10 +105,6 @@ void *mig_receiver_main(void *arg)
             break;
         }
     }
-    pthread_mutex_lock(&m->lock);
-    ch->receiver_done = 1;
-    pthread_cond_broadcast(&m->ready);
-    pthread_mutex_unlock(&m->lock);
-    mig_park(m, &ch->st.receiver_cpu_ns);
+    mig_park(m, &ch->st.receiver_cpu_ns, &ch->receiver_done);
     return NULL;
 }

@@ -208,6 +208,6 @@ void *mig_sender_main(void *arg)
         if (job == JOB_END)
             break;
     }
-    mig_park(m, &ch->st.sender_cpu_ns);
+    mig_park(m, &ch->st.sender_cpu_ns, &ch->sender_done);
     return NULL;
 }
