@@ -26,6 +26,7 @@ from dsalab import benchmarking, results, sweepfile
 from dsalab import sweep as sw
 from dsalab.errors import DsalabError
 from dsalab.model import HardwareProfile, predict
+from dsalab.model.profile import find
 from dsalab.trial import Trial
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -145,7 +146,7 @@ def sweep_end_to_end(hardware: pathlib.Path, points: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--hardware", type=pathlib.Path, default=None, help="hardware profile (TOML)")
+    ap.add_argument("--hardware", default=None, help="hardware profile: a TOML path or a name in data/hardware")
     ap.add_argument("--predictions", type=int, default=20_000, help="predictions per timed pass, per case")
     ap.add_argument("--points", type=int, default=1000, help="points of the model sweep (rounded to a multiple of 50)")
     ap.add_argument("--repeats", type=int, default=3, help="timed passes per case (median reported)")
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.predictions < 1 or args.points < 1 or args.repeats < 1:
         ap.error("--predictions, --points and --repeats must be >= 1")
-    hardware = args.hardware or default_profile()
+    hardware = find(args.hardware) if args.hardware else default_profile()
     try:
         profile = HardwareProfile.load(hardware)
     except DsalabError as exc:

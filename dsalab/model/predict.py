@@ -16,7 +16,7 @@ import math
 import os
 
 from dsalab.backends import Backend
-from dsalab.model.pipeline import Pages, Round, round_costs
+from dsalab.model.pipeline import Pages, Round, check_detector, round_costs
 from dsalab.model.profile import HardwareProfile, load
 from dsalab.result import TrialResult
 from dsalab.trial import Trial
@@ -63,6 +63,7 @@ def _dirty_pages(trial: Trial, count: int) -> Pages:
 
 def rounds(trial: Trial, profile: HardwareProfile, *, check_forced: bool = True) -> tuple[list[Round], bool]:
     """Every round of ``trial`` (the last is the final phase) and whether the pre-copy converged."""
+    check_detector(trial, profile)
     n = trial.guest_bytes // trial.page_size
     out = [round_costs(trial, profile, _first_pages(trial), check_forced=check_forced)]
     rate = trial.dirty_rate_bytes_per_s
