@@ -25,7 +25,7 @@ NUMBERS: dict[str, tuple[float, str]] = {
     "host.wakeup": (3, "us/wakeup"),
     "network.bandwidth": (20, "Gbit/s"),
     "network.message": (1, "us/message"),
-    "dsa.devices": (1, "count"),
+    "dsa.devices": (4, "count"),
     "dsa.prepare_descriptor": (10, "ns/descriptor"),
     "dsa.submit_write": (1, "us/submission"),
     "host.zero_check.cpu-numba.zero_page": (300, "ns/page"),

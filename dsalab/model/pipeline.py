@@ -19,6 +19,7 @@ import dataclasses
 import math
 
 from dsalab.backends import Backend
+from dsalab.errors import InvalidArgument
 from dsalab.model.profile import SUBMIT_PATHS, HardwareProfile
 from dsalab.trial import Trial
 
@@ -52,10 +53,12 @@ class Round:
     time_ns: float
     pages: int
     checked_pages: int  # pages whose zero check ran (on the CPU or a device)
+    offloaded_pages: int  # of which a DSA device checked
     main_cpu_ns: float
     sender_cpu_ns: float  # each sender
     completion_cpu_ns: float
     receiver_cpu_ns: float  # each receiver
+    fallback_pages: int  # pages a full work queue sent to the CPU
     detect_cpu_ns: float  # all senders
     send_cpu_ns: float  # all senders
     device_busy_ns: float
@@ -63,6 +66,11 @@ class Round:
     packets: int
     batches: int
     bottleneck: str
+
+
+def _fallback_kernel(profile: HardwareProfile) -> str:
+    """The CPU detector whose costs stand for the offload layer's own CPU path (its native kernel)."""
+    return Backend.CPU_NATIVE.value if Backend.CPU_NATIVE.value in profile.detectors else profile.detectors[0]
 
 
 def _main_waits(main_ns: float, rest_ns: float) -> float:
@@ -81,16 +89,52 @@ _IS_DSA = {b.value: b.is_dsa for b in Backend}
 
 
 def check_detector(trial: Trial, profile: HardwareProfile) -> None:
-    """Refuse a trial whose detector ``profile`` has no costs for (a CPU detector it lacks, DSA without devices)."""
-    from dsalab.errors import InvalidArgument
-
-    if not _IS_DSA[trial.detector] and trial.detector not in profile.detectors:
-        raise InvalidArgument(
-            f"hardware profile {profile.name} has no CPU costs for detector {trial.detector}; "
-            f"it has: {', '.join(profile.detectors)}"
-        )
-    if _IS_DSA[trial.detector] and profile["dsa.devices"] < 1:
+    """Refuse a trial the profile cannot answer: a CPU detector it has no costs for, DSA without devices, more
+    devices or a larger batch than its DSA has."""
+    if not _IS_DSA[trial.detector]:
+        if trial.detector not in profile.detectors:
+            raise InvalidArgument(
+                f"hardware profile {profile.name} has no CPU costs for detector {trial.detector}; "
+                f"it has: {', '.join(profile.detectors)}"
+            )
+        return
+    have = int(profile["dsa.devices"])
+    if have < 1:
         raise InvalidArgument(f"hardware profile {profile.name} has no DSA device (dsa.devices = 0)")
+    if trial_devices(trial) > have:
+        raise InvalidArgument(
+            f"Trial field devices={trial.devices!r} is not allowed on hardware profile {profile.name}: it has "
+            f"{have} DSA device(s) (dsa.devices); allowed is 1 to {have}"
+        )
+    if trial.batch_size > profile["dsa.max_batch"]:
+        raise InvalidArgument(
+            f"Trial field batch_size={trial.batch_size} is not allowed on hardware profile {profile.name}: its "
+            f"devices take batches of 1 to {int(profile['dsa.max_batch'])} descriptors (dsa.max_batch)"
+        )
+
+
+def trial_devices(trial: Trial) -> int:
+    """DSA devices a trial uses (a count, or how many device specs it names)."""
+    return len(trial.devices) if isinstance(trial.devices, tuple) else int(trial.devices)
+
+
+def cpu_zero_check(trial: Trial, profile: HardwareProfile, detector: str, zero: int, normal: int) -> float:
+    """CPU ns to zero-check ``zero`` zero pages and ``normal`` normal pages with ``detector``'s kernel: a zero
+    page reads the whole page (its cost scales with the page size), a normal page stops at its first non-zero
+    byte (per page); a zero page right after a normal page costs ``boundary`` more (its memory stream restarts;
+    normal pages lie at random, so that is the normal fraction of the zero pages)."""
+    zc = f"host.zero_check.{detector}"
+    n = zero + normal
+    restart = profile[f"{zc}.boundary"] * normal / n if n and f"{zc}.boundary" in profile.entries else 0.0
+    scale = trial.page_size / profile["host.page_bytes"]
+    return zero * (profile[f"{zc}.zero_page"] * scale + restart) + normal * profile[f"{zc}.normal_page"]
+
+
+def _batches(pages: int, packet_pages: int, batch: int) -> int:
+    """Batches of at most ``batch`` pages that ``pages`` pages in packets of ``packet_pages`` make (a batch
+    never spans packets; the last packet may be partial)."""
+    full, rest = divmod(pages, packet_pages)
+    return full * math.ceil(packet_pages / batch) + (math.ceil(rest / batch) if rest else 0)
 
 
 def round_costs(trial: Trial, profile: HardwareProfile, pages: Pages, *, check_forced: bool = True) -> Round:
@@ -101,13 +145,19 @@ def round_costs(trial: Trial, profile: HardwareProfile, pages: Pages, *, check_f
     sent (the engine does; whether the seed's QEMU did is not stated)."""
     p = profile
     n = pages.pages
-    if n == 0:
-        return Round(0.0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0, "none")
     ch = trial.channels
+    # every round ends with a header-only sync packet on every channel (and its acknowledgement)
+    sync_wire = ch * HEADER_BYTES
+    if n == 0:
+        t = p["network.message"] + sync_wire / p["network.bandwidth"] * 1e9
+        return Round(
+            time_ns=t, pages=0, checked_pages=0, offloaded_pages=0, main_cpu_ns=0.0, sender_cpu_ns=0.0,
+            completion_cpu_ns=0.0, receiver_cpu_ns=0.0, fallback_pages=0, detect_cpu_ns=0.0, send_cpu_ns=0.0,
+            device_busy_ns=0.0, wire_bytes=sync_wire, packets=0, batches=0, bottleneck="network",
+        )  # fmt: skip
     page = trial.page_size
-    scale = page / p["host.page_bytes"]  # per-page costs scale with the page's bytes
     packets = math.ceil(n / trial.packet_pages)
-    per_packet_batches = math.ceil(trial.packet_pages / trial.batch_size)
+    lanes = min(ch, packets)  # senders and receivers that have work in this round
     dsa = _IS_DSA[trial.detector]
     forced = pages.sent_normal - pages.normal
     checked = n if check_forced else n - forced
@@ -117,44 +167,54 @@ def round_costs(trial: Trial, profile: HardwareProfile, pages: Pages, *, check_f
     main_work = n * p["host.main_page"] + packets * p["host.main_packet"]
 
     # senders: detection, then the send (all senders together)
-    send = pages.sent_normal * (p["host.send_page"] * scale + page * p["host.send_byte"]) + packets * p["host.packet"]
+    send = pages.sent_normal * (p["host.send_page"] + page * p["host.send_byte"]) + packets * p["host.packet"]
     batches = 0
-    device_busy = 0.0
-    batch_ns = 0.0
+    device_busy = device_stage = batch_ns = 0.0
+    fallback = on_device = 0
     if dsa:
-        batches = packets * per_packet_batches
+        # cpu_fraction of every request is checked on the CPU (the offload layer's native kernel) meanwhile
+        on_cpu = round(checked * trial.cpu_fraction)
+        devices = min(trial_devices(trial), lanes)  # senders are given devices round robin
+        # each sender has one batch in flight; a device's queue holds dsa.wq_entries: the rest falls back
+        in_flight = math.ceil(lanes / devices)
+        fallback = round((checked - on_cpu) * max(0.0, 1 - p["dsa.wq_entries"] / in_flight))
+        on_device = checked - on_cpu - fallback
+        batches = _batches(on_device, trial.packet_pages, trial.batch_size) if on_device else 0
         submit = p[f"dsa.{SUBMIT_PATHS[str(p.flag('dsa.submit_path'))]}"]
-        detect = batches * submit + checked * p["dsa.prepare_descriptor"]
+        cpu_pages = on_cpu + fallback
+        zero_share = checked_zero / checked if checked else 0.0
+        cpu_zero = round(cpu_pages * zero_share)
+        cpu_check = cpu_zero_check(trial, p, _fallback_kernel(p), cpu_zero, cpu_pages - cpu_zero)
+        detect = batches * submit + on_device * p["dsa.prepare_descriptor"] + cpu_check
         rate = p.throughput.at(page)
-        devices = min(int(p["dsa.devices"]), ch)  # senders are given devices round robin
-        device_busy = checked * page / rate * 1e9  # ns, one device's time for every page
+        device_busy = on_device * page / rate * 1e9  # ns, one device's time for every page
         # a batch's latency on an idle device: fixed, then its pages at the device's rate
-        batch_ns = p["dsa.completion_latency"] + min(trial.batch_size, trial.packet_pages) * page / rate * 1e9
+        if batches:
+            batch_ns = p["dsa.completion_latency"] + on_device / batches * page / rate * 1e9
         device_stage = device_busy / devices
+        memory_stage = cpu_zero * page / p["host.memory_read_bandwidth"] * 1e9
     else:
-        zc = f"host.zero_check.{trial.detector}"
-        # a zero page right after a normal page costs more (its memory stream restarts); normal pages lie at
-        # random, so that is the normal fraction of the zero pages
-        restart = p[f"{zc}.boundary"] * pages.normal / n if f"{zc}.boundary" in p.entries else 0.0
-        zero_ns = p[f"{zc}.zero_page"] + restart
-        detect = (checked_zero * zero_ns + pages.normal * p[f"{zc}.normal_page"]) * scale
-        device_stage = 0.0
+        detect = cpu_zero_check(trial, p, trial.detector, checked_zero, pages.normal)
+        memory_stage = checked_zero * page / p["host.memory_read_bandwidth"] * 1e9  # zero checks read it all
     sender_cpu_work = detect + send  # all senders
 
-    # the network and the receivers
-    wire = packets * HEADER_BYTES + n * OFFSET_BYTES + pages.sent_normal * page
-    net_stage = wire / p["network.bandwidth"] * 1e9 + packets * p["network.message"]
-    recv_work = n * p["host.receive_page"] * scale + pages.sent_normal * page * p["host.receive_byte"]
+    # the network (and the migration's bandwidth limit) and the receivers
+    wire = packets * HEADER_BYTES + n * OFFSET_BYTES + pages.sent_normal * page + sync_wire
+    net_stage = wire / p["network.bandwidth"] * 1e9 + (packets + 1) * p["network.message"]
+    if trial.max_bandwidth_bytes:
+        net_stage = max(net_stage, wire / trial.max_bandwidth_bytes * 1e9)
+    recv_work = n * p["host.receive_page"] + pages.sent_normal * page * p["host.receive_byte"]
     recv_work += packets * p["host.receive_packet"]
 
     # each sender's stage: its CPU, and with DSA the batches it waits for one after another
-    sender_stage = sender_cpu_work / ch + (packets / ch) * per_packet_batches * batch_ns
+    sender_stage = sender_cpu_work / lanes + batches / lanes * batch_ns
     stages = {
         "live_migration": main_work,
         "multifdsend": sender_stage,
+        "memory": memory_stage,
         "dsa": device_stage,
         "network": net_stage,
-        "multifdrecv": recv_work / ch,
+        "multifdrecv": recv_work / lanes,
     }
     slowest = max(stages, key=stages.__getitem__)
     others = max(v for k, v in stages.items() if k != "live_migration")
@@ -167,34 +227,39 @@ def round_costs(trial: Trial, profile: HardwareProfile, pages: Pages, *, check_f
     if dsa and trial.completion == "thread":
         sender_waits += batches
     sender_cpu_all = sender_cpu_work + sender_waits * wake
-    completion_cpu = 0.0
-    fill = (main_work + sender_stage + net_stage + recv_work / ch) / packets  # one packet through every stage
+    # one packet through every stage: the pipeline's fill and drain
+    fill = (main_work + sender_cpu_work + recv_work) / packets + batches / packets * batch_ns + net_stage / packets
     time_ns = max(stages.values()) + fill
-
-    if dsa:
-        # work is outstanding on a device while it is busy, and for each batch's fixed latency when it is idle
-        utilisation = min(1.0, device_stage / time_ns)
-        outstanding = min(time_ns, device_stage + batches / ch * p["dsa.completion_latency"] * (1 - utilisation))
-        if trial.completion == "thread":
-            completion_cpu = outstanding if p.flag("dsa.busy_poll") else batches * (p["dsa.poll"] + wake)
-        else:  # the sender polls its own batches: on the CPU while each of its batches is outstanding
-            per_sender_wait = max(batches / ch * batch_ns, outstanding if device_stage >= sender_stage else 0.0)
-            sender_cpu_all += ch * min(time_ns, per_sender_wait)
     cores = p["host.cores"]
-    busy = main_cpu + sender_cpu_all + completion_cpu
-    if p.flag("network.same_host"):
-        busy += recv_work
-    if busy / cores > time_ns:  # more CPU than the cores can give: every stage stretches
-        time_ns = busy / cores
+    recv_busy = recv_work if p.flag("network.same_host") else 0.0
+    completion_cpu = 0.0
+    for _ in range(2):  # polling lasts as long as the round: once more if the cores stretch it
+        waiting = 0.0
+        if dsa and batches:
+            # work is outstanding on a device while it is busy, and for each batch's fixed latency when idle
+            utilisation = min(1.0, device_stage / time_ns)
+            outstanding = min(time_ns, device_stage + batches / lanes * p["dsa.completion_latency"] * (1 - utilisation))
+            if trial.completion == "thread":
+                completion_cpu = outstanding if p.flag("dsa.busy_poll") else batches * (p["dsa.poll"] + wake)
+            else:  # the sender polls its own batches: on the CPU while each of its batches is outstanding
+                per_sender = max(batches / lanes * batch_ns, outstanding if device_stage >= sender_stage else 0.0)
+                waiting = lanes * min(time_ns, per_sender)
+        busy = main_cpu + sender_cpu_all + waiting + completion_cpu + recv_busy
+        if busy / cores <= time_ns * (1 + 1e-12):
+            break
+        time_ns = busy / cores  # more CPU than the cores can give: every stage stretches
         slowest = "cores"
+    sender_cpu_all += waiting
     return Round(
         time_ns=time_ns,
         pages=n,
         checked_pages=checked,
+        offloaded_pages=on_device if dsa else 0,
         main_cpu_ns=main_cpu,
         sender_cpu_ns=sender_cpu_all / ch,
         completion_cpu_ns=completion_cpu,
         receiver_cpu_ns=recv_work / ch,
+        fallback_pages=fallback,
         detect_cpu_ns=detect,
         send_cpu_ns=send,
         device_busy_ns=device_busy,

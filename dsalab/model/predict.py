@@ -16,7 +16,7 @@ import math
 import os
 
 from dsalab.backends import Backend
-from dsalab.model.pipeline import Pages, Round, check_detector, round_costs
+from dsalab.model.pipeline import HEADER_BYTES, Pages, Round, check_detector, round_costs
 from dsalab.model.profile import HardwareProfile, load
 from dsalab.result import TrialResult
 from dsalab.trial import Trial
@@ -28,6 +28,8 @@ _SUMMED = (
     "time_ns",
     "pages",
     "checked_pages",
+    "offloaded_pages",
+    "fallback_pages",
     "main_cpu_ns",
     "sender_cpu_ns",
     "completion_cpu_ns",
@@ -113,7 +115,7 @@ def predict(
         threads[COMPLETION_THREAD] = completion
     threads.update({f"multifdrecv_{i}": receiver for i in range(ch)})
     total_ns = SETUP_NS + tot["time_ns"]
-    wire = int(tot["wire_bytes"])
+    wire = int(tot["wire_bytes"]) + ch * HEADER_BYTES  # and an END packet per channel at the end
     dirty_pages = int(tot["pages"]) - first.pages
     host = main + sender * ch + (completion if COMPLETION_THREAD in threads else 0.0)
     return TrialResult(
@@ -130,7 +132,7 @@ def predict(
         forced_normal_pages=first.sent_normal - first.normal,
         pages_sent=first.pages + dirty_pages,
         iterations=len(rs),
-        dirty_sync_count=len(rs) - 1 if trial.dirty_rate_bytes_per_s > 0 else 0,
+        dirty_sync_count=len(rs) if trial.dirty_rate_bytes_per_s > 0 else 1,  # and one in the final phase
         dirtied_pages=dirty_pages,
         converged=converged,
         thread_cpu_ms=threads,
@@ -143,9 +145,9 @@ def predict(
         send_cpu_ms=tot["send_cpu_ns"] / 1e6,
         sender_cpu_ms=sender * ch,
         packets=int(tot["packets"]),
-        pages_offloaded=int(tot["checked_pages"]) if dsa else 0,
-        fallback_pages=0,
-        fallback_pages_by_reason={},
+        pages_offloaded=int(tot["offloaded_pages"]),
+        fallback_pages=int(tot["fallback_pages"]),
+        fallback_pages_by_reason={"queue_full": int(tot["fallback_pages"])} if tot["fallback_pages"] else {},
         queue_full_retries=0,
         page_faults=0,
         verified=False,
