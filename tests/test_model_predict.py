@@ -116,9 +116,9 @@ def test_the_seed_fit_reads_no_dsa_row(monkeypatch):
 def test_the_seed_profile_reproduces_its_fitted_rows_and_predicts_dsa_completion():
     table = seed.check(seed.spr_profile(PROFILE))
     assert isinstance(table, pd.DataFrame)
-    fitted = table[(table["mode"] == "cpu") & (table["reading"] == "checked")]
+    fitted = table[table["mode"] == "cpu"]
     host = fitted[fitted["quantity"] == "host_cpu_ms"]
-    assert (host["error"].abs() < 1e-3).all()  # the fit solves the CPU rows exactly
+    assert len(host) == 4 and (host["error"].abs() < 1e-3).all()  # each reading's fit solves the CPU rows
     dsa = table[(table["mode"] == "dsa") & (table["quantity"] == "dsa_completion")].set_index(["scenario", "reading"])
     # a prediction from published device figures only: within 25% where forced pages are zero-checked ...
     assert abs(dsa.loc[(1, "checked"), "error"]) < 0.25 and abs(dsa.loc[(2, "checked"), "error"]) < 0.25

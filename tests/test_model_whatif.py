@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from model_fixtures import test_profile
 
+from dsalab.errors import InvalidArgument
 from dsalab.model import predict, whatif
 from dsalab.trial import Trial
 
@@ -43,3 +44,8 @@ def test_sensitivity_covers_every_combination_and_faster_devices_save_more():
     assert len(moves) == 5 * 2 * 2
     thread = moves[(moves["completion"] == "thread") & (moves["cores"] == 8)]
     assert list(thread["host_cpu_saved_pct"]) == sorted(thread["host_cpu_saved_pct"])
+
+
+def test_the_baseline_must_be_a_cpu_detector():
+    with pytest.raises(InvalidArgument, match=r"baseline='dsa-emulated' is not allowed.*cpu-numba"):
+        whatif.saving(BASE, PROFILE, baseline="dsa-emulated")

@@ -76,12 +76,14 @@ SPEC: dict[str, Key] = {
     "network.message": Key("time/message", "time one packet's message adds on the network beyond its bytes"),
     "network.same_host": Key("bool", "source and destination share this host's cores (loopback)"),
     "dsa.devices": Key("count", "DSA devices the host has", 0),
-    "dsa.engines_per_device": Key("count", "engines per device", 1, True),
-    "dsa.work_queues": Key("count", "work queues per device", 1, True),
+    "dsa.engines_per_device": Key("count", "engines per device (the tenant model's engines)", 1, True),
+    "dsa.work_queues": Key("count", "work queues per device (the tenant model's queues)", 1, True),
     "dsa.wq_entries": Key("count", "work-queue entries per device, all queues together", 1, True),
     "dsa.max_batch": Key("count", "most descriptors in one batch", 1, True),
-    "dsa.descriptor_bytes": Key("size", "bytes of one descriptor", 1, True),
-    "dsa.completion_record_bytes": Key("size", "bytes of one completion record", 1, True),
+    "dsa.descriptor_bytes": Key("size", "bytes of one descriptor (recorded; not in the model's costs)", 1, True),
+    "dsa.completion_record_bytes": Key(
+        "size", "bytes of one completion record (recorded; not in the model's costs)", 1, True
+    ),
     "dsa.throughput": Key("curve", "one device's compare-value throughput against transfer size"),
     "dsa.completion_latency": Key("time", "fixed device latency of one submitted descriptor (batch or single)"),
     "dsa.prepare_descriptor": Key("time/descriptor", "CPU to fill one descriptor of a batch"),
@@ -281,7 +283,11 @@ class HardwareProfile:
             entries[key] = _entry(where, key, raw)
         missing = sorted(set(SPEC) - set(entries))
         if missing:
-            raise InvalidArgument(f"{where}: missing keys {', '.join(missing)}; every key of SPEC is required")
+            wanted = "; ".join(
+                f"{k} ({', '.join(KINDS[SPEC[k].kind].units) if SPEC[k].kind in KINDS else SPEC[k].kind})"
+                for k in missing
+            )
+            raise InvalidArgument(f"{where}: missing keys {wanted}; every key of SPEC is required")
         for d in CPU_DETECTORS:
             half = [f"host.zero_check.{d}.{z}" for z in ZERO_CHECK if f"host.zero_check.{d}.{z}" not in entries]
             if 0 < len(half) < len(ZERO_CHECK):
@@ -328,6 +334,13 @@ def find(spec: str | os.PathLike[str]) -> pathlib.Path:
 def load(profile: HardwareProfile | str | os.PathLike[str]) -> HardwareProfile:
     """``profile`` itself, or the profile read from its path (or shipped name, see :func:`find`)."""
     return profile if isinstance(profile, HardwareProfile) else HardwareProfile.load(find(profile))
+
+
+def _allowed(key: Key) -> str:
+    """What a key's value may be: its units, or its kind."""
+    if key.kind in KINDS:
+        return "units " + ", ".join(KINDS[key.kind].units)
+    return ", ".join(key.choices) if key.choices else key.kind
 
 
 def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -13,8 +13,9 @@ import pandas as pd
 
 from dsalab.analysis import crossings
 from dsalab.backends import Backend
+from dsalab.errors import InvalidArgument
 from dsalab.model.predict import predict
-from dsalab.model.profile import HardwareProfile, load
+from dsalab.model.profile import CPU_DETECTORS, HardwareProfile, load
 from dsalab.trial import Trial
 
 Profile = HardwareProfile | str | os.PathLike[str]
@@ -23,17 +24,24 @@ Profile = HardwareProfile | str | os.PathLike[str]
 def saving(trial: Trial, profile: Profile, *, baseline: str = Backend.CPU_NATIVE.value) -> dict[str, float]:
     """``trial`` with DSA (``dsa-hardware``) against its twin with ``baseline`` detection: host CPU (ms) and total
     time (ms) of both, and the percent saved (``host_cpu_saved_pct``, ``time_saved_pct``)."""
+    if baseline not in CPU_DETECTORS:
+        raise InvalidArgument(f"baseline={baseline!r} is not allowed: allowed is one of {', '.join(CPU_DETECTORS)}")
     prof = load(profile)
     dsa = predict(trial.replace(detector=Backend.DSA_HARDWARE.value), prof)
     cpu = predict(trial.replace(detector=baseline), prof)
     return {
         "dsa_host_cpu_ms": dsa.host_cpu_ms,
         "cpu_host_cpu_ms": cpu.host_cpu_ms,
-        "host_cpu_saved_pct": 100 * (1 - dsa.host_cpu_ms / cpu.host_cpu_ms),
+        "host_cpu_saved_pct": _saved(dsa.host_cpu_ms, cpu.host_cpu_ms),
         "dsa_total_time_ms": dsa.total_time_ms,
         "cpu_total_time_ms": cpu.total_time_ms,
-        "time_saved_pct": 100 * (1 - dsa.total_time_ms / cpu.total_time_ms),
+        "time_saved_pct": _saved(dsa.total_time_ms, cpu.total_time_ms),
     }
+
+
+def _saved(dsa: float, cpu: float) -> float:
+    """Percent of ``cpu`` that ``dsa`` saves (NaN when ``cpu`` is 0: nothing to save)."""
+    return 100 * (1 - dsa / cpu) if cpu else float("nan")
 
 
 def savings(trials: Iterable[tuple[dict[str, object], Trial]], profile: Profile, **kw: str) -> pd.DataFrame:
