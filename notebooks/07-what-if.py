@@ -147,7 +147,7 @@ fig.show()
 # reproduced: the model predicts a few percent where the seed measured 22-23%. The rows themselves say which term
 # is missing: with the same work per page, `live_migration` used 21% less CPU in scenario 2's DSA run than in its
 # CPU run, and scenario 1's senders spent ~1.7 s less each, more than the zero checks the seed's own scenario 2
-# says they cost (~0.6 s). Zero-checking on the CPU makes the *other* threads' work dearer (shared caches and
+# says they cost (~0.7 s). Zero-checking on the CPU makes the *other* threads' work dearer (shared caches and
 # memory traffic); the model has no such interference term, and it is not fitted on the DSA rows to pretend it has.
 
 # %% [markdown]
