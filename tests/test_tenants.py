@@ -3,6 +3,7 @@ throughput, no starvation under FIFO with bounded retries, invalid configuration
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -49,10 +50,14 @@ def test_conservation_every_page_checked_once_by_a_device_or_the_cpu():
     ratio=st.sampled_from([0.0, 0.5, 1.0]),
 )
 def test_conservation_property(count, devices, channels, batch, wq, retries, policy, ratio):
-    sc = tenants.scenario(
-        count, "1MiB", devices, profile=PROFILE, policy=policy, channels=channels, batch_size=batch,
-        packet=128 << 10, wq_size=wq * 2, max_retries=retries, normal_ratio=ratio, priorities=(15, 3),
-    )  # fmt: skip
+    try:
+        sc = tenants.scenario(
+            count, "1MiB", devices, profile=PROFILE, policy=policy, channels=channels, batch_size=batch,
+            packet=128 << 10, wq_size=wq * 2, max_retries=retries, normal_ratio=ratio, priorities=(15, 3),
+        )  # fmt: skip
+    except DsalabError as e:  # more tenants on a device than it has dedicated queues (or entries) for
+        assert policy == "dedicated" and "groups" in str(e)
+        return
     out = tenants.simulate(sc, PROFILE)
     for t in out.tenants:
         assert t.device_pages + t.fallback_pages == (1 << 20) // PAGE
@@ -116,13 +121,51 @@ def test_priority_queues_serve_high_priority_tenants_first():
 
 
 def test_dedicated_queues_and_quota():
-    sc = crowded("dedicated", groups=2)
-    assert [(q.mode, q.group, q.size) for q in sc.devices[0].work_queues] == [("dedicated", 0, 2), ("dedicated", 1, 2)]
+    sc = crowded("dedicated", count=4, wq_size=8)  # one dedicated queue per tenant, as idxd allows
+    assert [(q.mode, q.group, q.size) for q in sc.devices[0].work_queues] == [("dedicated", g, 2) for g in range(4)]
     out = tenants.simulate(sc, PROFILE)
-    assert all(t.pages == t.device_pages + t.fallback_pages for t in out.tenants)
+    assert all(t.device_pages + t.fallback_pages == (8 << 20) // PAGE for t in out.tenants)
     quota = tenants.simulate(crowded("quota", quota=1, wq_size=64), PROFILE)
     fifo = tenants.simulate(crowded("fifo", wq_size=64), PROFILE)
     assert sum(t.retries for t in quota.tenants) > sum(t.retries for t in fifo.tenants)
+
+
+def test_dedicated_queue_shared_by_processes_is_refused():
+    """idxd lets one client open a dedicated WQ: tenants (QEMU processes) sharing one are refused, naming it."""
+    with pytest.raises(DsalabError, match=r"dedicated work queue 0 of device 0='4: vm0, vm2, vm4, vm6'.*1 tenant"):
+        crowded("dedicated", groups=2)
+    with pytest.raises(DsalabError, match=r"tenant groups on device 0=25 .*at most 8"):
+        tenants.scenario(100, "1MiB", 8, profile=PROFILE, policy="dedicated", channels=2)
+    dev = tenants.Device(4, (tenants.WorkQueue(8, "dedicated"),))
+    with pytest.raises(DsalabError, match="dedicated work queue 0 of device 0"):
+        tenants.Scenario((tenants.Tenant("a"), tenants.Tenant("b")), (dev,), "fifo")
+
+
+def test_dedicated_queues_submit_with_movdir64b():
+    from dsalab.model.tenants_sim import _Sim
+
+    sc = crowded("dedicated", count=2, wq_size=2, max_retries=6)
+    t = tenants.simulate(sc, PROFILE).tenants[0]
+    move, enq = PROFILE["dsa.submit_movdir64b"], PROFILE["dsa.submit_enqcmd"]
+    assert move != enq
+    expected = predict(t.tenant.trial(), PROFILE.replace(dsa__submit_path="movdir64b"))
+    assert t.predicted.host_cpu_ms == pytest.approx(expected.host_cpu_ms, rel=1e-12)
+    sim = _Sim(sc, PROFILE)
+    pauses = sum(sc.pause_ns * (1 << min(a, BACKOFF_MAX_SHIFT)) for a in range(sc.max_retries))
+    assert sim.backoff_dwq[-1] == pytest.approx(6 * move + pauses)
+    assert sim.backoff[-1] == pytest.approx(6 * enq + pauses)
+
+
+def test_retry_cpu_is_the_backoff_budget_of_each_batch_given_up():
+    """A batch that falls back spun the whole backoff (max_retries submissions and their PAUSEs) first."""
+    sc = crowded(packet=32 << 10, max_retries=5)  # one batch per packet: alone, a tenant never finds its queue full
+    out = tenants.simulate(sc, PROFILE)
+    full = sum(PROFILE["dsa.submit_enqcmd"] + sc.pause_ns * (1 << min(a, BACKOFF_MAX_SHIFT)) for a in range(5))
+    assert sum(t.fallback_batches for t in out.tenants) > 0
+    for t in out.tenants:
+        assert t.fallback_batches * full <= t.retry_cpu_ns <= t.batches * full * (1 + 1e-12)
+        assert t.fallback_batches * 5 <= t.retries <= t.batches * 5
+        assert t.fallback_cpu_ns == pytest.approx(t.fallback_pages * PROFILE["host.zero_check.cpu-native.zero_page"])
 
 
 @pytest.mark.parametrize(
@@ -183,3 +226,69 @@ def test_arrivals_staggered_and_poisson():
     assert starts[0] == 0.0 and starts == sorted(starts)
     out = tenants.simulate(st_, PROFILE)
     assert out.end_ns >= 6e6
+
+
+def _outstanding_union(t, page_ns, latency):
+    """The union of [accepted, completed] of a tenant's device batches (no retries: accepted when submitted), ns."""
+    starts = t.submitted_ns + t.queue_delays_ns
+    ends = starts + (t.device_pages / max(len(starts), 1)) * page_ns + latency
+    order = np.argsort(t.submitted_ns)
+    total, lo, hi = 0.0, None, None
+    for a, b in zip(t.submitted_ns[order], ends[order], strict=True):
+        if hi is None or a > hi:
+            total += 0.0 if hi is None else hi - lo
+            lo, hi = a, b
+        else:
+            hi = max(hi, b)
+    return total + (hi - lo if hi is not None else 0.0)
+
+
+def test_busy_poll_cpu_is_the_union_of_outstanding_batches_beyond_alone():
+    """The dsa_completion thread spins while any batch of its tenant is outstanding, whatever the senders do."""
+    prof = PROFILE.replace(dsa__busy_poll=True)
+    page_ns = PAGE / prof.throughput.at(PAGE) * 1e9
+    latency = prof["dsa.completion_latency"]
+    sc = crowded(count=10, max_retries=0, wq_size=8, packet=32 << 10)
+    out = tenants.simulate(sc, prof)
+    alone = tenants.simulate(dataclasses.replace(sc, tenants=sc.tenants[:1]), prof).tenants[0]
+    base = _outstanding_union(alone, page_ns, latency)
+    assert sum(t.fallback_batches for t in out.tenants) > 0
+    for t in out.tenants:
+        assert t.wait_cpu_ns == pytest.approx(_outstanding_union(t, page_ns, latency) - base, rel=1e-9)
+        assert t.wait_cpu_ns > 0
+
+
+def test_poll_mode_charges_each_sender_its_own_waits():
+    sc = crowded(count=10, max_retries=0, wq_size=8, packet=32 << 10)
+    sc = dataclasses.replace(sc, tenants=tuple(dataclasses.replace(t, completion="poll") for t in sc.tenants))
+    out = tenants.simulate(sc, PROFILE)
+    alone = tenants.simulate(dataclasses.replace(sc, tenants=sc.tenants[:1]), PROFILE).tenants[0]
+    for t in out.tenants:
+        assert t.wait_cpu_ns > 0
+        # a sender waits at most the whole of its run beyond alone
+        assert t.wait_cpu_ns <= sum(np.maximum(t.channel_extra_ns, 0)) + alone.time_ns * t.tenant.channels
+
+
+def test_stride_arbitration_a_returning_queue_does_not_monopolise_the_device():
+    """Priority-1 tenants arriving late join at the global pass: they get ~1/16 of the device, not all of it."""
+    high = tuple(tenants.Tenant(f"h{i}", 64 << 20, priority=15) for i in range(6))
+    low = tuple(tenants.Tenant(f"l{i}", 8 << 20, priority=1, start_ms=5.0) for i in range(6))
+    dev = tenants.Device(4, (tenants.WorkQueue(64, priority=15), tenants.WorkQueue(64, priority=1)))
+    sc = tenants.Scenario(high + low, (dev,), "priority", max_retries=1000)
+    out = tenants.simulate(sc, PROFILE)
+    starts = []
+    for t in out.tenants:
+        starts += [(s, t.tenant.priority) for s in t.submitted_ns + t.queue_delays_ns]
+    first = sorted(x for x in starts if x[0] >= 5e6)[:200]
+    assert max(s for s, p in starts if p == 15) > first[-1][0], "priority 15 still has work in the window"
+    share = sum(p == 1 for _, p in first) / len(first)
+    assert share < 0.15, f"priority 1 got {share:.1%} of the device in the window"
+
+
+@pytest.mark.parametrize(("channels", "devices"), [(2, 1), (4, 1), (8, 1), (8, 2), (3, 2)])
+def test_one_tenant_alone_equals_predict_with_more_channels_than_devices(channels, devices):
+    sc = tenants.scenario(1, "64MiB", devices, profile=PROFILE, channels=channels)
+    t = tenants.simulate(sc, PROFILE).tenants[0]
+    expected = predict(sc.tenants[0].trial(), PROFILE.replace(dsa__devices=devices))
+    assert t.time_ns / 1e6 == pytest.approx(expected.total_time_ms, rel=1e-12)
+    assert t.host_cpu_ns / 1e6 == pytest.approx(expected.host_cpu_ms, rel=1e-12)

@@ -16,7 +16,7 @@ A tenants sweep file (``data/sweeps/tenants/*.toml``; kept apart from the engine
 
     [params]                                        # one dimension each, in this order
     devices = [1, 2, 4, 8]
-    policy = ["fifo", "dedicated"]
+    policy = ["fifo", "quota"]
 
 The dataset (:func:`grid`) has one dimension per parameter; for each per-tenant metric of
 :data:`dsalab.model.tenants_data.SUMMARY` its average over tenants (``<metric>_mean``) and its worst tenant
