@@ -292,3 +292,33 @@ def test_one_tenant_alone_equals_predict_with_more_channels_than_devices(channel
     expected = predict(sc.tenants[0].trial(), PROFILE.replace(dsa__devices=devices))
     assert t.time_ns / 1e6 == pytest.approx(expected.total_time_ms, rel=1e-12)
     assert t.host_cpu_ns / 1e6 == pytest.approx(expected.host_cpu_ms, rel=1e-12)
+
+
+def test_the_host_is_shared_cores_stretch_the_simulation():
+    """Tenants needing more cores than the host has take longer, as predict() stretches one VM."""
+    prof = PROFILE.replace(host__cores=2)
+    sc = crowded(count=8)
+    ds = tenants.run(sc, prof, provenance=False)
+    raw = tenants.simulate(sc, prof)
+    need = sum(t.host_cpu_ns for t in raw.tenants) / raw.end_ns
+    assert float(ds.cores_needed) == pytest.approx(need)
+    assert need > 2 and float(ds.host_stretch) == pytest.approx(need / 2) and ds.attrs["host_limit"] == "cores"
+    assert ds.migration_time_ms.values == pytest.approx([t.time_ns / 1e6 * need / 2 for t in raw.tenants])
+    assert float(ds.makespan_ms) == pytest.approx(raw.end_ns / 1e6 * need / 2)
+    roomy = tenants.run(sc, PROFILE, provenance=False)
+    assert float(roomy.host_stretch) == 1.0 and roomy.attrs["host_limit"] == "none"
+
+
+def test_the_host_is_shared_all_cpu_needs_cores_and_memory_bandwidth():
+    sc = tenants.scenario(200, "64MiB", 1, profile=PROFILE, channels=2)
+    ds = tenants.cpu_only(sc, PROFILE)
+    alone = predict(sc.tenants[0].trial().replace(detector="cpu-native"), PROFILE)
+    cores = 200 * alone.host_cpu_ms / alone.total_time_ms
+    read = 200 * (64 << 20) / (alone.total_time_ms * 1e6)  # GB/s: every page is zero, read whole
+    assert float(ds.cores_needed) == pytest.approx(cores) and float(ds.memory_read_gbps) == pytest.approx(read)
+    stretch = max(cores / PROFILE["host.cores"], read * 1e9 / PROFILE["host.memory_read_bandwidth"])
+    assert stretch > 1 and float(ds.host_stretch) == pytest.approx(stretch)
+    assert ds.migration_time_ms.values == pytest.approx(alone.total_time_ms * stretch)
+    assert ds.attrs["detector"] == "cpu-native"
+    with pytest.raises(DsalabError, match="detector='dsa-hardware' is not allowed; allowed: cpu-native"):
+        tenants.cpu_only(sc, PROFILE, "dsa-hardware")

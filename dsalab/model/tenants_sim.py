@@ -195,9 +195,10 @@ def simulate(
     prof = load(profile)
     scenario.check(prof)
     have = prof.detectors
-    fallback = fallback or next((d for d in reversed(CPU_DETECTORS) if d in have), have[0] if have else "")
-    if fallback not in have:
-        allowed = f"{', '.join(have)} (the CPU detectors {prof.name} has costs for)"
+    cpu = [d for d in reversed(CPU_DETECTORS) if d in have]
+    fallback = fallback or (cpu[0] if cpu else "")
+    if fallback not in cpu:
+        allowed = f"{', '.join(cpu)} (the CPU detectors {prof.name} has costs for)"
         raise InvalidArgument(f"fallback={fallback!r} is not allowed; allowed: {allowed}")
     ndev = len(scenario.devices)
     local = prof.replace(dsa__devices=ndev) if prof["dsa.devices"] != ndev else prof
