@@ -33,7 +33,7 @@ def test_conservation_every_page_checked_once_by_a_device_or_the_cpu():
     out = tenants.simulate(crowded(), PROFILE)
     assert sum(t.fallback_pages for t in out.tenants) > 0, "the scenario must make the CPU take batches"
     for t in out.tenants:
-        assert t.pages == t.device_pages + t.fallback_pages == (8 << 20) // PAGE
+        assert t.device_pages + t.fallback_pages == (8 << 20) // PAGE
         assert t.device_pages == len(t.queue_delays_ns) * 8  # every device batch started once, 8 pages each
     assert sum(out.device_pages) == sum(t.device_pages for t in out.tenants)
 
@@ -62,6 +62,7 @@ def test_conservation_property(count, devices, channels, batch, wq, retries, pol
     for t in out.tenants:
         assert t.device_pages + t.fallback_pages == (1 << 20) // PAGE
         assert t.time_ns > 0 and math.isfinite(t.host_cpu_ns)
+        assert t.fallback_batches * retries <= t.retries <= t.batches * retries
     assert sum(out.device_pages) == sum(t.device_pages for t in out.tenants)
 
 
@@ -87,6 +88,21 @@ def test_a_saturated_device_runs_at_its_profiles_throughput():
     assert sum(t.fallback_pages for t in out.tenants) == 0
     ds = tenants.to_dataset(out, provenance=False)
     assert float(ds.device_utilisation.mean()) > 0.95
+
+
+def test_a_saturated_one_engine_device_completes_a_batch_every_busy_plus_latency():
+    """One engine holds each descriptor for its bytes and its completion latency: throughput = batch / (busy +
+    latency), well below the profile's throughput for small batches (a closed form, not the profile's rate)."""
+    sc = tenants.scenario(8, "4MiB", 1, profile=PROFILE, channels=2, batch_size=4, packet=16 << 10, engines=1,
+                          max_retries=10_000)  # fmt: skip
+    out = tenants.simulate(sc, PROFILE)
+    starts = np.sort(out.device_starts_ns[0])
+    page_ns = PAGE / PROFILE.throughput.at(PAGE) * 1e9
+    period = 4 * page_ns + PROFILE["dsa.completion_latency"]
+    steady = np.diff(starts[: len(starts) // 2])
+    assert steady == pytest.approx(period, rel=1e-9)
+    rate = 4 * PAGE / period * 1e9
+    assert rate < 0.5 * PROFILE.throughput.at(PAGE)
 
 
 def test_no_tenant_starves_under_fifo_with_bounded_retries():
@@ -216,6 +232,7 @@ def test_dataset_layout_units_and_file_round_trip(tmp_path):
 def test_jain_index():
     assert tenants.jain(np.ones(5)) == pytest.approx(1.0)
     assert tenants.jain(np.array([1.0, 0, 0, 0])) == pytest.approx(0.25)
+    assert tenants.jain(np.array([1.0, 2.0, 3.0])) == pytest.approx(36 / 42)
 
 
 def test_arrivals_staggered_and_poisson():

@@ -6,14 +6,23 @@ engine, a shared work queue of 2 entries and a timing model of 13.6 ms per batch
 latency), so the device, not the CPU, is the bottleneck: the queue fills, 2 retries run out, the threads' CPU
 checks most batches. Each thread checks a batch, sleeps 10 ms, and again, 150 times.
 
-What the simulation is given: the device's spec (engines, queue, throughput; its latency set so that a batch takes
-as long as the emulator's batches took in this run, which also pays for its engine thread's wake-ups on shared
-cores), and the threads' own measured times (gaps between calls, the CPU check of a refused batch). What it
-predicts, compared: queueing delay (emulator: a call's time minus an uncontended call's) and the fallback share.
-Both sides count batches submitted while every thread was still running (the steady state; a tail where the last
-threads run alone is not the contention being checked). This machine's cores are shared with other work: a watcher
-thread that sleeps 1 ms at a time notes when this process was held up (it woke more than 2 ms late), and the
-emulator's calls that overlap such a stall are left out; one noisy run is measured again before the test fails.
+What the simulation is given: the emulated device's configured spec (1 engine, a 2-entry shared queue, 0.005
+GB/s, 0.5 ms latency), nothing measured under contention; the offload path's own time per call beyond that spec,
+measured in a separate uncontended calibration run before (an uncontended call's time minus the spec's batch
+time, charged to the caller between calls); and the threads' own times (their think time between calls, their
+start times, the CPU check of a refused batch). What it predicts, compared: queueing delay (emulator: a call's
+time minus an uncontended call's) and the fallback share. Both sides count batches submitted while every thread
+was still running (the steady state; a tail where the last threads run alone is not the contention being
+checked). This machine's cores are shared with other work: a watcher thread that sleeps 1 ms at a time notes when
+this process was held up (it woke more than 2 ms late), and calls that overlap such a stall are left out on both
+sides (the simulated batches submitted in those windows too); one noisy run is measured again before the test
+fails.
+
+What it checks: the queue's capacity semantics (an entry freed when the engine takes the descriptor), the engine
+count and the device's configured throughput and latency (a simulated device 2x faster, a third queue entry or a
+second engine fail it), and that a refused batch falls back after ``max_retries``. What it does not check: the
+retry backoff's timing and CPU (2 retries are ~µs against a 13.6 ms batch), busy-poll CPU, arbitration between
+queues, dedicated credits or quotas (``tests/test_tenants.py`` checks those against closed forms).
 """
 
 from __future__ import annotations
@@ -95,8 +104,6 @@ def _watch(done: threading.Event, stalls: list) -> None:
 def _compare(run: dict) -> tuple[dict, dict]:
     records = run["records"]
     uncontended = statistics.median(t1 - t0 for t0, t1, _, _ in run["alone"][2:])
-    accepted = [(t0, t1) for r in records for t0, t1, fell, _ in r if not fell]
-    service = (max(t1 for _, t1 in accepted) - min(t0 for t0, _ in accepted)) / len(accepted)  # device always busy
     base = min(r[0][0] for r in records)
     steady = min(r[-1][1] for r in records) - base
     stalled = run["stalls"]
@@ -114,9 +121,9 @@ def _compare(run: dict) -> tuple[dict, dict]:
     }
     gaps = [t0 - last for r in records for t0, _, _, last in r if last is not None]
     checks = [t1 - t0 for r in records for t0, t1, fell, _ in r if fell]
-    busy = BATCH * PAGE / GBPS
-    profile = tenants_support.emulated(GBPS, max(service - busy, 0.0) / 1e3, statistics.median(checks) / BATCH, 100.0)
-    waiter = max(uncontended - service, 0.0)  # from a completion until the waiting call returns
+    spec = BATCH * PAGE / GBPS + LATENCY_US * 1e3  # the configured device's time per batch, ns
+    profile = tenants_support.emulated(GBPS, LATENCY_US, statistics.median(checks) / BATCH, 100.0)
+    waiter = max(uncontended - spec, 0.0)  # calibrated alone: the offload path's time per call beyond the spec
     vms = tuple(
         tenants.Tenant(
             name=f"t{i}", guest_bytes=len(r) * BATCH * PAGE, channels=1, packet_bytes=BATCH * PAGE,
@@ -127,8 +134,16 @@ def _compare(run: dict) -> tuple[dict, dict]:
     sc = tenants.Scenario(vms, (tenants.Device(1, (tenants.WorkQueue(WQ, "shared"),)),), max_retries=RETRIES)
     out = tenants.simulate(sc, profile, gaps={v.name: [g + waiter for g in gaps] for v in vms})
     end = min(t.end_ns for t in out.tenants)
-    sim_delays = np.concatenate([t.queue_delays_ns[t.submitted_ns < end] for t in out.tenants])
-    fell = sum(int((t.fallback_at_ns < end).sum()) for t in out.tenants)
+    windows = [(a - base, b - base) for a, b in stalled]
+
+    def keep(at: np.ndarray) -> np.ndarray:
+        ok = at < end
+        for a, b in windows:
+            ok &= ~((at >= a - spec) & (at < b))  # submitted in a stall, or outstanding across one
+        return ok
+
+    sim_delays = np.concatenate([t.queue_delays_ns[keep(t.submitted_ns)] for t in out.tenants])
+    fell = sum(int(keep(t.fallback_at_ns).sum()) for t in out.tenants)
     sim = {
         "mean": float(sim_delays.mean()),
         "p99": float(np.percentile(sim_delays, 99)),
