@@ -235,6 +235,21 @@ def test_jain_index():
     assert tenants.jain(np.array([1.0, 2.0, 3.0])) == pytest.approx(36 / 42)
 
 
+def test_gaps_are_jittered_by_default_so_equal_tenants_do_not_run_in_lockstep():
+    lock = tenants.simulate(crowded(jitter=0.0, max_retries=1000, wq_size=64), PROFILE)
+    free = tenants.simulate(crowded(max_retries=1000, wq_size=64), PROFILE)
+
+    def steps(out):  # lockstep: equal tenants finish one after another, a constant step apart
+        d = np.diff(np.sort([t.time_ns for t in out.tenants]))
+        return np.ptp(d) / d.mean()
+
+    assert steps(lock) < 1e-3 < 0.1 < steps(free)
+    alone = tenants.simulate(tenants.scenario(1, "8MiB", 1, profile=PROFILE, packet=64 << 10), PROFILE).tenants[0]
+    assert alone.time_ns / 1e6 == pytest.approx(alone.predicted.total_time_ms, rel=1e-12)  # still predict alone
+    with pytest.raises(DsalabError, match=r"jitter=0\.9 is not allowed"):
+        crowded(jitter=0.9)
+
+
 def test_arrivals_staggered_and_poisson():
     st_ = tenants.scenario(4, "1MiB", 1, profile=PROFILE, arrival="staggered", interval_ms=2.0)
     assert [t.start_ms for t in st_.tenants] == [0.0, 2.0, 4.0, 6.0]
@@ -265,7 +280,7 @@ def test_busy_poll_cpu_is_the_union_of_outstanding_batches_beyond_alone():
     prof = PROFILE.replace(dsa__busy_poll=True)
     page_ns = PAGE / prof.throughput.at(PAGE) * 1e9
     latency = prof["dsa.completion_latency"]
-    sc = crowded(count=10, max_retries=0, wq_size=8, packet=32 << 10)
+    sc = crowded(count=10, max_retries=0, wq_size=8, packet=32 << 10, jitter=0.0)  # every tenant's alone run alike
     out = tenants.simulate(sc, prof)
     alone = tenants.simulate(dataclasses.replace(sc, tenants=sc.tenants[:1]), prof).tenants[0]
     base = _outstanding_union(alone, page_ns, latency)

@@ -162,7 +162,9 @@ class Scenario:
     """Tenants on devices under a policy. ``max_retries``: retries of a full queue before the tenant's CPU does the
     batch (the offload layer's rule); ``pause_ns``: CPU time of one PAUSE of the retry backoff, ns;
     ``quota``: the default per-tenant entries of the ``quota`` policy; ``time_bins``: bins of the utilisation
-    series; ``seed``: of the Poisson arrivals."""
+    series; ``seed``: of the Poisson arrivals and the gaps' jitter; ``jitter``: each packet's gap is drawn
+    uniformly within +-``jitter`` of its share (the sum kept), so that equal tenants do not run in lockstep (0:
+    constant gaps)."""
 
     tenants: tuple[Tenant, ...]
     devices: tuple[Device, ...]
@@ -172,6 +174,7 @@ class Scenario:
     quota: int = 1
     time_bins: int = 100
     seed: int = 0
+    jitter: float = 0.05
 
     def __post_init__(self) -> None:
         tenants, devices = tuple(self.tenants), tuple(self.devices)
@@ -190,6 +193,7 @@ class Scenario:
         object.__setattr__(self, "quota", _int("quota", self.quota, 1, 1 << 16, "an int >= 1 (entries)"))
         object.__setattr__(self, "time_bins", _int("time_bins", self.time_bins, 1, 100_000))
         object.__setattr__(self, "seed", validate.check("seed", self.seed))
+        object.__setattr__(self, "jitter", _num("jitter", self.jitter, 0.0, 0.5))
         if self.policy == "dedicated":
             for t in tenants:
                 if not any(q.group in (-1, t.group) for d in devices for q in d.work_queues):
@@ -308,7 +312,7 @@ def scenario(
     dedicated queue serves one tenant, as idxd allows); ``wq_size``: entries per device (0: the profile's
     ``dsa.wq_entries``); ``wq_mode``: override the policy's queue mode; ``engines``: per device (0: the
     profile's). ``options`` go to :class:`Scenario` (``max_retries``, ``pause_ns``, ``quota``, ``time_bins``,
-    ``seed``)."""
+    ``seed``, ``jitter``)."""
     import numpy as np
 
     count = _int("tenants", tenants, 1, 100_000)

@@ -266,7 +266,10 @@ def _run(scenario: Scenario, local: HardwareProfile, fallback: str, gaps, given_
             rng = np.random.default_rng([scenario.seed, i])
             series = []
             for c in range(trial.channels):
-                if given is None or np.ndim(given) == 0:
+                if given is None and scenario.jitter > 0 and len(per_channel[c]) > 1:
+                    x = 1.0 + rng.uniform(-scenario.jitter, scenario.jitter, len(per_channel[c]))
+                    series.append(gap * x * (len(x) / x.sum()))  # the channel's total gap kept
+                elif given is None or np.ndim(given) == 0:
                     value = gap if given is None else float(given)  # type: ignore[arg-type]
                     series.append(np.full(len(per_channel[c]), value))
                 else:
