@@ -76,6 +76,7 @@ class Outcome:
     end_ns: float
     events: int
     fallback: str
+    alone_events: int = 0  # events of the tenants' runs alone (one per distinct tenant)
 
 
 class _Sim:
@@ -230,6 +231,7 @@ def simulate(
         end_ns=float(sim.env.now),
         events=sim.events,
         fallback=fallback,
+        alone_events=sum(r[0].events for r in alone_runs.values()),
     )
 
 
