@@ -190,6 +190,7 @@ def to_dataset(outcome: Any, *, provenance: bool = True):
         events=int(outcome.events),
         fallback_detector=str(outcome.fallback),
         host_limit=limit,
+        host_cores=int(prof["host.cores"]),
         pause_ns=float(outcome.scenario.pause_ns),
         pause_ns_source="an estimate (~140 cycles at 3.5 GHz; 55-70 ns at 2.0-2.6 GHz): retry_cpu_ms scales with it",
     )
@@ -236,6 +237,14 @@ def format_summary(ds) -> str:
     lines.append(f"{'metric':32} {'units':>5} {'average':>14} {'worst':>14}")
     for name, u, avg, worst in summary(ds):
         lines.append(f"{name:32} {u:>5} {avg:14.4g} {worst:14.4g}")
+    lines.append("(average: over tenants, worst: the worst tenant; queue delay: mean and max over every batch, its")
+    lines.append(" p50 / p99 row: p50 under average, p99 under worst; fairness: one value for the run)")
+    if "host_stretch" in ds:
+        lines.append(
+            f"host: {float(ds['cores_needed']):.1f} cores needed of {ds.attrs.get('host_cores', '?')}, CPU reads "
+            f"{float(ds['memory_read_gbps']):.1f} GB/s; times stretched x{float(ds['host_stretch']):.2f} "
+            f"(limit: {ds.attrs.get('host_limit', '?')})"
+        )
     return "\n".join(lines)
 
 
