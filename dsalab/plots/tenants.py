@@ -24,9 +24,9 @@ from dsalab.plots.style import color, label, new_figure
 MODEL = "model (simulated)"
 
 
-def _title(text: str, ds) -> dict:
+def _title(text: str, ds, *, policy: bool = True) -> dict:
     sub = f"{MODEL}; profile {ds.attrs.get('profile_name', '?')}"
-    if "policy" in ds.attrs:
+    if policy and "policy" in ds.attrs:
         sub += f"; policy {ds.attrs['policy']}"
     return {"text": f"{text}<br><sup>{sub}</sup>"}
 
@@ -70,7 +70,8 @@ def compare(runs: Mapping[str, object], metric: str = "migration_time_ms") -> go
     fig.add_bar(x=labels, y=avg, name="average tenant", marker_color=color(0))
     fig.add_bar(x=labels, y=worst, name="worst tenant", marker_color=color(3))
     fig.update_yaxes(title_text=label(first, metric))
-    fig.update_layout(barmode="group", title=_title(f"{label(first, metric)}: average and worst tenant", first))
+    title = _title(f"{label(first, metric)}: average and worst tenant", first, policy=False)
+    fig.update_layout(barmode="group", title=title)
     return fig
 
 
@@ -116,5 +117,5 @@ def cpu_breakdown(runs: Mapping[str, object]) -> go.Figure:
             y = [v if v is not None else float(runs[k]["host_cpu_ms"].mean()) for k, v in zip(labels, y, strict=True)]  # type: ignore[index]
         fig.add_bar(x=labels, y=y, name=name, marker_color=color(i))
     fig.update_yaxes(title_text="host CPU per tenant, average (ms)")
-    fig.update_layout(barmode="stack", title=_title("Where a tenant's host CPU goes", first))
+    fig.update_layout(barmode="stack", title=_title("Where a tenant's host CPU goes", first, policy=False))
     return fig
