@@ -4,16 +4,27 @@ in the simulation agrees within 15% on the mean and p99 queueing delay and on th
 The scenario: 8 submitter threads (one Offloader each, like 8 QEMU processes) on one emulated device with one
 engine, a shared work queue of 2 entries and a timing model of 13.6 ms per batch of 16 pages (0.005 GB/s, 0.5 ms
 latency), so the device, not the CPU, is the bottleneck: the queue fills, 2 retries run out, the threads' CPU
-checks most batches. Each thread checks a batch, sleeps 10 ms, and again, 150 times.
+checks most batches. Each thread checks a batch, sleeps 10 ms, and again, 150 times. Each run is made in a new
+Python process, so that threads other tests left behind do not compete with the emulated engine.
 
-What the simulation is given: the device's spec (engines, queue, throughput; its latency set so that a batch takes
-as long as the emulator's batches took in this run, which also pays for its engine thread's wake-ups on shared
-cores), and the threads' own measured times (gaps between calls, the CPU check of a refused batch). What it
-predicts, compared: queueing delay (emulator: a call's time minus an uncontended call's) and the fallback share.
-Both sides count batches submitted while every thread was still running (the steady state; a tail where the last
-threads run alone is not the contention being checked). This machine's cores are shared with other work: a watcher
-thread that sleeps 1 ms at a time notes when this process was held up (it woke more than 2 ms late), and the
-emulator's calls that overlap such a stall are left out; one noisy run is measured again before the test fails.
+What the simulation is given: the emulated device's configured spec (engines, the 2-entry shared queue,
+throughput, latency), nothing measured under contention; the offload path's own time per call beyond that spec,
+measured in a separate uncontended calibration run before (an uncontended call's time minus the spec's batch
+time, charged to the caller between calls); and the threads' own times (their think time between calls, their
+start times, the CPU check of a refused batch). What it predicts, compared: queueing delay (emulator: a call's
+time minus an uncontended call's) and the fallback share. Both sides count batches submitted while every thread
+was still running (the steady state; a tail where the last threads run alone is not the contention being
+checked). This machine's cores are shared with other work: a watcher thread that sleeps 1 ms at a time notes when
+this process was held up (it woke more than 2 ms late), and calls that overlap such a stall are left out on both
+sides (the simulated batches submitted in those windows too); one noisy run is measured again before the test
+fails.
+
+What it checks: the queue's capacity semantics (an entry freed when the engine takes the descriptor), the engine
+count and the device's configured throughput and latency (a simulated device 2x faster, a third queue entry or a
+second engine fail it; with one engine only, so not how engines share the clock), and that a refused batch falls
+back after ``max_retries``. What it does not check: the retry backoff's timing and CPU (2 retries are ~µs against
+a 13.6 ms batch), busy-poll CPU, arbitration between queues, dedicated credits or quotas (``tests/test_tenants.py``
+checks those against closed forms).
 """
 
 from __future__ import annotations
@@ -51,8 +62,8 @@ def _calls(off: Offloader, buf: np.ndarray, n: int, record: list) -> None:
         time.sleep(THINK_S)
 
 
-def _emulator() -> dict:
-    dev = open_device(f"emu:engines=1,wq_size={WQ},mode=shared,gbps={GBPS},latency_us={LATENCY_US},seed=1")
+def _emulator(engines: int = 1, gbps: float = GBPS, latency_us: float = LATENCY_US) -> dict:
+    dev = open_device(f"emu:engines={engines},wq_size={WQ},mode=shared,gbps={gbps},latency_us={latency_us},seed=1")
     buf = np.zeros(BATCH * PAGE, np.uint8)
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-4)  # a thread whose call returned gets the GIL back soon
@@ -79,7 +90,8 @@ def _emulator() -> dict:
     finally:
         sys.setswitchinterval(switch)
         dev.close()
-    return {"alone": alone, "records": records, "stalls": stalls}
+    return {"alone": alone, "records": records, "stalls": stalls, "engines": engines, "gbps": gbps,
+            "latency_us": latency_us}  # fmt: skip
 
 
 def _watch(done: threading.Event, stalls: list) -> None:
@@ -95,8 +107,6 @@ def _watch(done: threading.Event, stalls: list) -> None:
 def _compare(run: dict) -> tuple[dict, dict]:
     records = run["records"]
     uncontended = statistics.median(t1 - t0 for t0, t1, _, _ in run["alone"][2:])
-    accepted = [(t0, t1) for r in records for t0, t1, fell, _ in r if not fell]
-    service = (max(t1 for _, t1 in accepted) - min(t0 for t0, _ in accepted)) / len(accepted)  # device always busy
     base = min(r[0][0] for r in records)
     steady = min(r[-1][1] for r in records) - base
     stalled = run["stalls"]
@@ -114,9 +124,10 @@ def _compare(run: dict) -> tuple[dict, dict]:
     }
     gaps = [t0 - last for r in records for t0, _, _, last in r if last is not None]
     checks = [t1 - t0 for r in records for t0, t1, fell, _ in r if fell]
-    busy = BATCH * PAGE / GBPS
-    profile = tenants_support.emulated(GBPS, max(service - busy, 0.0) / 1e3, statistics.median(checks) / BATCH, 100.0)
-    waiter = max(uncontended - service, 0.0)  # from a completion until the waiting call returns
+    gbps, latency_us = run["gbps"], run["latency_us"]
+    spec = BATCH * PAGE / gbps + latency_us * 1e3  # the configured device's time per batch, ns
+    profile = tenants_support.emulated(gbps, latency_us, statistics.median(checks) / BATCH, 100.0)
+    waiter = max(uncontended - spec, 0.0)  # calibrated alone: the offload path's time per call beyond the spec
     vms = tuple(
         tenants.Tenant(
             name=f"t{i}", guest_bytes=len(r) * BATCH * PAGE, channels=1, packet_bytes=BATCH * PAGE,
@@ -124,11 +135,20 @@ def _compare(run: dict) -> tuple[dict, dict]:
         )
         for i, r in enumerate(records)
     )  # fmt: skip
-    sc = tenants.Scenario(vms, (tenants.Device(1, (tenants.WorkQueue(WQ, "shared"),)),), max_retries=RETRIES)
+    device = tenants.Device(run["engines"], (tenants.WorkQueue(WQ, "shared"),))
+    sc = tenants.Scenario(vms, (device,), max_retries=RETRIES)
     out = tenants.simulate(sc, profile, gaps={v.name: [g + waiter for g in gaps] for v in vms})
     end = min(t.end_ns for t in out.tenants)
-    sim_delays = np.concatenate([t.queue_delays_ns[t.submitted_ns < end] for t in out.tenants])
-    fell = sum(int((t.fallback_at_ns < end).sum()) for t in out.tenants)
+    windows = [(a - base, b - base) for a, b in stalled]
+
+    def keep(at: np.ndarray) -> np.ndarray:
+        ok = at < end
+        for a, b in windows:
+            ok &= ~((at >= a - spec) & (at < b))  # submitted in a stall, or outstanding across one
+        return ok
+
+    sim_delays = np.concatenate([t.queue_delays_ns[keep(t.submitted_ns)] for t in out.tenants])
+    fell = sum(int(keep(t.fallback_at_ns).sum()) for t in out.tenants)
     sim = {
         "mean": float(sim_delays.mean()),
         "p99": float(np.percentile(sim_delays, 99)),
@@ -145,13 +165,40 @@ def _agree(emu: dict, sim: dict) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_simulation_agrees_with_the_emulator_within_15_percent():
+@pytest.mark.parametrize(
+    ("engines", "gbps", "latency_us"),
+    # a 2-engine case (0.01 GB/s, 10 ms latency) agreed when this machine was quiet but not under load (the
+    # emulator fell back 0.80-0.94 against the simulation's 0.67): not kept until that is understood
+    [(1, GBPS, LATENCY_US)],
+    ids=["1-engine"],
+)
+def test_simulation_agrees_with_the_emulator_within_15_percent(engines, gbps, latency_us):
     tried = []
     for _ in range(2):
-        emu, sim = _compare(_emulator())
+        emu, sim = _in_fresh_process(engines, gbps, latency_us)
         assert emu["share"] > 0.3 and emu["mean"] > 0, f"the scenario must fill the queue: {emu}"
         bad = _agree(emu, sim)
         if not bad:
             return
         tried.append(bad)
     pytest.fail(f"simulation and emulator differ by more than {TOLERANCE:.0%} twice: {tried}")
+
+
+def _in_fresh_process(engines: int, gbps: float, latency_us: float) -> tuple[dict, dict]:
+    """One emulator run and its comparison in a new Python process (no threads left by other tests compete with
+    the emulated engines), bounded by a timeout."""
+    import json
+    import subprocess
+
+    args = [sys.executable, __file__, str(engines), repr(gbps), repr(latency_us)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return out["emu"], out["sim"]
+
+
+if __name__ == "__main__":
+    import json
+
+    e, s = _compare(_emulator(int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])))
+    print(json.dumps({"emu": e, "sim": s}))

@@ -15,7 +15,7 @@ from dsalab.model import tenants, tenants_sweep
 
 pytestmark = pytest.mark.timeout(180)
 PROFILE = tenants_support.profile()
-PARAMS = {"tenants": [2, 6], "devices": [1, 2], "wq_size": [4, 128], "wq_mode": ["shared", "dedicated"],
+PARAMS = {"tenants": [2, 6], "devices": [1, 2], "wq_size": [4, 128], "wq_mode": ["shared"],
           "policy": ["fifo", "quota"]}  # fmt: skip
 BASE = {"guest": "2MiB", "channels": 2, "batch_size": 8, "packet": "64KiB", "max_retries": 2}
 
@@ -42,6 +42,10 @@ def test_a_refused_point_is_recorded_not_raised():
     assert list(ds["status"].values) == ["ok", "failed"]
     assert "500" in str(ds["error"].sel(wq_size=500).values) and "128" in str(ds["error"].sel(wq_size=500).values)
     assert np.isnan(float(ds["migration_time_ms_mean"].sel(wq_size=500)))
+    # a dedicated queue serves one process: tenants sharing one are a refused point
+    ds = tenants_sweep.grid(PROFILE, {"tenants": [1, 2]}, base=BASE | {"devices": 1, "wq_mode": "dedicated"})
+    assert list(ds["status"].values) == ["ok", "failed"]
+    assert "dedicated work queue 0 of device 0" in str(ds["error"].sel(tenants=2).values)
 
 
 @pytest.mark.parametrize(

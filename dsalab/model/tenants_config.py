@@ -162,7 +162,9 @@ class Scenario:
     """Tenants on devices under a policy. ``max_retries``: retries of a full queue before the tenant's CPU does the
     batch (the offload layer's rule); ``pause_ns``: CPU time of one PAUSE of the retry backoff, ns;
     ``quota``: the default per-tenant entries of the ``quota`` policy; ``time_bins``: bins of the utilisation
-    series; ``seed``: of the Poisson arrivals."""
+    series; ``seed``: of the Poisson arrivals and the gaps' jitter; ``jitter``: each packet's gap is drawn
+    uniformly within +-``jitter`` of its share (the sum kept), so that equal tenants do not run in lockstep (0:
+    constant gaps)."""
 
     tenants: tuple[Tenant, ...]
     devices: tuple[Device, ...]
@@ -172,6 +174,7 @@ class Scenario:
     quota: int = 1
     time_bins: int = 100
     seed: int = 0
+    jitter: float = 0.05
 
     def __post_init__(self) -> None:
         tenants, devices = tuple(self.tenants), tuple(self.devices)
@@ -190,10 +193,53 @@ class Scenario:
         object.__setattr__(self, "quota", _int("quota", self.quota, 1, 1 << 16, "an int >= 1 (entries)"))
         object.__setattr__(self, "time_bins", _int("time_bins", self.time_bins, 1, 100_000))
         object.__setattr__(self, "seed", validate.check("seed", self.seed))
+        object.__setattr__(self, "jitter", _num("jitter", self.jitter, 0.0, 0.5))
         if self.policy == "dedicated":
             for t in tenants:
                 if not any(q.group in (-1, t.group) for d in devices for q in d.work_queues):
                     _refuse(f"tenant {t.name} group", t.group, "a group that some work queue serves")
+        self._check_dedicated()
+
+    def channel_devices(self) -> list[list[int]]:
+        """Per tenant, the device of each of its channels: channels are given devices round robin over every
+        tenant's channels in turn."""
+        out, slot, ndev = [], 0, len(self.devices)
+        for t in self.tenants:
+            out.append([(slot + c) % ndev for c in range(t.channels)])
+            slot += t.channels
+        return out
+
+    def queue_index(self, tenant: Tenant, device: int) -> int:
+        """The queue ``tenant`` submits to on device ``device``: its group's (dedicated), its priority's
+        (priority), else the first queue open to every tenant."""
+        queues = self.devices[device].work_queues
+        open_ = [i for i, q in enumerate(queues) if q.group in (-1, tenant.group)] or list(range(len(queues)))
+        if self.policy == "dedicated":
+            own = [i for i in open_ if queues[i].group == tenant.group]
+            return (own or open_)[0]
+        if self.policy == "priority":
+            return min(open_, key=lambda i: (abs(queues[i].priority - tenant.priority), -queues[i].priority))
+        return open_[0]
+
+    def _check_dedicated(self) -> None:
+        """Refuse a dedicated queue that more than one tenant (process) submits to: idxd lets a single client open
+        a dedicated WQ, and MOVDIR64B has no answer, so processes sharing one would overfill it."""
+        owners: dict[tuple[int, int], list[str]] = {}
+        for t, devs in zip(self.tenants, self.channel_devices(), strict=True):
+            for d in sorted(set(devs)):
+                qi = self.queue_index(t, d)
+                if self.devices[d].work_queues[qi].mode == "dedicated":
+                    owners.setdefault((d, qi), []).append(t.name)
+        for (d, qi), names in owners.items():
+            if len(names) > 1:
+                dwqs = sum(q.mode == "dedicated" for dev in self.devices for q in dev.work_queues)
+                allowed = (
+                    f"1 tenant per dedicated queue (idxd opens a dedicated WQ to a single client; "
+                    f"{len(self.devices)} devices here have {dwqs} dedicated queues in all)"
+                )
+                _refuse(
+                    f"tenants on dedicated work queue {qi} of device {d}", f"{len(names)}: {', '.join(names)}", allowed
+                )
 
     def check(self, profile: HardwareProfile) -> None:
         """Refuse what ``profile``'s devices cannot be: more engines, queues or entries than a device has."""
@@ -262,10 +308,11 @@ def scenario(
     """The usual scenario: ``tenants`` equal VMs of ``guest`` bytes on ``devices`` devices of ``profile``.
 
     ``arrival``: together, staggered (one every ``interval_ms``) or poisson (mean interval ``interval_ms``);
-    ``priorities``: given to tenants in turn; ``groups``: tenant groups for ``dedicated`` (0: as many as the
-    device has queues); ``wq_size``: entries per device (0: the profile's ``dsa.wq_entries``); ``wq_mode``:
-    override the policy's queue mode; ``engines``: per device (0: the profile's). ``options`` go to
-    :class:`Scenario` (``max_retries``, ``pause_ns``, ``quota``, ``time_bins``, ``seed``)."""
+    ``priorities``: given to tenants in turn; ``groups``: tenant groups for ``dedicated`` (0: one per tenant; a
+    dedicated queue serves one tenant, as idxd allows); ``wq_size``: entries per device (0: the profile's
+    ``dsa.wq_entries``); ``wq_mode``: override the policy's queue mode; ``engines``: per device (0: the
+    profile's). ``options`` go to :class:`Scenario` (``max_retries``, ``pause_ns``, ``quota``, ``time_bins``,
+    ``seed``, ``jitter``)."""
     import numpy as np
 
     count = _int("tenants", tenants, 1, 100_000)
@@ -279,7 +326,7 @@ def scenario(
         _refuse("wq_mode", wq_mode, ", ".join(MODES) + " (or empty: the policy's)")
     queues = int(profile["dsa.work_queues"])
     entries = _int("wq_size", wq_size, 0, 1 << 16) or int(profile["dsa.wq_entries"])
-    ngroups = _int("groups", groups, 0, 1 << 20) or min(queues, count, entries)
+    ngroups = _int("groups", groups, 0, 1 << 20) or (count if policy == "dedicated" else min(queues, count, entries))
     prios = list(priorities) or [8]
     starts = [0.0] * count
     if arrival == "staggered":
@@ -302,8 +349,21 @@ def scenario(
         )
         for i in range(count)
     )
-    wqs = layout(policy, vms, entries, queues, wq_mode)
     engines = _int("engines", engines, 0, 1 << 10) or int(profile["dsa.engines_per_device"])
-    out = Scenario(vms, tuple(Device(engines, wqs) for _ in range(ndev)), policy, **options)
+    if policy == "dedicated":  # each device: a dedicated queue per tenant group whose channels it serves
+        devs = []
+        for d in range(ndev):
+            here = [t for t, k in zip(vms, range(count), strict=True) if any((k * channels + c) % ndev == d
+                                                                                for c in range(channels))]  # fmt: skip
+            if len({t.group for t in here}) > queues:
+                allowed = f"at most {queues} ({profile.name}: dsa.work_queues; one dedicated queue per tenant group)"
+                _refuse(f"tenant groups on device {d}", len({t.group for t in here}), allowed)
+            devs.append(
+                Device(engines, layout(policy, here, entries, queues, wq_mode) if here else (WorkQueue(entries),))
+            )
+        out = Scenario(vms, tuple(devs), policy, **options)
+    else:
+        out = Scenario(vms, tuple(Device(engines, layout(policy, vms, entries, queues, wq_mode)) for _ in range(ndev)),
+                       policy, **options)  # fmt: skip
     out.check(profile)
     return out

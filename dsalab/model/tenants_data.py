@@ -11,9 +11,12 @@ Layout (:func:`to_dataset`), following the result schema's conventions (every va
 - dimension ``device``: ``device_busy_ms``, ``device_pages_checked``; ``device_utilisation`` over (``device``,
   ``time_ms``), the busy share of each time bin (bin centres in ms);
 - scalars: ``fairness_jain`` (Jain's index of the tenants' speed relative to alone, 1 = fair), ``makespan_ms``,
-  ``fallback_share``;
+  ``fallback_share``; the host shared by the tenants (:func:`host_load`): ``cores_needed``, ``memory_read_gbps``
+  (CPU zero checks), ``device_read_gbps`` and ``host_stretch``, the factor ``migration_time_ms`` and ``makespan_ms``
+  are stretched by when the tenants need more cores or memory bandwidth than the profile's host has;
 - attributes: ``tenants_schema_version``, ``backend`` ("model"), ``simulator``, ``policy``, ``scenario`` (JSON),
-  ``profile_name``, ``profile_path``, ``profile_toml``, ``events``, ``fallback_detector`` and provenance.
+  ``profile_name``, ``profile_path``, ``profile_toml``, ``events``, ``fallback_detector``, ``host_limit`` (none,
+  cores or memory), ``pause_ns`` and its source (an estimate), and provenance.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ import numpy as np
 
 from dsalab.backends import Backend
 
-#: version of this layout; changes: 1 - first version
-TENANTS_SCHEMA_VERSION = 1
+#: version of this layout; changes: 1 - first version; 2 - host_stretch, cores_needed, memory_read_gbps,
+#: device_read_gbps (the host's cores and memory bandwidth shared by the tenants); migration_time_ms stretched
+TENANTS_SCHEMA_VERSION = 2
 #: statistics of the queueing delay
 STATISTICS = ("mean", "p50", "p99", "max")
 #: per-tenant variable -> (units, long name)
@@ -59,7 +63,27 @@ OTHER_VARS: dict[str, tuple[str, str]] = {
     "fairness_jain": ("1", "Jain's fairness index of tenant speed"),
     "makespan_ms": ("ms", "time until the last migration ends"),
     "fallback_share": ("1", "share of pages checked on the CPU"),
+    "cores_needed": ("1", "host cores the tenants' CPU needs over the makespan (before stretching)"),
+    "memory_read_gbps": ("GB/s", "memory read by CPU zero checks over the makespan (before stretching)"),
+    "device_read_gbps": ("GB/s", "memory read by the devices over the makespan (reported, not bounded)"),
+    "host_stretch": ("1", "factor the host's cores or memory bandwidth stretch every migration by"),
 }
+
+
+def host_load(cpu_ns: float, cpu_read_bytes: float, span_ns: float, profile) -> tuple[float, float, float, str]:
+    """The tenants together on ``profile``'s host: (cores needed, CPU memory read rate in GB/s, stretch >= 1,
+    what limits: "none", "cores" or "memory"). ``cpu_ns``: host CPU of every tenant; ``cpu_read_bytes``: bytes
+    their CPU zero checks read; ``span_ns``: the makespan. As :func:`dsalab.model.predict` does for one VM: more
+    CPU than ``host.cores`` give, or more reads than ``host.memory_read_bandwidth``, stretch the time (every
+    tenant by the same factor: a bound over the whole makespan, not a schedule)."""
+    span = max(span_ns, 1.0)
+    cores = cpu_ns / span
+    rate = cpu_read_bytes / span  # bytes per ns = GB/s
+    by_cores = cores / profile["host.cores"]
+    by_memory = rate * 1e9 / profile["host.memory_read_bandwidth"]
+    stretch = max(1.0, by_cores, by_memory)
+    limit = "none" if stretch == 1.0 else ("cores" if by_cores >= by_memory else "memory")
+    return cores, rate, stretch, limit
 
 
 def _stats(x: np.ndarray) -> list[float]:
@@ -112,6 +136,13 @@ def to_dataset(outcome: Any, *, provenance: bool = True):
         "fallback_batches": np.array([t.fallback_batches for t in ts], dtype=np.int64),
         "start_ms": np.array([t.tenant.start_ms for t in ts]),
     }
+    prof = outcome.profile
+    page = ts[0].tenant.trial().page_size if ts else 4096
+    zero_share = np.array([1.0 - t.tenant.normal_ratio for t in ts])
+    cpu_read = float((per["fallback_pages"] * zero_share).sum()) * page
+    cpu_read += sum(t.predicted.zero_pages * page * t.tenant.trial().cpu_fraction for t in ts)
+    cores, rate, stretch, limit = host_load(float(per["host_cpu_ms"].sum()) * 1e6, cpu_read, outcome.end_ns, prof)
+    per["migration_time_ms"] = per["migration_time_ms"] * stretch
     per["slowdown"] = per["migration_time_ms"] / np.maximum(per["predicted_time_ms"], 1e-12)
     data: dict[str, Any] = {k: ("tenant", v) for k, v in per.items()}
     delays = [t.queue_delays_ns / 1e3 for t in ts]
@@ -128,7 +159,11 @@ def to_dataset(outcome: Any, *, provenance: bool = True):
     )
     data["device_utilisation"] = (("device", "time_ms"), util.reshape(ndev, bins))
     data["fairness_jain"] = ((), jain(1.0 / per["slowdown"]))
-    data["makespan_ms"] = ((), outcome.end_ns / 1e6)
+    data["makespan_ms"] = ((), outcome.end_ns / 1e6 * stretch)
+    data["cores_needed"] = ((), cores)
+    data["memory_read_gbps"] = ((), rate)
+    data["device_read_gbps"] = ((), float(per["device_pages"].sum()) * page / max(outcome.end_ns, 1.0))
+    data["host_stretch"] = ((), stretch)
     total = max(int(per["pages"].sum()), 1)
     data["fallback_share"] = ((), float(per["fallback_pages"].sum()) / total)
     coords = {
@@ -143,7 +178,6 @@ def to_dataset(outcome: Any, *, provenance: bool = True):
         ds[name].attrs.update(units=u, long_name=ln)
     ds["time_ms"].attrs.update(units="ms", long_name="time since the first start")
     ds["statistic"].attrs.update(long_name="statistic over batches")
-    prof = outcome.profile
     ds.attrs.update(
         tenants_schema_version=TENANTS_SCHEMA_VERSION,
         backend=Backend.MODEL.value,
@@ -155,6 +189,10 @@ def to_dataset(outcome: Any, *, provenance: bool = True):
         profile_toml=prof.to_toml(),
         events=int(outcome.events),
         fallback_detector=str(outcome.fallback),
+        host_limit=limit,
+        host_cores=int(prof["host.cores"]),
+        pause_ns=float(outcome.scenario.pause_ns),
+        pause_ns_source="an estimate (~140 cycles at 3.5 GHz; 55-70 ns at 2.0-2.6 GHz): retry_cpu_ms scales with it",
     )
     if provenance:
         from dsalab import machine
@@ -199,6 +237,14 @@ def format_summary(ds) -> str:
     lines.append(f"{'metric':32} {'units':>5} {'average':>14} {'worst':>14}")
     for name, u, avg, worst in summary(ds):
         lines.append(f"{name:32} {u:>5} {avg:14.4g} {worst:14.4g}")
+    lines.append("(average: over tenants, worst: the worst tenant; queue delay: mean and max over every batch, its")
+    lines.append(" p50 / p99 row: p50 under average, p99 under worst; fairness: one value for the run)")
+    if "host_stretch" in ds:
+        lines.append(
+            f"host: {float(ds['cores_needed']):.1f} cores needed of {ds.attrs.get('host_cores', '?')}, CPU reads "
+            f"{float(ds['memory_read_gbps']):.1f} GB/s; times stretched x{float(ds['host_stretch']):.2f} "
+            f"(limit: {ds.attrs.get('host_limit', '?')})"
+        )
     return "\n".join(lines)
 
 

@@ -55,6 +55,9 @@ class TenantState:
         "fallback_batches",
         "fallback_pages",
         "index",
+        "out_ns",
+        "out_since",
+        "outstanding",
         "retries",
         "retry_ns",
         "submits",
@@ -68,6 +71,22 @@ class TenantState:
         self.fallback_at: list[float] = []
         self.device_pages = self.fallback_pages = self.fallback_batches = self.retries = self.batches = 0
         self.retry_ns = 0.0
+        # batches accepted by a device and not yet complete, since when (ns) some are, and the union of those
+        # intervals so far (ns): what a busy-polling dsa_completion thread spins for
+        self.outstanding = 0
+        self.out_since = self.out_ns = 0.0
+
+    def accepted(self, now: float) -> None:
+        """A device accepted one of this tenant's batches at ``now`` (ns)."""
+        if self.outstanding == 0:
+            self.out_since = now
+        self.outstanding += 1
+
+    def completed(self, now: float) -> None:
+        """One of this tenant's batches completed at ``now`` (ns)."""
+        self.outstanding -= 1
+        if self.outstanding == 0:
+            self.out_ns += now - self.out_since
 
 
 class DeviceState:
@@ -82,6 +101,7 @@ class DeviceState:
         self.starts: list[float] = []
         self.busies: list[float] = []
         self.pages = 0
+        self.global_pass = 0.0  # the pass of the queue served last (stride scheduling's global pass)
 
     def offer(self, q: QueueState, batch: Batch, quota: int) -> bool:
         """Submit ``batch`` to queue ``q``: False when refused (full, no credit, over quota)."""
@@ -96,10 +116,13 @@ class DeviceState:
             if cfg.mode == "dedicated":
                 q.held -= 1
             return False
+        batch.state.accepted(self.sim.env.now)
         if self.free and not any(x.waiting for x in self.queues):
             self.free -= 1
             self._start(batch)
         else:
+            if not q.waiting:  # the queue becomes active: it joins at the global pass, not at a stale one
+                q.passed = max(q.passed, self.global_pass)
             q.waiting.append(batch)
             if quota:
                 q.quota_used[batch.state.index] += 1
@@ -129,6 +152,7 @@ class DeviceState:
         heapq.heappop(self.done)
         if batch.queue.cfg.mode == "dedicated":
             batch.queue.held -= 1
+        batch.state.completed(self.sim.env.now)
         packet = batch.packet
         packet.pending -= 1
         if packet.pending == 0 and packet.event is not None:
@@ -147,6 +171,7 @@ class DeviceState:
                 best = q
         if best is None:
             return None
+        self.global_pass = best.passed
         best.passed += best.stride
         batch = best.waiting.popleft()
         if best.quota_used:

@@ -24,6 +24,7 @@ fallback pages and their CPU; per device: busy intervals (utilisation over time)
 from __future__ import annotations
 
 import bisect
+import collections
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -75,6 +76,7 @@ class Outcome:
     end_ns: float
     events: int
     fallback: str
+    alone_events: int = 0  # events of the tenants' runs alone (one per distinct tenant)
 
 
 class _Sim:
@@ -89,44 +91,40 @@ class _Sim:
         self.latency = profile["dsa.completion_latency"]
         self.submit_ns = profile[f"dsa.{SUBMIT_PATHS[str(profile.flag('dsa.submit_path'))]}"]
         self.devices = [DeviceState(self, d) for d in scenario.devices]
-        # backoff[a]: time from the first attempt until retry a (each retry: a submission and 2**min(a, 10) PAUSEs)
-        self.backoff = [0.0]
-        for a in range(scenario.max_retries):
-            self.backoff.append(
-                self.backoff[-1] + self.submit_ns + scenario.pause_ns * (1 << min(a, BACKOFF_MAX_SHIFT))
-            )
+        # backoff[a]: time from the first attempt until retry a (each retry: a submission and 2**min(a, 10) PAUSEs);
+        # a dedicated queue is submitted to with MOVDIR64B
+        self.backoff = self._backoff(self.submit_ns)
+        self.backoff_dwq = self._backoff(profile["dsa.submit_movdir64b"])
         self.channel_device: dict[tuple[int, int], int] = {}
         self.states: list[TenantState] = []
         self.durations: dict[tuple[int, int], float] = {}
+        self.polled: dict[tuple[int, int], float] = collections.defaultdict(float)
 
-    def skip(self, attempt: int, until: float) -> tuple[int, float]:
+    def _backoff(self, submit_ns: float) -> list[float]:
+        out = [0.0]
+        for a in range(self.s.max_retries):
+            out.append(out[-1] + submit_ns + self.s.pause_ns * (1 << min(a, BACKOFF_MAX_SHIFT)))
+        return out
+
+    def skip(self, b: list[float], attempt: int, until: float) -> tuple[int, float]:
         """Retries from ``attempt`` on until the first one at least ``until`` ns from now (at least one, at most
-        the retries left): their number and their time, ns."""
-        b = self.backoff
+        the retries left) on the backoff schedule ``b``: their number and their time, ns."""
         last = self.s.max_retries
         k = bisect.bisect_left(b, b[attempt] + until, attempt + 1, last + 1)
         k = min(max(k, attempt + 1), last)
         return k - attempt, b[k] - b[attempt]
 
-    def queue_for(self, tenant: Tenant, dev: DeviceState) -> QueueState:
-        """The queue a tenant submits to on ``dev``: its group's (dedicated), its priority's (priority), else the
-        first queue open to every tenant."""
-        open_ = [q for q in dev.queues if q.cfg.group in (-1, tenant.group)]
-        if not open_:
-            open_ = dev.queues
-        if self.s.policy == "dedicated":
-            own = [q for q in open_ if q.cfg.group == tenant.group]
-            return (own or open_)[0]
-        if self.s.policy == "priority":
-            return min(open_, key=lambda q: (abs(q.cfg.priority - tenant.priority), -q.cfg.priority))
-        return open_[0]
+    def queue_for(self, tenant: Tenant, device: int) -> QueueState:
+        """The queue a tenant submits to on device ``device`` (:meth:`Scenario.queue_index`)."""
+        return self.devices[device].queues[self.s.queue_index(tenant, device)]
 
     def channel(self, state: TenantState, c: int, packets: list[list[int]], gaps: Any, cpu_page_ns: float):
         """One sender thread: ``gaps`` (ns) before each of its ``packets`` (a list of batch sizes each)."""
         env, s = self.env, self.s
         tenant = state.tenant
         dev = self.devices[self.channel_device[state.index, c]]
-        q = self.queue_for(tenant, dev)
+        q = self.queue_for(tenant, self.channel_device[state.index, c])
+        backoff = self.backoff_dwq if q.cfg.mode == "dedicated" else self.backoff
         quota = (tenant.quota or s.quota) if s.policy == "quota" else 0
         start = tenant.start_ms * 1e6
         if start > 0:
@@ -153,7 +151,7 @@ class _Sim:
                         break
                     # a refused submission can only succeed once an engine finishes (entries and credits are
                     # freed then): the retries before that all fail, so they are taken in one step
-                    k, pause = self.skip(attempt, dev.next_change() - env.now)
+                    k, pause = self.skip(backoff, attempt, dev.next_change() - env.now)
                     state.retries += k
                     state.retry_ns += pause  # on the CPU: a submission, then PAUSEs, per retry
                     self.events += 1
@@ -166,7 +164,9 @@ class _Sim:
                 yield env.timeout(cpu)
             if packet.pending:
                 packet.event = env.event()
+                t0 = env.now
                 yield packet.event
+                self.polled[state.index, c] += env.now - t0  # completion="poll": this sender spins meanwhile
         self.durations[state.index, c] = env.now - start
 
 
@@ -196,81 +196,31 @@ def simulate(
     prof = load(profile)
     scenario.check(prof)
     have = prof.detectors
-    fallback = fallback or next((d for d in reversed(CPU_DETECTORS) if d in have), have[0] if have else "")
-    if fallback not in have:
-        allowed = f"{', '.join(have)} (the CPU detectors {prof.name} has costs for)"
+    cpu = [d for d in reversed(CPU_DETECTORS) if d in have]
+    fallback = fallback or (cpu[0] if cpu else "")
+    if fallback not in cpu:
+        allowed = f"{', '.join(cpu)} (the CPU detectors {prof.name} has costs for)"
         raise InvalidArgument(f"fallback={fallback!r} is not allowed; allowed: {allowed}")
     ndev = len(scenario.devices)
     local = prof.replace(dsa__devices=ndev) if prof["dsa.devices"] != ndev else prof
-    sim = _Sim(scenario, local)
-    engines = [d.engines for d in scenario.devices]
-    plans = []
-    slot = 0
-    for i, tenant in enumerate(scenario.tenants):
-        trial = tenant.trial()
-        state = TenantState(i, tenant)
-        sim.states.append(state)
-        first = rounds(trial, local)[0][0]
-        n = first.pages
-        per_channel: list[list[list[int]]] = [[] for _ in range(trial.channels)]
-        for k, start in enumerate(range(0, n, trial.packet_pages)):
-            size = min(trial.packet_pages, n - start)
-            per_channel[k % trial.channels].append(split(size, trial.batch_size))
-        idle = []
-        for c in range(trial.channels):
-            sim.channel_device[i, c] = (slot + c) % ndev
-            e = engines[sim.channel_device[i, c]]
-            idle.append(sum(idle_wait(b, e, sim.page_ns, sim.latency) for b in per_channel[c]))
-        slot += trial.channels
-        busiest = max(range(trial.channels), key=lambda c: len(per_channel[c]))
-        gap = max(0.0, (first.time_ns - idle[busiest]) / max(1, len(per_channel[busiest])))
-        given = gaps.get(tenant.name) if gaps else None
-        rng = np.random.default_rng([scenario.seed, i])
-        series = []
-        for c in range(trial.channels):
-            if given is None or np.ndim(given) == 0:
-                series.append(np.full(len(per_channel[c]), gap if given is None else float(given)))  # type: ignore[arg-type]
-            else:
-                series.append(rng.choice(np.asarray(given, dtype=np.float64), len(per_channel[c])))
-        cpu_page = _cpu_page_ns(local, trial, fallback)
-        for c in range(trial.channels):
-            sim.env.process(sim.channel(state, c, per_channel[c], series[c], cpu_page))
-        plans.append((trial, [float(x.sum()) for x in series], idle, cpu_page))
-    sim.env.run()
+    sim, plans = _run(scenario, local, fallback, gaps, None)
+    # each tenant alone on the same devices and queues, with the same gaps: what sharing adds is measured against
+    # it, so a tenant's own channels contending for a device (which predict already counts) are not added twice
+    alone_runs: dict[Any, tuple[_Sim, list]] = {}
+    mapping = scenario.channel_devices()
     outcomes = []
-    for state, (trial, gap_sums, idle, cpu_page) in zip(sim.states, plans, strict=True):
-        predicted = predict(trial, local)
-        channels = range(trial.channels)
-        extra = np.array([sim.durations[state.index, c] - (gap_sums[c] + idle[c]) for c in channels])
-        fb_cpu = state.fallback_pages * cpu_page
-        retry_cpu = state.retry_ns
-        waited = np.maximum(extra - (fb_cpu + retry_cpu) / trial.channels, 0.0)
-        if trial.completion == "thread":  # the dsa_completion thread polls while work is outstanding
-            wait_cpu = float(waited.max()) if local.flag("dsa.busy_poll") else 0.0
-        else:  # each sender polls its own batches
-            wait_cpu = float(waited.sum())
-        outcomes.append(
-            TenantOutcome(
-                tenant=state.tenant,
-                predicted=predicted,
-                time_ns=predicted.total_time_ms * 1e6 + float(extra.max()),
-                host_cpu_ns=predicted.host_cpu_ms * 1e6 + fb_cpu + retry_cpu + wait_cpu,
-                pages=state.device_pages + state.fallback_pages,
-                device_pages=state.device_pages,
-                fallback_pages=state.fallback_pages,
-                fallback_cpu_ns=fb_cpu,
-                retries=state.retries,
-                retry_cpu_ns=retry_cpu,
-                wait_cpu_ns=wait_cpu,
-                batches=state.batches,
-                fallback_batches=state.fallback_batches,
-                queue_delays_ns=np.asarray(state.delays, dtype=np.float64),
-                channel_extra_ns=extra,
-                submitted_ns=np.asarray(state.submits, dtype=np.float64),
-                fallback_at_ns=np.asarray(state.fallback_at, dtype=np.float64),
-                end_ns=state.tenant.start_ms * 1e6 + max(sim.durations[state.index, c] for c in channels),
-            )
-        )
+    for state, plan, devs in zip(sim.states, plans, mapping, strict=True):
+        series = plan[1]
+        rot = devs[0] if devs else 0
+        t0 = dataclasses.replace(state.tenant, name="alone", start_ms=0.0)
+        devices = scenario.devices[rot:] + scenario.devices[:rot]
+        key = (t0, devices, tuple(x.tobytes() for x in series))
+        if key not in alone_runs:
+            alone = dataclasses.replace(scenario, tenants=(t0,), devices=devices)
+            alone_runs[key] = _run(alone, local, fallback, None, [series])
+        asim, _ = alone_runs[key]
+        a = asim.states[0]
+        outcomes.append(_outcome(sim, state, plan, asim, a, local))
     return Outcome(
         scenario=scenario,
         profile=local,
@@ -281,4 +231,92 @@ def simulate(
         end_ns=float(sim.env.now),
         events=sim.events,
         fallback=fallback,
+        alone_events=sum(r[0].events for r in alone_runs.values()),
+    )
+
+
+def _run(scenario: Scenario, local: HardwareProfile, fallback: str, gaps, given_series) -> tuple[_Sim, list]:
+    """Build and run one simulation; per tenant (its trial, its gap series per channel, CPU per fallback page,
+    the profile its prediction uses)."""
+    sim = _Sim(scenario, local)
+    engines = [d.engines for d in scenario.devices]
+    plans = []
+    for i, (tenant, devs) in enumerate(zip(scenario.tenants, scenario.channel_devices(), strict=True)):
+        trial = tenant.trial()
+        state = TenantState(i, tenant)
+        sim.states.append(state)
+        dedicated = all(
+            scenario.devices[d].work_queues[scenario.queue_index(tenant, d)].mode == "dedicated" for d in set(devs)
+        )
+        tprof = local.replace(dsa__submit_path="movdir64b") if dedicated else local
+        first = rounds(trial, tprof)[0][0]
+        n = first.pages
+        per_channel: list[list[list[int]]] = [[] for _ in range(trial.channels)]
+        for k, start in enumerate(range(0, n, trial.packet_pages)):
+            size = min(trial.packet_pages, n - start)
+            per_channel[k % trial.channels].append(split(size, trial.batch_size))
+        if given_series is not None:
+            series = given_series[i]
+        else:
+            idle = []
+            for c in range(trial.channels):
+                e = engines[devs[c]]
+                idle.append(sum(idle_wait(b, e, sim.page_ns, sim.latency) for b in per_channel[c]))
+            busiest = max(range(trial.channels), key=lambda c: len(per_channel[c]))
+            gap = max(0.0, (first.time_ns - idle[busiest]) / max(1, len(per_channel[busiest])))
+            given = gaps.get(tenant.name) if gaps else None
+            rng = np.random.default_rng([scenario.seed, i])
+            series = []
+            for c in range(trial.channels):
+                if given is None and scenario.jitter > 0 and len(per_channel[c]) > 1:
+                    x = 1.0 + rng.uniform(-scenario.jitter, scenario.jitter, len(per_channel[c]))
+                    series.append(gap * x * (len(x) / x.sum()))  # the channel's total gap kept
+                elif given is None or np.ndim(given) == 0:
+                    value = gap if given is None else float(given)  # type: ignore[arg-type]
+                    series.append(np.full(len(per_channel[c]), value))
+                else:
+                    series.append(rng.choice(np.asarray(given, dtype=np.float64), len(per_channel[c])))
+        for c in range(trial.channels):
+            sim.channel_device[i, c] = devs[c]
+        cpu_page = _cpu_page_ns(local, trial, fallback)
+        for c in range(trial.channels):
+            sim.env.process(sim.channel(state, c, per_channel[c], series[c], cpu_page))
+        plans.append((trial, series, cpu_page, tprof))
+    sim.env.run()
+    return sim, plans
+
+
+def _outcome(sim: _Sim, state: TenantState, plan, asim: _Sim, a: TenantState, local: HardwareProfile):
+    """One tenant's outcome: its prediction alone plus what it saw beyond its run alone (``asim``, ``a``)."""
+    trial, _series, cpu_page, tprof = plan
+    predicted = predict(trial, tprof)
+    channels = range(trial.channels)
+    dur = np.array([sim.durations[state.index, c] for c in channels])
+    dur_alone = np.array([asim.durations[0, c] for c in channels])
+    extra = dur - dur_alone
+    fb_cpu = (state.fallback_pages - a.fallback_pages) * cpu_page
+    retry_cpu = state.retry_ns - a.retry_ns
+    if trial.completion == "thread":  # the dsa_completion thread spins while any batch is outstanding
+        wait_cpu = state.out_ns - a.out_ns if local.flag("dsa.busy_poll") else 0.0
+    else:  # each sender polls while it waits for its own batches
+        wait_cpu = sum(sim.polled[state.index, c] - asim.polled[0, c] for c in channels)
+    return TenantOutcome(
+        tenant=state.tenant,
+        predicted=predicted,
+        time_ns=predicted.total_time_ms * 1e6 + float(dur.max() - dur_alone.max()),
+        host_cpu_ns=predicted.host_cpu_ms * 1e6 + fb_cpu + retry_cpu + wait_cpu,
+        pages=state.device_pages + state.fallback_pages,
+        device_pages=state.device_pages,
+        fallback_pages=state.fallback_pages,
+        fallback_cpu_ns=fb_cpu,
+        retries=state.retries,
+        retry_cpu_ns=retry_cpu,
+        wait_cpu_ns=wait_cpu,
+        batches=state.batches,
+        fallback_batches=state.fallback_batches,
+        queue_delays_ns=np.asarray(state.delays, dtype=np.float64),
+        channel_extra_ns=extra,
+        submitted_ns=np.asarray(state.submits, dtype=np.float64),
+        fallback_at_ns=np.asarray(state.fallback_at, dtype=np.float64),
+        end_ns=state.tenant.start_ms * 1e6 + float(dur.max()),
     )

@@ -16,12 +16,13 @@ A tenants sweep file (``data/sweeps/tenants/*.toml``; kept apart from the engine
 
     [params]                                        # one dimension each, in this order
     devices = [1, 2, 4, 8]
-    policy = ["fifo", "dedicated"]
+    policy = ["fifo", "quota"]
 
 The dataset (:func:`grid`) has one dimension per parameter; for each per-tenant metric of
 :data:`dsalab.model.tenants_data.SUMMARY` its average over tenants (``<metric>_mean``) and its worst tenant
 (``<metric>_worst``); the pooled queueing delay (``queue_delay_mean_us``, ``_p99_us``, ``_max_us``);
-``fallback_share``, ``fairness_jain``, ``makespan_ms``, ``device_utilisation_mean``; ``status``/``error`` per point
+``fallback_share``, ``fairness_jain``, ``makespan_ms``, ``device_utilisation_mean``, ``cores_needed``,
+``host_stretch``; ``status``/``error`` per point
 (a refused point is recorded, not raised); attributes as a single run's, plus the sweep file.
 """
 
@@ -56,6 +57,8 @@ POINT_VARS = {
     "fairness_jain": ("1", "Jain's fairness index of tenant speed"),
     "makespan_ms": ("ms", "time until the last migration ends"),
     "device_utilisation_mean": ("1", "device utilisation, mean over devices and time"),
+    "cores_needed": ("1", "host cores the tenants' CPU needs over the makespan (before stretching)"),
+    "host_stretch": ("1", "factor the host's cores or memory bandwidth stretch every migration by"),
 }
 
 
@@ -76,7 +79,7 @@ def point(profile: HardwareProfile, params: Mapping[str, Any]) -> dict[str, Any]
     q = ds["queue_delay_all_us"]
     for s in ("mean", "p99", "max"):
         values[f"queue_delay_{s}_us"] = float(q.sel(statistic=s))
-    for name in ("fallback_share", "fairness_jain", "makespan_ms"):
+    for name in ("fallback_share", "fairness_jain", "makespan_ms", "cores_needed", "host_stretch"):
         values[name] = float(ds[name])
     values["device_utilisation_mean"] = float(ds["device_utilisation"].mean())
     return {"values": values, "error": ""}

@@ -5,6 +5,8 @@
 - :func:`utilisation`: each device's utilisation over time;
 - :func:`compare`: average and worst tenant of a metric for several labelled runs (e.g. all-CPU, DSA with
   fallback, DSA with QoS);
+- :func:`cpu_breakdown`: the average tenant's host CPU split into what it costs alone, retry spin, extra
+  completion polling and fallback checks, for several labelled runs;
 - :func:`grid_lines`: a grid's average and worst case of a metric against one swept parameter, one line pair per
   value of another.
 """
@@ -22,9 +24,9 @@ from dsalab.plots.style import color, label, new_figure
 MODEL = "model (simulated)"
 
 
-def _title(text: str, ds) -> dict:
+def _title(text: str, ds, *, policy: bool = True) -> dict:
     sub = f"{MODEL}; profile {ds.attrs.get('profile_name', '?')}"
-    if "policy" in ds.attrs:
+    if policy and "policy" in ds.attrs:
         sub += f"; policy {ds.attrs['policy']}"
     return {"text": f"{text}<br><sup>{sub}</sup>"}
 
@@ -68,7 +70,8 @@ def compare(runs: Mapping[str, object], metric: str = "migration_time_ms") -> go
     fig.add_bar(x=labels, y=avg, name="average tenant", marker_color=color(0))
     fig.add_bar(x=labels, y=worst, name="worst tenant", marker_color=color(3))
     fig.update_yaxes(title_text=label(first, metric))
-    fig.update_layout(barmode="group", title=_title(f"{label(first, metric)}: average and worst tenant", first))
+    title = _title(f"{label(first, metric)}: average and worst tenant", first, policy=False)
+    fig.update_layout(barmode="group", title=title)
     return fig
 
 
@@ -90,4 +93,29 @@ def grid_lines(ds, metric: str, x: str, by: str | None = None) -> go.Figure:
     fig.update_xaxes(title_text=x.replace("_", " "))
     fig.update_yaxes(title_text=label(ds, f"{metric}_mean").replace(", average over tenants", ""))
     fig.update_layout(title=_title(f"{label(ds, f'{metric}_mean').split(',')[0]} against {x}", ds))
+    return fig
+
+
+#: the parts of a tenant's host CPU (dataset variable, legend), in stacking order
+CPU_PARTS = (
+    ("predicted_host_cpu_ms", "alone (predict)"),
+    ("retry_cpu_ms", "retry spin (ENQCMD + PAUSE)"),
+    ("wait_cpu_ms", "extra completion polling"),
+    ("fallback_cpu_ms", "fallback checks on the CPU"),
+)
+
+
+def cpu_breakdown(runs: Mapping[str, object]) -> go.Figure:
+    """The average tenant's host CPU (ms) of each labelled run, stacked by :data:`CPU_PARTS`; a run without the
+    parts (all-CPU) is one bar of its ``host_cpu_ms``."""
+    labels = list(runs)
+    first = next(iter(runs.values()))
+    fig = new_figure()
+    for i, (var, name) in enumerate(CPU_PARTS):
+        y = [float(runs[k][var].mean()) if var in runs[k] else None for k in labels]  # type: ignore[index,operator]
+        if var == "predicted_host_cpu_ms":
+            y = [v if v is not None else float(runs[k]["host_cpu_ms"].mean()) for k, v in zip(labels, y, strict=True)]  # type: ignore[index]
+        fig.add_bar(x=labels, y=y, name=name, marker_color=color(i))
+    fig.update_yaxes(title_text="host CPU per tenant, average (ms)")
+    fig.update_layout(barmode="stack", title=_title("Where a tenant's host CPU goes", first, policy=False))
     return fig
