@@ -8,11 +8,10 @@ machine's cores as the migration's own. Whether they are is measured around the 
 
 - unshared (>= 90%): host CPU and total time, the typical point (median of |log ratio|) within 15% for each
   detector, and no point off by more than a factor of 2 (a missing or doubled term shows as that);
-- shared: other work stretches wall times by what no hardware profile can know, so the time check is skipped
-  (with the share and the table), and the engine's per-thread CPU itself varies from run to run (on this 2-core
-  VM by +-20% for a sender at normal ratio 1 over eight runs in a row, more than medians of 4 resolve), so the
-  typical host-CPU point is held to 25%; the factor-2 bound stays. ``benchmarks/bench_model.py`` prints every
-  ratio against the 15% target.
+- shared: other work stretches wall times by what no hardware profile can know, and the engine's per-thread CPU
+  itself varies from run to run (on this 2-core VM by +-20% for a sender at normal ratio 1 over eight runs in a
+  row), so both checks are skipped, with the share and the table as the reason (a looser bound would pass
+  whatever the model said). ``benchmarks/bench_model.py`` prints every ratio against the 15% target.
 
 The table is printed (``pytest -s``) and attached to a failure."""
 
@@ -35,8 +34,6 @@ REPEATS = 4
 POINT_FACTOR = 2.0
 #: the machine counts as unshared when busy threads obtain at least this share of its cores
 UNSHARED = 0.9
-#: the typical host-CPU point's bound on a shared machine (see the module docstring)
-SHARED_TOLERANCE = 0.25
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +61,9 @@ def _log_ratios(values):
 @pytest.mark.parametrize("detector", ["cpu-numba", "cpu-native"])
 def test_host_cpu_against_the_engine(side_by_side, detector):
     rows, share, table = side_by_side
-    tolerance = check.TOLERANCE if share >= UNSHARED else SHARED_TOLERANCE
+    if share < UNSHARED:
+        pytest.skip(f"this machine is shared now: busy threads obtained {share:.0%} of its cores\n{table}")
+    tolerance = check.TOLERANCE
     ratios = [r.host_ratio for r in rows if r.detector == detector]
     typical = math.exp(statistics.median(abs(x) for x in _log_ratios(ratios)))
     assert typical - 1 <= tolerance, (
