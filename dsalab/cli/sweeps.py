@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dsalab.cli._app import app, fail
+from dsalab.cli._app import app, close_dask, fail, open_dask
 from dsalab.cli.trial_options import HARDWARE_HELP, RUNNER_HELP
 
 
@@ -51,32 +51,6 @@ MODEL_HELP = (
     "Hardware profile (TOML): beside each measured DSA point, print the host CPU saving the model predicts for "
     "the same trial on that hardware (e.g. data/hardware/<hostname>.toml: this host with a real DSA device)."
 )
-
-
-def _open_client(scheduler: str | None, local_workers: int | None):
-    """(client, cluster, label) for the options, or (None, None, "serial")."""
-    if scheduler and local_workers:
-        fail("--scheduler and --local-workers exclude each other: give one (or neither for a serial run)")
-    if scheduler is not None:
-        import re
-
-        if not re.fullmatch(r"tcp://[^\s:/]+:\d{1,5}", scheduler):
-            fail(f"--scheduler {scheduler!r} is not allowed: give a Dask scheduler address tcp://HOST:PORT")
-        from distributed import Client
-
-        try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError) as exc:
-            fail(f"--scheduler {scheduler}: cannot connect ({exc})")
-        return client, None, scheduler
-    if local_workers is not None:
-        if local_workers < 1:
-            fail(f"--local-workers {local_workers} is not allowed: an int >= 1")
-        from distributed import Client, LocalCluster
-
-        cluster = LocalCluster(n_workers=local_workers, threads_per_worker=1, processes=True, dashboard_address=None)
-        return Client(cluster), cluster, f"local:{local_workers}"
-    return None, None, "serial"
 
 
 @app.command()
@@ -130,7 +104,7 @@ def sweep(
             fail(str(exc))
         if partial.exists() and not resume:
             fail(f"partial file {partial} of an interrupted run exists: pass --resume to continue it, or delete it")
-        client, cluster, label = _open_client(scheduler, local_workers)
+        client, cluster, label = open_dask(scheduler, local_workers)
         how = label
         if spec.runner == "model":
             how += f", predicted by the model for hardware profile {spec.hardware} (one repeat: it is deterministic)"
@@ -147,10 +121,7 @@ def sweep(
         except DsalabError as exc:
             fail(str(exc))
         finally:
-            if client is not None:
-                client.close()
-            if cluster is not None:
-                cluster.close()
+            close_dask(client, cluster)
         try:  # fsyncs the file and its directory: only then may the partial file go
             results.write(ds, path)
         except (DsalabError, OSError) as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dsalab.cli._app import app, fail
+from dsalab.cli._app import app, close_dask, fail, open_dask
 
 #: the profile of the seed's hosts (written by the model's integrator)
 DEFAULT_HARDWARE = "data/hardware/spr-8457c-dsa.toml"
@@ -79,32 +79,18 @@ def sweep_file(path: str, out: str | None, local_workers: int | None, scheduler:
     from dsalab.errors import DsalabError
     from dsalab.model import tenants_data, tenants_sweep
 
-    if scheduler and local_workers:
-        fail("--scheduler and --local-workers exclude each other: give one (or neither for a serial run)")
     if scheduler and not re.fullmatch(r"tcp://(127\.0\.0\.1|localhost|\[::1\]):\d{1,5}", scheduler):
         fail(f"--scheduler {scheduler!r} is not allowed: give a loopback Dask scheduler tcp://127.0.0.1:PORT")
     if local_workers is not None and not 1 <= local_workers <= 256:
         fail(f"--local-workers {local_workers} is not allowed: an int from 1 to 256")
-    client = cluster = None
+    client, cluster, _ = open_dask(scheduler, local_workers)
     try:
         profile, params, base, attrs = tenants_sweep.read_file(path)
-        if scheduler or local_workers:
-            from distributed import Client, LocalCluster
-
-            if local_workers:
-                cluster = LocalCluster(
-                    n_workers=local_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                    dashboard_address=None,
-                )  # fmt: skip
-            client = Client(cluster or scheduler, timeout="10s")
         ds = tenants_sweep.grid(profile, params, base=base, client=client, attrs=attrs)
     except (DsalabError, OSError, TimeoutError) as exc:
         fail(str(exc))
     finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        close_dask(client, cluster)
     typer.echo(f"model (simulated, not measured): tenants sweep {attrs['sweep_name']} on {profile.name}")
     frame = ds[["migration_time_ms_mean", "migration_time_ms_worst", "host_cpu_ms_mean", "fallback_share"]]
     typer.echo(frame.to_dataframe().round(4).to_string())
