@@ -7,6 +7,8 @@ import pathlib
 import pandas as pd
 
 REFERENCE_DIR = pathlib.Path(__file__).resolve().parent.parent / "data" / "reference"
+#: where shipped hardware profiles live (``data/hardware/<name>.toml``; sweep files and the model find them by name)
+HARDWARE_DIR = REFERENCE_DIR.parent / "hardware"
 
 
 def cpu_runtime() -> pd.DataFrame:

@@ -80,8 +80,6 @@ SWEEPABLE = tuple(f for f in Trial.fields() if f != "seed")
 MAX_POINTS = 100_000
 #: most trials of a sweep: grid points x (repeats + warm-ups)
 MAX_TRIALS = 100_000
-#: where shipped hardware profiles are (a sweep file's ``hardware`` may name one: "spr-8457c-dsa")
-HARDWARE_DIR = pathlib.Path(__file__).resolve().parent.parent / "data" / "hardware"
 #: longest sweep name (it is part of result file names)
 MAX_NAME = 100
 #: errors of building a Trial from a sweep file's values that mean "this value is not allowed"
@@ -328,14 +326,16 @@ def _runner(runner: object, err) -> str:
 def _read_hardware(hardware: str, sweep_path: str | None, err) -> tuple[str, str]:
     """(path as found, text) of a hardware profile: ``hardware`` relative to the current directory, else (for a
     sweep file's key) to the sweep file's directory, else a bare name of a shipped profile (``spr-8457c-dsa``:
-    :data:`HARDWARE_DIR`/spr-8457c-dsa.toml, as :func:`dsalab.model.profile.find` does)."""
+    :data:`dsalab.reference.HARDWARE_DIR`/spr-8457c-dsa.toml, as :func:`dsalab.model.profile.find` does)."""
     if not hardware:
         raise err(f"'' is not allowed; it must be {TOP_KEYS['hardware']}")
     candidates = [pathlib.Path(hardware)]
     if sweep_path is not None and sweep_path != "<string>" and not candidates[0].is_absolute():
         candidates.append(pathlib.Path(sweep_path).parent / hardware)
     if candidates[0].suffix == "" and candidates[0].name == hardware:
-        candidates.append(HARDWARE_DIR / f"{hardware}.toml")
+        from dsalab import reference  # deferred: pandas is not needed to read a sweep file
+
+        candidates.append(reference.HARDWARE_DIR / f"{hardware}.toml")
     found = next((c for c in candidates if _is_file(c)), None)
     if found is None:
         where = " or ".join(str(c) for c in dict.fromkeys(candidates))

@@ -46,7 +46,8 @@ import plotly.express as px
 from tqdm.auto import tqdm
 
 from dsalab.model import HardwareProfile, calibrate_check, predict, seed, whatif
-from dsalab.model.profile import HARDWARE_DIR, load
+from dsalab.model.profile import load
+from dsalab.reference import HARDWARE_DIR
 from dsalab.trial import Trial
 from dsalab.units import parse_bytes
 

@@ -88,10 +88,9 @@ def test_profile_path_falls_back_to_the_sweep_files_directory(tmp_path, profile_
 
 
 def test_hardware_may_name_a_shipped_profile(tmp_path, profile_file, monkeypatch):
-    import dsalab.model.profile
+    import dsalab.reference
 
-    monkeypatch.setattr(sweepfile, "HARDWARE_DIR", profile_file.parent)
-    monkeypatch.setattr(dsalab.model.profile, "HARDWARE_DIR", profile_file.parent)
+    monkeypatch.setattr(dsalab.reference, "HARDWARE_DIR", profile_file.parent)
     monkeypatch.chdir(tmp_path)
     spec = sweepfile.load(model_sweep(tmp_path, "testhost"))
     assert pathlib.Path(spec.hardware) == profile_file and spec.hardware_text == profile_file.read_text()

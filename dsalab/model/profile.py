@@ -38,8 +38,6 @@ from dsalab.backends import Backend
 from dsalab.errors import InvalidArgument
 from dsalab.model.quantities import KINDS, Quantity
 
-#: where shipped profiles live (``data/hardware/<name>.toml``)
-HARDWARE_DIR = pathlib.Path(__file__).resolve().parent.parent.parent / "data" / "hardware"
 #: detectors whose CPU costs a profile gives (``host.zero_check.<detector>``)
 CPU_DETECTORS = (Backend.CPU_NUMBA.value, Backend.CPU_NATIVE.value)
 #: how the DSA offload layer submits descriptors, and the profile key of each path's cost
@@ -325,7 +323,9 @@ def find(spec: str | os.PathLike[str]) -> pathlib.Path:
     ``data/hardware/spr-8457c-dsa.toml``)."""
     path = pathlib.Path(spec)
     if not path.exists() and path.suffix == "" and path.name == os.fspath(spec):
-        shipped = HARDWARE_DIR / f"{path.name}.toml"
+        from dsalab import reference  # deferred: pandas is not needed to read a profile
+
+        shipped = reference.HARDWARE_DIR / f"{path.name}.toml"
         if shipped.exists():
             return shipped
     return path
