@@ -59,6 +59,8 @@ class Trial:
     seed : seed of guest memory, dirtying and injected faults
     io_timeout_ms : a channel that makes no progress for this long fails the trial, ms
     huge_pages : back guest memory with transparent huge pages
+    prealloc : fault in the source and destination memory before the clock starts (QEMU's ``prealloc=on``), so
+        that page faults in a fresh mapping are not counted as migration time; False measures a cold destination
 
     Every field is checked when the Trial is built: a bad value raises :class:`~dsalab.errors.InvalidArgument`
     or :class:`~dsalab.errors.InvalidType` naming the field, the value and what is allowed. Ints may be any
@@ -87,6 +89,7 @@ class Trial:
     seed: int = 0
     io_timeout_ms: int = 30000
     huge_pages: bool = False
+    prealloc: bool = True
 
     def __post_init__(self) -> None:
         """Check and normalize every field by :data:`FIELD_RULES` (page_size first: other fields depend on it)."""
@@ -229,4 +232,5 @@ FIELD_RULES: dict[str, Rule] = {
     "seed": _limited,
     "io_timeout_ms": _limited,
     "huge_pages": _flag,
+    "prealloc": _flag,
 }

@@ -43,6 +43,7 @@ GOOD: dict[str, list[object]] = {
     "seed": [0, 7, MAX_SEED, np.uint64(5)],
     "io_timeout_ms": [100, 30000, MAX_IO_TIMEOUT_MS],
     "huge_pages": [False, True, np.bool_(True)],
+    "prealloc": [True, False, np.bool_(False)],
 }
 assert set(GOOD) == set(FIELDS), "every Trial field has good values here"
 
@@ -186,6 +187,7 @@ def test_good_values_always_give_a_trial(data):
         ("detector", ["cpu-numba"], "cpu-numba, cpu-native, dsa-emulated, dsa-hardware"),
         ("completion", np.array(["thread"]), "thread, poll, umwait"),
         ("huge_pages", 1, "True or False"),
+        ("prealloc", "yes", "True or False"),
     ],
 )
 def test_out_of_range_values_name_field_value_and_allowed(field, value, allowed):

@@ -175,7 +175,9 @@ def _opened(trial: Trial, guest: GuestMemory | None, fault: Fault | None) -> Ite
             huge_pages=trial.huge_pages,
         )
     try:
-        dst_map = anonymous_mapping(trial.guest_bytes, huge_pages=trial.huge_pages)
+        dst_map = anonymous_mapping(
+            trial.guest_bytes, huge_pages=trial.huge_pages, populate=trial.prealloc, page_size=trial.page_size
+        )
     except OSError as exc:
         raise MigrationError(
             f"could not map {format_bytes(trial.guest_bytes)} of destination memory: {exc.strerror or exc}"

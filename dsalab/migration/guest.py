@@ -52,16 +52,38 @@ def memory_shortfall(needed: int) -> str:
     )
 
 
-def anonymous_mapping(nbytes: int, *, huge_pages: bool = False, populate: bool = False) -> mmap.mmap:
+#: Linux's MADV_POPULATE_WRITE (5.14+; Python's mmap module names it from 3.13 on)
+MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
+
+
+def prefault(m: mmap.mmap, nbytes: int, page_size: int = PAGE_SIZE) -> None:
+    """Fault in the first ``nbytes`` of mapping ``m`` for writing, keeping its contents (what QEMU's
+    ``prealloc=on`` does), so that a later write does not pay the page fault. ``madvise(MADV_POPULATE_WRITE)``
+    where the kernel has it, else a read-and-write of one byte per page (``page_size`` bytes apart)."""
+    if nbytes <= 0:
+        return
+    try:
+        m.madvise(MADV_POPULATE_WRITE, 0, nbytes)
+    except OSError:  # an older kernel: touch every page, writing back what is there
+        view = np.frombuffer(m, dtype=np.uint8)[:nbytes]
+        view[::page_size] |= 0
+        del view
+
+
+def anonymous_mapping(
+    nbytes: int, *, huge_pages: bool = False, populate: bool = False, page_size: int = PAGE_SIZE
+) -> mmap.mmap:
     """A private anonymous mapping (page-aligned, zero-filled); with ``huge_pages`` it is advised for
-    transparent huge pages; with ``populate`` every page is faulted in now."""
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-    if populate:
-        flags |= mmap.MAP_POPULATE
-    m = mmap.mmap(-1, max(nbytes, 1), flags=flags)
+    transparent huge pages; with ``populate`` every page (``page_size`` bytes) is faulted in now, after that
+    advice, so that writes to it later pay no page fault."""
+    m = mmap.mmap(-1, max(nbytes, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if huge_pages:
         m.madvise(mmap.MADV_HUGEPAGE)
+    if populate:
+        prefault(m, nbytes, page_size)
     return m
+
+
 
 
 def memfd_mapping(nbytes: int, name: str) -> tuple[int, mmap.mmap]:
