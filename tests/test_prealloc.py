@@ -8,6 +8,7 @@ import resource
 import numpy as np
 import pytest
 
+from dsalab.errors import InvalidArgument
 from dsalab.migration import Trial, engine, guest, run_trial
 
 PAGE = 4096
@@ -63,5 +64,5 @@ def test_engine_faults_in_the_destination_only_when_asked(monkeypatch, prealloc)
 
 def test_prealloc_is_on_by_default_and_checked():
     assert Trial().prealloc is True
-    with pytest.raises(Exception, match="prealloc.*True or False"):
+    with pytest.raises(InvalidArgument, match=r"prealloc.*True or False"):
         Trial(prealloc="no")
