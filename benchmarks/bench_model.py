@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         "time_within": check.within(rows, "time"),
         "host_geometric_mean": check.geometric_mean(rows, "host"),
         "time_geometric_mean": check.geometric_mean(rows, "time"),
+        "host_in_engine_range": check.in_engine_range(rows, "host"),
+        "time_in_engine_range": check.in_engine_range(rows, "time"),
+        "engine_host_spread": [r.spread("host") for r in rows],
+        "engine_time_spread": [r.spread("time") for r in rows],
         "profile_toml": profile.to_toml(),
     }
     path = benchmarking.write_json(args.out, "model", params, results)

@@ -52,6 +52,9 @@ class Row:
     engine_receiver_cpu_ms: float
     model_receiver_cpu_ms: float
     repeats: int
+    #: the engine's own (lowest, highest) over the repeats, ms: how much the measured quantity itself moves
+    engine_host_cpu_range: tuple[float, float] = (math.nan, math.nan)
+    engine_time_range: tuple[float, float] = (math.nan, math.nan)
 
     @property
     def host_ratio(self) -> float:
@@ -62,6 +65,17 @@ class Row:
     def time_ratio(self) -> float:
         """Model over engine, total time (without setup)."""
         return self.model_time_ms / self.engine_time_ms
+
+    def spread(self, metric: str) -> float:
+        """The engine's own highest over lowest of ``metric`` (``host`` or ``time``) over the repeats."""
+        low, high = self.engine_host_cpu_range if metric == "host" else self.engine_time_range
+        return high / low if low > 0 else math.inf
+
+    def in_range(self, metric: str) -> bool:
+        """Whether the model's ``metric`` lies between the engine's lowest and highest repeat."""
+        low, high = self.engine_host_cpu_range if metric == "host" else self.engine_time_range
+        model = self.model_host_cpu_ms if metric == "host" else self.model_time_ms
+        return low <= model <= high
 
 
 def trial_of(point: tuple[str, float, int, int], guest_bytes: int) -> Trial:
@@ -134,12 +148,14 @@ def compare(profile: HardwareProfile, runs: dict[tuple[str, float, int, int], li
     for point, rs in runs.items():
         m = predict(rs[0].trial, profile)
         med = statistics.median
+        hosts = [r.host_cpu_ms for r in rs]
+        times = [r.total_time_ms - r.setup_time_ms for r in rs]
         rows.append(
             Row(
                 *point,
-                engine_host_cpu_ms=med(r.host_cpu_ms for r in rs),
+                engine_host_cpu_ms=med(hosts),
                 model_host_cpu_ms=m.host_cpu_ms,
-                engine_time_ms=med(r.total_time_ms - r.setup_time_ms for r in rs),
+                engine_time_ms=med(times),
                 engine_setup_ms=med(r.setup_time_ms for r in rs),
                 model_time_ms=m.total_time_ms,
                 engine_sender_cpu_ms=med(_senders(r.thread_cpu_ms) for r in rs),
@@ -147,6 +163,8 @@ def compare(profile: HardwareProfile, runs: dict[tuple[str, float, int, int], li
                 engine_receiver_cpu_ms=med(r.destination_cpu_ms for r in rs),
                 model_receiver_cpu_ms=m.destination_cpu_ms,
                 repeats=len(rs),
+                engine_host_cpu_range=(min(hosts), max(hosts)),
+                engine_time_range=(min(times), max(times)),
             )
         )
     return rows
@@ -168,6 +186,11 @@ def within(rows: Sequence[Row], metric: str, tolerance: float = TOLERANCE) -> in
     return sum(abs(getattr(r, f"{metric}_ratio") - 1) <= tolerance for r in rows)
 
 
+def in_engine_range(rows: Sequence[Row], metric: str) -> int:
+    """How many rows have the model's ``metric`` between the engine's lowest and highest repeat."""
+    return sum(r.in_range(metric) for r in rows)
+
+
 def geometric_mean(rows: Sequence[Row], metric: str) -> float:
     """Geometric mean of the model/engine ratios of ``metric`` (``host`` or ``time``)."""
     return math.exp(statistics.fmean(math.log(getattr(r, f"{metric}_ratio")) for r in rows))
@@ -177,7 +200,8 @@ def format_rows(rows: Sequence[Row]) -> str:
     """The table of engine vs model (ms) and the ratios, with a summary line per metric."""
     head = (
         f"{'detector':10} {'ratio':>5} {'ch':>2} {'packet':>7} | {'host engine':>11} {'model':>7} {'ratio':>5} | "
-        f"{'time engine':>11} {'model':>7} {'ratio':>5} | {'send eng':>8} {'model':>7} | {'recv eng':>8} {'model':>7}"
+        f"{'time engine':>11} {'model':>7} {'ratio':>5} | {'send eng':>8} {'model':>7} | {'recv eng':>8} {'model':>7} "
+        f"| {'engine max/min':>14}"
     )
     lines = [head]
     for r in rows:
@@ -186,12 +210,16 @@ def format_rows(rows: Sequence[Row]) -> str:
             f"{r.engine_host_cpu_ms:11.1f} {r.model_host_cpu_ms:7.1f} {r.host_ratio:5.2f} | "
             f"{r.engine_time_ms:11.1f} {r.model_time_ms:7.1f} {r.time_ratio:5.2f} | "
             f"{r.engine_sender_cpu_ms:8.1f} {r.model_sender_cpu_ms:7.1f} | "
-            f"{r.engine_receiver_cpu_ms:8.1f} {r.model_receiver_cpu_ms:7.1f}"
+            f"{r.engine_receiver_cpu_ms:8.1f} {r.model_receiver_cpu_ms:7.1f} | "
+            f"{r.spread('host'):6.2f} {r.spread('time'):7.2f}"
         )
     for metric in ("host", "time"):
+        spreads = sorted(r.spread(metric) for r in rows)
         lines.append(
             f"{metric}: {within(rows, metric)}/{len(rows)} points within ±{TOLERANCE:.0%}, geometric mean of "
-            f"model/engine {geometric_mean(rows, metric):.2f}"
+            f"model/engine {geometric_mean(rows, metric):.2f}; {in_engine_range(rows, metric)}/{len(rows)} inside "
+            f"the engine's own range over its repeats, whose max/min is {statistics.median(spreads):.2f} at the "
+            f"median point and {spreads[-1]:.2f} at the worst"
         )
     return "\n".join(lines)
 

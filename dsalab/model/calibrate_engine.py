@@ -13,8 +13,8 @@ is taken and the spread (half the range, as a fraction of the median) recorded:
 - sender: ``multifdsend_0`` CPU minus detection is ``packets x host.packet`` at normal ratio 0 (fitted through
   the origin over both packet sizes), and grows by the cost of sending a normal page at normal ratio 1;
 - receiver: ``multifdrecv_0`` CPU at normal ratio 0 is ``pages x receive_page + packets x receive_packet``
-  (two packet sizes), and grows by ``bytes x receive_byte`` at normal ratio 1 (page faults of the fresh
-  destination memory included: the engine's receiver takes them too).
+  (two packet sizes), and grows by ``bytes x receive_byte`` at normal ratio 1 (the destination is faulted in
+  before the clock, as every trial's is by default: ``Trial.prealloc``).
 """
 
 from __future__ import annotations
@@ -151,8 +151,8 @@ HOW = {
     "receive_page": "multifdrecv_0 thread CPU of an all-zero guest = pages x receive_page + packets x "
     "receive_packet, solved from packets of 128 KiB and 512 KiB",
     "receive_packet": "multifdrecv_0 thread CPU per packet of an all-zero guest, solved with receive_page",
-    "receive_byte": "growth of multifdrecv_0 thread CPU per payload byte from normal ratio 0 to 1 (includes the "
-    "page faults of the fresh destination memory, as the engine's receiver takes them)",
+    "receive_byte": "growth of multifdrecv_0 thread CPU per payload byte from normal ratio 0 to 1 (the destination "
+    "faulted in before the clock, Trial.prealloc)",
 }
 
 
