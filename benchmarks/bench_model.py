@@ -1,6 +1,7 @@
 """The model calibrated here against the engine on this machine ("Against this machine", issue 11).
 
-Calibrates this machine (``dsalab calibrate``, full mode) unless ``--profile`` names a profile, then runs the
+Calibrates this machine (``dsalab calibrate``'s measurements, two repeats before each repeat of the check's
+engine runs, so that a shared machine's drift hits both alike) unless ``--profile`` names a profile, and runs the
 engine over the check's grid (cpu-numba and cpu-native, normal ratio 0 / 0.5 / 1, channels 1 / 2, packets
 128 KiB / 512 KiB) on a 1 GiB guest, repeats interleaved, and prints the engine's medians beside the model's
 predictions and their ratios (host CPU, total time without setup, sender and receiver CPU). Also prints how much
@@ -36,18 +37,22 @@ def main(argv: list[str] | None = None) -> int:
     guest_bytes = parse_bytes(args.guest)
     load_before = os.getloadavg()
     share_before = check.cpu_share()
+    progress = lambda done, total: print(f"  {done}/{total}", end="\r", flush=True)  # noqa: E731
+    print(f"engine runs: {len(check.GRID)} points x {args.repeats} repeats, {args.guest} guest", flush=True)
     if args.profile:
         profile = HardwareProfile.load(args.profile)
-    else:
-        profile = cal.calibrate(progress=True)
+        rows = check.against_engine(profile, guest_bytes, args.repeats, progress=progress)
+    else:  # calibration and the check's runs in turns, repeat by repeat: a shared machine's drift hits both alike
+        measured, runs = [], {}
+        for i in range(args.repeats):
+            print(f"repeat {i + 1}/{args.repeats}: calibrating, then the check's engine runs", flush=True)
+            measured.append(cal.measure(repeats=2))
+            for point, results in check.run_engine(guest_bytes, 1, progress=progress).items():
+                runs.setdefault(point, []).extend(results)
+            print()
+        profile = cal.build_profile(cal.combine(measured))
         print(cal.table(profile))
-    print(f"engine runs: {len(check.GRID)} points x {args.repeats} repeats, {args.guest} guest", flush=True)
-    rows = check.against_engine(
-        profile,
-        guest_bytes,
-        args.repeats,
-        progress=lambda done, total: print(f"  {done}/{total}", end="\r", flush=True),
-    )
+        rows = check.compare(profile, runs)
     share_after = check.cpu_share()
     load_after = os.getloadavg()
     print()

@@ -146,3 +146,24 @@ def test_bytes_and_pages_are_counted_as_the_engine_counts_them():
         for name in ("zero_pages", "normal_pages", "pages_sent", "packets", "iterations", "dirty_sync_count"):
             assert getattr(engine, name) == getattr(model, name), name
         assert engine.transferred_bytes == model.transferred_bytes
+
+
+def test_send_parallel_scales_the_senders_only_when_several_share_the_cores():
+    """host.send_parallel (optional, 1 where absent) is what a normal page costs each sender when two or more
+    senders run at once, over one lone sender's: it moves 2-channel predictions and leaves 1-channel ones."""
+    base = test_profile()
+    assert base["host.send_parallel"] == 1.0  # absent: as one sender
+    half = test_profile(host__send_parallel={"value": 50, "unit": "%", "source": "test"})
+    assert half["host.send_parallel"] == 0.5
+    for channels, moves in ((1, False), (2, True)):
+        t = Trial(guest_bytes="1GiB", normal_ratio=1.0, channels=channels, detector="cpu-native")
+        a, b = predict(t, base), predict(t, half)
+        assert (b.host_cpu_ms < a.host_cpu_ms) is moves
+        assert b.host_cpu_ms <= a.host_cpu_ms
+    zero = Trial(guest_bytes="1GiB", normal_ratio=0.0, channels=2, detector="cpu-native")
+    assert predict(zero, half).host_cpu_ms == predict(zero, base).host_cpu_ms  # no normal page sent
+
+
+def test_send_parallel_must_be_positive():
+    with pytest.raises(InvalidArgument, match=r"host\.send_parallel"):
+        test_profile(host__send_parallel={"value": -0.5, "unit": "fraction", "source": "test"})

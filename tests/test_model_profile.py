@@ -14,7 +14,14 @@ import tomli_w
 
 from dsalab.errors import DsalabError
 from dsalab.model import calibrate as cal
-from dsalab.model.profile import CPU_DETECTORS, SPEC, ZERO_CHECK, ZERO_CHECK_OPTIONAL, HardwareProfile
+from dsalab.model.profile import (
+    CPU_DETECTORS,
+    OPTIONAL,
+    SPEC,
+    ZERO_CHECK,
+    ZERO_CHECK_OPTIONAL,
+    HardwareProfile,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -42,7 +49,7 @@ def test_calibrated_profile_round_trips(quick):
 def test_every_key_is_there_with_its_source(quick):
     profile, _ = quick
     tables = [*ZERO_CHECK, *ZERO_CHECK_OPTIONAL]
-    keys = set(SPEC) | {f"host.zero_check.{d}.{z}" for d in CPU_DETECTORS for z in tables}
+    keys = set(SPEC) | set(OPTIONAL) | {f"host.zero_check.{d}.{z}" for d in CPU_DETECTORS for z in tables}
     assert keys == set(profile.entries)
     for key in keys:
         assert "dsalab calibrate" in profile.source(key), key

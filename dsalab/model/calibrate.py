@@ -37,6 +37,7 @@ from dsalab.model import calibrate_micro as micro
 from dsalab.model.calibrate_engine import Figure, figure
 from dsalab.model.profile import (
     CPU_DETECTORS,
+    OPTIONAL,
     SPEC,
     ZERO_CHECK,
     ZERO_CHECK_OPTIONAL,
@@ -149,7 +150,7 @@ def measure(
             runs = {}
             for point in ce.POINTS:
                 runs[point] = run_trial(ce.trial_of(point, guest_bytes), guest=guests[point[1]])
-                steps.step(f"engine {point[0]} ratio {point[1]:g} packet {point[2] >> 10} KiB")
+                steps.step(ce.label(point))
             for key, value in ce.costs_of_repeat(runs, boundaries).items():
                 add(key, value)
             wall, cpu = micro.stream(512 << 10, 512)
@@ -249,6 +250,7 @@ _MEASURED = {
     "host.packet": ("packet", "ns/packet"),
     "host.send_page": ("send_page", "ns/page"),
     "host.send_byte": ("send_byte", "ns/B"),
+    "host.send_parallel": ("send_parallel", "fraction"),
     "host.receive_page": ("receive_page", "ns/page"),
     "host.receive_byte": ("receive_byte", "ns/B"),
     "host.receive_packet": ("receive_packet", "ns/packet"),
@@ -267,7 +269,9 @@ def _round(x: float) -> float:
 
 def _quantity(key: str, fig: Figure, unit: str) -> Quantity:
     leaf = key.rsplit(".", 1)[-1]
-    kind = SPEC[key].kind if key in SPEC else (ZERO_CHECK | ZERO_CHECK_OPTIONAL)[leaf].kind
+    kind = (
+        (SPEC | OPTIONAL)[key].kind if key in SPEC or key in OPTIONAL else (ZERO_CHECK | ZERO_CHECK_OPTIONAL)[leaf].kind
+    )
     from dsalab.model.quantities import KINDS
 
     written = _round(max(0.0, KINDS[kind].from_canonical(fig.value, unit)))

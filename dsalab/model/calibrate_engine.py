@@ -12,6 +12,8 @@ is taken and the spread (half the range, as a fraction of the median) recorded:
   hand-off costs this machine's engine: ``host.wakeup = b`` (``main_packet`` is folded into it and written 0);
 - sender: ``multifdsend_0`` CPU minus detection is ``packets x host.packet`` at normal ratio 0 (fitted through
   the origin over both packet sizes), and grows by the cost of sending a normal page at normal ratio 1;
+- senders sharing the cores: the sender CPU beyond detection that normal pages add (ratio 0 to 1, packets of
+  512 KiB) with two channels, over the same with one: ``host.send_parallel``;
 - receiver: ``multifdrecv_0`` CPU at normal ratio 0 is ``pages x receive_page + packets x receive_packet``
   (two packet sizes), and grows by ``bytes x receive_byte`` at normal ratio 1 (the destination is faulted in
   before the clock, as every trial's is by default: ``Trial.prealloc``).
@@ -35,9 +37,14 @@ RATIOS = (0.0, 1.0)
 PACKETS = (128 << 10, 512 << 10)
 #: normal ratio of the mixed guest (zero and normal pages at random), for the stream-restart cost
 MIXED = 0.5
-#: every calibration point: (detector, normal ratio, packet bytes)
-POINTS = tuple((d, r, p) for d in DETECTORS for r in RATIOS for p in PACKETS) + tuple(
-    (d, MIXED, PACKETS[-1]) for d in DETECTORS
+#: channels of the runs that measure senders sharing the cores (:data:`PARALLEL_POINTS`)
+PARALLEL = 2
+#: every calibration point: (detector, normal ratio, packet bytes), one channel; then
+#: :data:`PARALLEL_POINTS`, (detector, normal ratio, packet bytes, channels)
+POINTS = (
+    tuple((d, r, p) for d in DETECTORS for r in RATIOS for p in PACKETS)
+    + tuple((d, MIXED, PACKETS[-1]) for d in DETECTORS)
+    + tuple((d, r, PACKETS[-1], PARALLEL) for d in DETECTORS for r in RATIOS)
 )
 #: page size of every run, bytes
 PAGE = 4096
@@ -66,12 +73,19 @@ def figure(values: Sequence[float], how: str) -> Figure:
     return Figure(med, spread, len(values), how, tuple(values))
 
 
-def trial_of(point: tuple[str, float, int], guest_bytes: int) -> Trial:
-    """The engine trial of one calibration point."""
-    detector, ratio, packet = point
+def trial_of(point: tuple, guest_bytes: int) -> Trial:
+    """The engine trial of one calibration point ((detector, normal ratio, packet bytes[, channels]))."""
+    detector, ratio, packet, *rest = point
+    channels = rest[0] if rest else 1
     return Trial(
-        guest_bytes=guest_bytes, normal_ratio=ratio, channels=1, packet_bytes=packet, detector=detector, seed=0
+        guest_bytes=guest_bytes, normal_ratio=ratio, channels=channels, packet_bytes=packet, detector=detector, seed=0
     )
+
+
+def label(point: tuple) -> str:
+    """A calibration point in words, for progress."""
+    channels = f", {point[3]} channels" if len(point) > 3 else ""
+    return f"engine {point[0]} ratio {point[1]:g} packet {point[2] >> 10} KiB{channels}"
 
 
 def _sender(r: TrialResult) -> float:
@@ -83,7 +97,13 @@ def _receiver(r: TrialResult) -> float:
     return r.thread_cpu_ms["multifdrecv_0"]
 
 
-def costs_of_repeat(runs: Mapping[tuple[str, float, int], TrialResult], boundaries: int) -> dict[str, float]:
+def _senders_beyond_detection(r: TrialResult) -> float:
+    """Every sender's thread CPU minus detection, ns."""
+    cpu = sum(v for k, v in r.thread_cpu_ms.items() if k.startswith("multifdsend_"))
+    return (cpu - r.detect_cpu_ms) * 1e6
+
+
+def costs_of_repeat(runs: Mapping[tuple, TrialResult], boundaries: int) -> dict[str, float]:
     """Every engine-derived cost (ns, canonical units) from one repeat's runs of :data:`POINTS`; ``boundaries``:
     the zero pages of the mixed guest that follow a normal page."""
     any_run = next(iter(runs.values()))
@@ -125,6 +145,14 @@ def costs_of_repeat(runs: Mapping[tuple[str, float, int], TrialResult], boundari
     out["send_normal_page"] = statistics.fmean(
         (beyond_detection(d, 1.0, p) - beyond_detection(d, 0.0, p)) / n for d in DETECTORS for p in PACKETS
     )
+    large = PACKETS[-1]
+
+    def growth(d: str, channels: int) -> float:
+        """Sender CPU beyond detection from normal ratio 0 to 1, packets of 512 KiB, ns."""
+        key = (lambda r: (d, r, large)) if channels == 1 else (lambda r: (d, r, large, channels))
+        return _senders_beyond_detection(runs[key(1.0)]) - _senders_beyond_detection(runs[key(0.0)])
+
+    out["send_parallel"] = statistics.fmean(growth(d, PARALLEL) / growth(d, 1) for d in DETECTORS)
     out["receive_page"], out["receive_packet"] = split(_receiver, [(d, 0.0) for d in DETECTORS])
     out["receive_byte"] = statistics.fmean(
         (_receiver(runs[d, 1.0, p]) - _receiver(runs[d, 0.0, p])) * ms / (n * PAGE) for d in DETECTORS for p in PACKETS
@@ -148,6 +176,8 @@ HOW = {
     "packet": "multifdsend_0 thread CPU minus detect_cpu_ms per packet of an all-zero guest (least squares through "
     "0 over packets of 128 KiB and 512 KiB, both detectors)",
     "send_normal_page": "growth of multifdsend_0 CPU minus detect_cpu_ms per page from normal ratio 0 to 1",
+    "send_parallel": f"growth of all senders' CPU minus detect_cpu_ms from normal ratio 0 to 1 with {PARALLEL} "
+    "channels over the same with 1 channel (packets of 512 KiB, mean of both detectors)",
     "receive_page": "multifdrecv_0 thread CPU of an all-zero guest = pages x receive_page + packets x "
     "receive_packet, solved from packets of 128 KiB and 512 KiB",
     "receive_packet": "multifdrecv_0 thread CPU per packet of an all-zero guest, solved with receive_page",
@@ -159,7 +189,7 @@ HOW = {
 def describe(guest_bytes: int) -> str:
     """The runs behind every engine-derived cost, for source strings."""
     return (
-        f"engine runs (dsalab.migration.run_trial), {guest_bytes >> 20} MiB guest, 1 channel, 4 KiB pages, "
-        "cpu-numba and cpu-native, normal ratio 0 and 1 (and 0.5), packets 128 KiB and 512 KiB, interleaved after "
-        "a warm-up"
+        f"engine runs (dsalab.migration.run_trial), {guest_bytes >> 20} MiB guest, 1 channel (and {PARALLEL}), "
+        "4 KiB pages, cpu-numba and cpu-native, normal ratio 0 and 1 (and 0.5), packets 128 KiB and 512 KiB, "
+        "interleaved after a warm-up"
     )

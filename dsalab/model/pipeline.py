@@ -167,7 +167,10 @@ def round_costs(trial: Trial, profile: HardwareProfile, pages: Pages, *, check_f
     main_work = n * p["host.main_page"] + packets * p["host.main_packet"]
 
     # senders: detection, then the send (all senders together)
-    send = pages.sent_normal * (p["host.send_page"] + page * p["host.send_byte"]) + packets * p["host.packet"]
+    per_normal = p["host.send_page"] + page * p["host.send_byte"]
+    if lanes > 1:  # senders sharing the cores: what the profile measured for two of them at once
+        per_normal *= p["host.send_parallel"]
+    send = pages.sent_normal * per_normal + packets * p["host.packet"]
     batches = 0
     device_busy = device_stage = batch_ns = 0.0
     fallback = on_device = 0

@@ -92,6 +92,17 @@ SPEC: dict[str, Key] = {
     "dsa.poll": Key("time/poll", "CPU of one poll of a completion record"),
     "dsa.busy_poll": Key("bool", "the completion thread busy-polls while work is outstanding"),
 }
+#: optional keys outside ``host.zero_check`` (a profile without one reads as :data:`OPTIONAL_DEFAULTS` says)
+OPTIONAL: dict[str, Key] = {
+    "host.send_parallel": Key(
+        "fraction",
+        "sender CPU per normal page sent (its bytes and the rest) when two or more senders share the cores, as a "
+        "fraction of one lone sender's",
+        positive=True,
+    ),
+}
+#: canonical value of an optional key that a profile leaves out
+OPTIONAL_DEFAULTS: dict[str, float] = {"host.send_parallel": 1.0}
 #: keys of each ``host.zero_check.<detector>`` table
 ZERO_CHECK: dict[str, Key] = {
     "zero_page": Key("time/page", "CPU to find that a zero page is zero (reads the whole page)"),
@@ -168,7 +179,7 @@ class HardwareProfile:
 
     @functools.cached_property
     def _numbers(self) -> dict[str, float]:
-        return {k: e.value for k, e in self.entries.items() if isinstance(e, Quantity)}
+        return OPTIONAL_DEFAULTS | {k: e.value for k, e in self.entries.items() if isinstance(e, Quantity)}
 
     def __getitem__(self, key: str) -> float:
         """The value of a number in its canonical unit (ns, bytes, bytes/s, count)."""
@@ -361,10 +372,10 @@ def _spec(key: str) -> Key:
         spec = ZERO_CHECK.get(parts[3]) or ZERO_CHECK_OPTIONAL.get(parts[3])
         if spec is not None:
             return spec
-    spec = SPEC.get(key)
+    spec = SPEC.get(key) or OPTIONAL.get(key)
     if spec is None:
         tables = [*ZERO_CHECK, *ZERO_CHECK_OPTIONAL]
-        allowed = ", ".join([*SPEC, *(f"host.zero_check.<{'|'.join(CPU_DETECTORS)}>.{z}" for z in tables)])
+        allowed = ", ".join([*SPEC, *OPTIONAL, *(f"host.zero_check.<{'|'.join(CPU_DETECTORS)}>.{z}" for z in tables)])
         raise InvalidArgument(f"unknown key {key!r:.80}; allowed: {allowed}")
     return spec
 

@@ -101,6 +101,9 @@ def fit_host(base: HardwareProfile, *, check_forced: bool = True) -> dict[str, E
             0.0, "ns/packet", 0.0, "folded into host.zero_check.*.zero_page (the rows cannot separate)"
         ),
         "host.send_byte": _fitted("time/B", send_byte, "ns/B", fitted.format(CSV, "scenario 1 multifdsend_*")),
+        "host.send_parallel": Quantity(
+            1.0, "fraction", 1.0, f"folded into host.send_byte (every row ran {CHANNELS} channels: no lone sender)"
+        ),
         "network.bandwidth": _fitted(
             "rate", bandwidth, "Gbit/s", fitted.format(CSV, "scenario 1 total time; the NIC is not stated")
         ),
