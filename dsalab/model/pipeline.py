@@ -5,10 +5,15 @@ The round takes as long as its slowest stage (every stage works on packets in pa
 time one packet needs to pass through all of them, and no less than the CPU it needs divided by the cores it may
 use. A stage faster than the slowest one waits: a ``live_migration`` that outruns its senders blocks once per
 packet, senders that outrun ``live_migration`` are woken once per packet, and each blocking wait costs the
-profile's ``host.wakeup`` CPU. With DSA, a sender fills and submits ``ceil(packet / batch_size)`` batches per
-packet and sleeps until the ``dsa_completion`` thread sees each finish (``completion = "thread"``), or polls
-itself (``poll``, ``umwait``: on the CPU while it waits); a busy-polling completion thread is on the CPU whenever
-work is outstanding on a device.
+profile's ``host.wakeup`` CPU. A hand-off takes that long in wall time too (a ping-pong's wall time per hand-off
+equals its CPU), so a sender that outruns ``live_migration`` idles two hand-offs per packet (``live_migration``
+woken to give it the next packet, then itself woken). Two or more senders cost ``host.send_parallel`` times a
+lone sender's CPU per normal page. On one host (``network.same_host``, loopback) each channel's stream is its own
+writer and reader, so ``network.bandwidth`` (one stream's) is per channel; the streams share the cores.
+
+With DSA, a sender fills and submits ``ceil(packet / batch_size)`` batches per packet and sleeps until the
+``dsa_completion`` thread sees each finish (``completion = "thread"``), or polls itself (``poll``, ``umwait``: on
+the CPU while it waits); a busy-polling completion thread is on the CPU whenever work is outstanding on a device.
 
 Every quantity is in ns (times), bytes or pages; :func:`round_costs` is plain arithmetic (no allocation).
 """
@@ -204,6 +209,8 @@ def round_costs(trial: Trial, profile: HardwareProfile, pages: Pages, *, check_f
     # the network (and the migration's bandwidth limit) and the receivers
     wire = packets * HEADER_BYTES + n * OFFSET_BYTES + pages.sent_normal * page + sync_wire
     net_stage = wire / p["network.bandwidth"] * 1e9 + (packets + 1) * p["network.message"]
+    if p.flag("network.same_host"):  # loopback: each channel's stream is its own writer and reader, measured
+        net_stage /= lanes  # alone; what the streams share is the cores (the cores' limit below)
     if trial.max_bandwidth_bytes:
         net_stage = max(net_stage, wire / trial.max_bandwidth_bytes * 1e9)
     recv_work = n * p["host.receive_page"] + pages.sent_normal * page * p["host.receive_byte"]
@@ -230,6 +237,9 @@ def round_costs(trial: Trial, profile: HardwareProfile, pages: Pages, *, check_f
     if dsa and trial.completion == "thread":
         sender_waits += batches
     sender_cpu_all = sender_cpu_work + sender_waits * wake
+    # a blocking hand-off takes wall time as well as CPU (a ping-pong's wall time per hand-off equals its CPU): a
+    # sender that outruns live_migration idles per packet while live_migration is woken and while it is woken
+    stages["multifdsend"] += packets / lanes * 2 * wake * main_share
     # one packet through every stage: the pipeline's fill and drain
     fill = (main_work + sender_cpu_work + recv_work) / packets + batches / packets * batch_ns + net_stage / packets
     time_ns = max(stages.values()) + fill
