@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 
@@ -67,7 +68,7 @@ def _sample(procs: list[QemuProcess], seen: dict[tuple[int, int], tuple[str, int
 
 async def _drive(src: QemuProcess, dst: QemuProcess, plan: mapping.MigrationPlan, trial: Trial, gib: float):
     """Configure both QEMUs, migrate, wait for the destination to load; (final query-migrate, CPU ms by seed
-    thread name)."""
+    thread name, the source's parameters as QEMU reports them once set)."""
     deadline = time.monotonic() + START_TIMEOUT_S + START_S_PER_GIB * gib
     qd = await qmp.connect(dst, deadline)
     qs = None
@@ -76,6 +77,7 @@ async def _drive(src: QemuProcess, dst: QemuProcess, plan: mapping.MigrationPlan
         for q, p, params in ((qs, src, plan.parameters), (qd, dst, plan.destination_parameters)):
             await qmp.call(q, p, "migrate-set-capabilities", {"capabilities": plan.capabilities})
             await qmp.call(q, p, "migrate-set-parameters", params)
+        applied = await qmp.call(qs, src, "query-migrate-parameters")
         port = _free_port()
         await qmp.call(qd, dst, "migrate-incoming", {"uri": f"tcp:127.0.0.1:{port}"})
         seen: dict[tuple[int, int], tuple[str, int]] = {}
@@ -102,6 +104,8 @@ async def _drive(src: QemuProcess, dst: QemuProcess, plan: mapping.MigrationPlan
             await asyncio.sleep(POLL_S)
         if st.get("status") != "completed":
             err = st.get("error-desc", "")
+            with contextlib.suppress(subprocess.TimeoutExpired):  # let the destination say why, bounded
+                dst.proc.wait(timeout=2.0)
             raise src.failure(f"QEMU migration {st.get('status')}: {err}; destination: {dst.stderr_text()}")
         while True:  # the destination finishes loading after the source completes
             if dst.returncode() is not None:
@@ -120,14 +124,15 @@ async def _drive(src: QemuProcess, dst: QemuProcess, plan: mapping.MigrationPlan
         seed = seed_name(name)
         if seed is not None:
             cpu[seed] = cpu.get(seed, 0.0) + (runtime - before.get(key, (name, 0))[1]) / 1e6
-    return st, cpu
+    return st, cpu, applied
 
 
 def _migrate(binary: str, accel: str, trial: Trial, plan, src_path: str, size: int, dst_bytes: int | None = None):
-    """Two QEMUs migrate the memory at ``src_path`` into a new memfd; (query-migrate, CPU ms, destination
-    (fd, mapping)); the caller closes the destination. Every QEMU started here is stopped here, whatever
-    happens. ``dst_bytes`` (tests only) gives the destination another size, which QEMU refuses."""
-    dst_fd, dst_map = memfd_mapping(size, "dsalab-qemu-destination")
+    """Two QEMUs migrate the memory at ``src_path`` into a new memfd; (query-migrate, CPU ms, the source's
+    query-migrate-parameters after they were set, destination (fd, mapping)); the caller closes the
+    destination. Every QEMU started here is stopped here, whatever happens. ``dst_bytes`` (tests only) gives
+    the destination another size, which QEMU refuses."""
+    dst_fd, dst_map = memfd_mapping(dst_bytes or size, "dsalab-qemu-destination")
     tmp = tempfile.mkdtemp(prefix="dsalab-qemu-")
     procs: list[QemuProcess] = []
     try:
@@ -135,8 +140,8 @@ def _migrate(binary: str, accel: str, trial: Trial, plan, src_path: str, size: i
         procs.append(QemuProcess(binary, [*dst_args, "-incoming", "defer"], name="dst", workdir=tmp))
         src_args = _machine_args(accel, size, src_path, trial.prealloc)
         procs.append(QemuProcess(binary, src_args, name="src", workdir=tmp))
-        st, cpu = asyncio.run(_drive(procs[1], procs[0], plan, trial, size / (1 << 30)))
-        return st, cpu, (dst_fd, dst_map)
+        st, cpu, applied = asyncio.run(_drive(procs[1], procs[0], plan, trial, size / (1 << 30)))
+        return st, cpu, applied, (dst_fd, dst_map)
     except BaseException:
         with contextlib.suppress(BufferError):
             dst_map.close()
@@ -158,7 +163,8 @@ def extra_pages(binary: str, accel: str, trial: Trial, plan) -> tuple[int, int]:
         try:
             os.ftruncate(zero_fd, trial.guest_bytes)
             zero_path = f"/proc/{os.getpid()}/fd/{zero_fd}"
-            st, _, (fd, m) = _migrate(binary, accel, trial.replace(prealloc=False), plan, zero_path, trial.guest_bytes)
+            cold = trial.replace(prealloc=False)
+            st, _, _, (fd, m) = _migrate(binary, accel, cold, plan, zero_path, trial.guest_bytes)
             with contextlib.suppress(BufferError):
                 m.close()
             os.close(fd)
@@ -198,7 +204,7 @@ def run_trial(trial: Trial, *, qemu: str | None = None, guest: GuestMemory | Non
             f"guest={guest!r} does not match the trial (guest_bytes={trial.guest_bytes}, page_size={trial.page_size})"
         )
     try:
-        st, cpu, (dst_fd, dst_map) = _migrate(binary, accel, trial, plan, guest.memfd_path, trial.guest_bytes)
+        st, cpu, applied, (dst_fd, dst_map) = _migrate(binary, accel, trial, plan, guest.memfd_path, trial.guest_bytes)
         try:
             dst = np.frombuffer(dst_map, dtype=np.uint8)[: trial.guest_bytes]
             same = kernels.compare_pages(guest.array, dst, trial.page_size, kernel="native")
@@ -221,6 +227,7 @@ def run_trial(trial: Trial, *, qemu: str | None = None, guest: GuestMemory | Non
         zero_page_detection=plan.zero_page_detection,
         extra_pages=extra,
         cores=len(os.sched_getaffinity(0)),
+        migrate_parameters=applied,
     )
 
 
