@@ -13,6 +13,7 @@ from dsalab.backends import Backend
 from dsalab.errors import InvalidArgument
 from dsalab.plots.style import (
     PARAM_SHORT,
+    cap,
     color,
     figure_title,
     fit_title,
@@ -113,7 +114,7 @@ def saved_by_dsa(data, metrics: Sequence[str] = SAVED_METRICS) -> go.Figure:
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.14 if len(metrics) > 1 else 0,
-        subplot_titles=[f"{short_metric(m)}: CPU-detector twin minus DSA point" for m in metrics],
+        subplot_titles=[f"{cap(short_metric(m))}: CPU-detector twin minus DSA point" for m in metrics],
     )
     trace = 0
     dims: list[str] = []
@@ -156,8 +157,8 @@ def saved_by_dsa(data, metrics: Sequence[str] = SAVED_METRICS) -> go.Figure:
     fig.update_layout(
         title=title,
         barmode="group",
-        height=PANEL_PX * len(metrics) + 160,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 1.0, "xanchor": "right"},
+        height=PANEL_PX * len(metrics) + 200,
+        legend={"orientation": "h", "yanchor": "top", "y": -0.16, "x": 0.0, "xanchor": "left"},
         uniformtext={"minsize": 9, "mode": "hide"},
     )
     fit_title(fig)

@@ -47,7 +47,7 @@ SWEEP_FIELDS = (
 MACHINE_FIELDS = (
     ("host", "machine_hostname"),
     ("CPU", "machine_cpu_model"),
-    ("CPUs (usable)", "machine_cpu_count"),
+    ("CPUs of the machine", "machine_cpu_count"),
     ("kernel", "machine_kernel"),
     ("OS", "machine_os"),
     ("DSA devices", "machine_dsa_devices"),
