@@ -100,8 +100,10 @@ def saved_by_dsa(data, metrics: Sequence[str] = SAVED_METRICS) -> go.Figure:
         or a mapping run name -> dataset (runs overlaid, one bar colour per run and detector pair)
     metrics : the metrics of the panels, top to bottom (units of each on its axis)
 
-    Bars the model predicted (backend ``model``) are hatched and named "(model)"; the label on each bar is the
-    saving in percent of the CPU twin's value.
+    Bars the model predicted (backend ``model``) are hatched and named "(model)". The label on each bar of the top
+    panel is the summary's saving of that point (:func:`dsalab.analysis.summarize`: the mean over repeat pairs of
+    the saving in percent of the twin's value; with noisy repeats its sign can differ from the bar's, a mean of
+    differences).
     """
     runs = _runs(data)
     for name, ds in runs:
@@ -129,12 +131,13 @@ def saved_by_dsa(data, metrics: Sequence[str] = SAVED_METRICS) -> go.Figure:
                     x=[p["label"] for p in pts],
                     y=[p["saved"] for p in pts],
                     error_y={"type": "data", "array": [p["std"] for p in pts], "visible": True},
-                    text=[f"{p['pct']:.0f}%" if np.isfinite(p["pct"]) else "" for p in pts],
+                    text=[f"{p['pct']:.0f}%" if np.isfinite(p["pct"]) and row == 1 else "" for p in pts],
                     textposition="inside",
                     insidetextanchor="start",
-                    customdata=[[p["pairs"], "model" if p["model"] else "measured"] for p in pts],
+                    customdata=[[p["pairs"], "model" if p["model"] else "measured", f"{p['pct']:.1f}"] for p in pts],
                     hovertemplate=(
-                        f"%{{x}}<br>saved %{{y:.3g}} {metric_units(metric)} ± %{{error_y.array:.2g}} (%{{text}})"
+                        f"%{{x}}<br>saved %{{y:.3g}} {metric_units(metric)} ± %{{error_y.array:.2g}}"
+                        "<br>mean of the per-repeat savings: %{customdata[2]}%"
                         "<br>%{customdata[0]} repeat pairs, %{customdata[1]}<extra></extra>"
                     ),
                     marker={"color": color(trace), "pattern": {"shape": [MODEL_PATTERN if m else "" for m in model]}},

@@ -22,7 +22,7 @@ import numpy as np
 
 from dsalab.errors import InvalidArgument, InvalidType
 from dsalab.report.figures import figures_section
-from dsalab.report.page import esc, page
+from dsalab.report.page import esc, html_page
 from dsalab.report.sections import backends_and_caveats, summary_tables, what_ran
 from dsalab.report.seed import seed_section
 
@@ -131,7 +131,7 @@ def build(data: Any, *, names: Sequence[str] | None = None, title: str | None = 
         "Self-contained: opens offline.</p><nav><ul>" + nav + "</ul></nav>"
     )
     body = [header, what_ran(runs), backends_and_caveats(runs), summary_tables(runs), seed_section(runs), figs]
-    return page(title, body)
+    return html_page(title, body)
 
 
 def write(data: Any, path: str | pathlib.Path, **kw: Any) -> pathlib.Path:

@@ -22,8 +22,8 @@ CAPTIONS = {
     "break-even": "Offload minus CPU detection against the normal ratio, paired by repeat; below 0 DSA saves.",
     "saved": (
         "Host CPU per GB and total time each DSA point saves against its CPU-detector twin (same other parameters, "
-        "same repeat), mean ± std over repeat pairs; the label on a bar is the saving in percent. Hatched bars are "
-        "the model's predictions."
+        "same repeat), mean ± std over repeat pairs; above 0 DSA saves. The label on a top bar is the summary's "
+        "saving in percent (mean of the per-repeat percentages). Hatched bars are the model's predictions."
     ),
     "latency": "Total time and downtime of every successful trial, per detector.",
 }

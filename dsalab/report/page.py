@@ -118,7 +118,7 @@ def plotly_js() -> str:
     return get_plotlyjs()
 
 
-def page(title: str, body: Sequence[str], *, with_plotly: bool = True) -> str:
+def html_page(title: str, body: Sequence[str], *, with_plotly: bool = True) -> str:
     """The whole self-contained page: ``title`` (escaped here), the ``body`` parts (HTML) in order."""
     script = f'<script type="text/javascript">{plotly_js()}</script>' if with_plotly else ""
     return (
