@@ -16,13 +16,19 @@ PROFILE ?= data/hardware/$(shell $(PYTHON) -c 'import socket; print(socket.getho
 # to data/results/<hostname>/<date>-<sweep>-<commit8>.nc, then its summary. `make run SWEEP=data/sweeps/x.toml`
 # runs another sweep file; `make bench` runs the kernel benchmark. The summary ends with the model's prediction
 # for this host with a real DSA device beside each emulated DSA point (--model $(PROFILE); the profile is made
-# with `dsalab calibrate --quick` when this host has none). Then the figures of that dataset (the newest file
-# under data/results/) go to data/figures/ as HTML and PNG, and their paths are printed.
+# with `dsalab calibrate --quick` when this host has none). Then the figures of that dataset (the file the sweep
+# says it wrote) go to data/figures/ as HTML and PNG, and its report (one self-contained HTML file: what ran, the
+# caveats, the summary, the seed's figures beside ours, every figure) to data/reports/<result name>.html; the
+# paths are printed, the report's last.
 run: setup
 	$(BIN)/dsalab info
 	@test -f $(PROFILE) || $(BIN)/dsalab calibrate --quick --out $(PROFILE)
-	$(BIN)/dsalab sweep $(SWEEP) --resume --model $(PROFILE)
-	$(BIN)/dsalab plot --latest --results data/results --out data/figures --formats html,png
+	@log=$$(mktemp); $(BIN)/dsalab sweep $(SWEEP) --resume --model $(PROFILE) >$$log; rc=$$?; cat $$log; \
+	  result=$$(sed -n 's/^wrote //p' $$log | tail -n 1); rm -f $$log; \
+	  if [ $$rc -ne 0 ] || [ -z "$$result" ]; then echo "make run: the sweep wrote no result file" >&2; exit 1; fi; \
+	  $(BIN)/dsalab plot "$$result" --out data/figures --formats html,png && \
+	  $(BIN)/dsalab report "$$result" -o "data/reports/$$(basename "$$result" .nc).html" >/dev/null && \
+	  echo "report: data/reports/$$(basename "$$result" .nc).html"
 
 test: setup
 	$(BIN)/python -m pytest

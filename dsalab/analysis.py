@@ -110,37 +110,60 @@ def _savings(ds) -> tuple[pd.DataFrame, pd.DataFrame]:
     ocols = ["dsa", "cpu", "saved_pct", "saved_pct_std", "n"]
     if "detector" not in ds["status"].dims:
         return pd.DataFrame(columns=cols), pd.DataFrame(columns=ocols)
-    names = [str(d) for d in ds["detector"].values]
-    cpus = [d for d in names if is_cpu(d)]
-    dsas = [d for d in names if is_dsa(d)]
     metric = ok_values(ds, "host_cpu_ms_per_gb")
     rows, orows = [], []
     others = [d for d in param_dims(ds) if d != "detector"]
-    for dsa in dsas:
-        for cpu in cpus:
-            c = metric.sel(detector=cpu)
-            d = metric.sel(detector=dsa)
-            saved = 100.0 * (c - d) / c  # per repeat, paired: same guest memory
-            stacked = saved.stack(point=others) if others else saved.expand_dims(point=[0])
-            cm, dm = summarize_over(c)[0], summarize_over(d)[0]
-            sm, ss, sn = summarize_over(saved)
-            for i in range(stacked.sizes["point"]):
-                sel = {k: stacked["point"].values[i][j] for j, k in enumerate(others)} if others else {}
-                rows.append(
-                    {
-                        "dsa": dsa,
-                        "cpu": cpu,
-                        "point": {k: v.item() if hasattr(v, "item") else v for k, v in sel.items()},
-                        "cpu_ms_per_gb": float(cm.sel(sel)),
-                        "dsa_ms_per_gb": float(dm.sel(sel)),
-                        "saved_pct": float(sm.sel(sel)),
-                        "saved_pct_std": float(ss.sel(sel)),
-                        "n": int(sn.sel(sel)),
-                    }
-                )
-            om, os_, on = summarize_over(saved, saved.dims)  # every point and repeat
-            orows.append({"dsa": dsa, "cpu": cpu, "saved_pct": float(om), "saved_pct_std": float(os_), "n": int(on)})
+    for dsa, cpu in saving_pairs(ds):
+        c = metric.sel(detector=cpu)
+        d = metric.sel(detector=dsa)
+        _, saved = paired_saving(ds, dsa, cpu)  # per repeat, paired: same guest memory
+        stacked = saved.stack(point=others) if others else saved.expand_dims(point=[0])
+        cm, dm = summarize_over(c)[0], summarize_over(d)[0]
+        sm, ss, sn = summarize_over(saved)
+        for i in range(stacked.sizes["point"]):
+            sel = {k: stacked["point"].values[i][j] for j, k in enumerate(others)} if others else {}
+            rows.append(
+                {
+                    "dsa": dsa,
+                    "cpu": cpu,
+                    "point": {k: v.item() if hasattr(v, "item") else v for k, v in sel.items()},
+                    "cpu_ms_per_gb": float(cm.sel(sel)),
+                    "dsa_ms_per_gb": float(dm.sel(sel)),
+                    "saved_pct": float(sm.sel(sel)),
+                    "saved_pct_std": float(ss.sel(sel)),
+                    "n": int(sn.sel(sel)),
+                }
+            )
+        om, os_, on = summarize_over(saved, saved.dims)  # every point and repeat
+        orows.append({"dsa": dsa, "cpu": cpu, "saved_pct": float(om), "saved_pct_std": float(os_), "n": int(on)})
     return pd.DataFrame(rows, columns=cols), pd.DataFrame(orows, columns=ocols)
+
+
+def saving_pairs(ds) -> list[tuple[str, str]]:
+    """(DSA detector, CPU detector) pairs a dataset swept over ``detector`` can compare, in coordinate order; ``[]``
+    when it does not sweep detectors or lacks a DSA or a CPU one."""
+    if "detector" not in ds.dims:
+        return []
+    names = [str(d) for d in ds["detector"].values]
+    return [(dsa, cpu) for dsa in names if is_dsa(dsa) for cpu in names if is_cpu(cpu)]
+
+
+def paired_saving(ds, dsa: str, cpu: str, metric: str = "host_cpu_ms_per_gb"):
+    """What DSA detector ``dsa`` saves against CPU detector ``cpu`` in ``metric``, per repeat: the one definition the
+    summary, the report and the "saved by DSA" figure share.
+
+    The DSA point's twin is the ``cpu`` trial with every other swept parameter equal and the same repeat (same
+    guest memory, seed ``base.seed + r``); a pair counts only when both trials succeeded (else NaN).
+
+    Returns
+    -------
+    (saved, saved_pct) : DataArrays over the other swept parameters and ``repeat``: ``saved = cpu - dsa`` in the
+    metric's units (above 0: DSA saves) and ``saved_pct = 100 * saved / cpu``
+    """
+    values = ok_values(ds, metric)
+    c, d = values.sel(detector=cpu), values.sel(detector=dsa)
+    saved = c - d
+    return saved, 100.0 * saved / c
 
 
 def _fmt_point(point: Any) -> str:

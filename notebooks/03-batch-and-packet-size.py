@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -14,6 +16,7 @@
 # %% tags=["parameters"]
 guest: str = "64MiB"  # guest RAM of each trial
 detector: str = "dsa-emulated"  # the detector to tune (dsa-emulated, dsa-hardware; a cpu-* one as a baseline)
+cpu_detector: str = "cpu-numba"  # the CPU detection the saving is measured against ("" for none)
 normal_ratio: float = 0.5  # fraction of normal (non-zero) pages
 channels: int = 2  # multifd channels
 batch_sizes: list = [8, 32, 128, 512]  # pages per DSA batch descriptor
@@ -34,9 +37,9 @@ results_file: str = ""  # a stored sweep (netCDF) to plot instead of running the
 #   a batch only completes when its slowest page does, and a page fault stops the rest of it (the CPU then
 #   finishes what the device did not).
 #
-# The grid below runs every combination a few times and plots host CPU per GB and throughput, with error
-# bars of one standard deviation over repeats. For a CPU detector the batch size does nothing: that is a
-# useful control, a flat line there says the noise level.
+# The grid below runs every combination a few times, with the DSA detector and with CPU detection, and plots
+# host CPU per GB and throughput, with error bars of one standard deviation over repeats. For a CPU detector the
+# batch size does nothing: that is a useful control, a flat line there says the noise level.
 
 # %%
 from IPython.display import display
@@ -45,9 +48,10 @@ from dsalab import explore, plots
 from dsalab.migration import Trial
 
 base = Trial(guest_bytes=guest, detector=detector, normal_ratio=normal_ratio, channels=channels)
-grid = {"batch_size": batch_sizes, "packet_bytes": [k << 10 for k in packet_sizes_kib]}
+detectors = list(dict.fromkeys(d for d in (cpu_detector, detector) if d))
+grid = {"detector": detectors, "batch_size": batch_sizes, "packet_bytes": [k << 10 for k in packet_sizes_kib]}
 ds = explore.load_or_run_grid(results_file, base, grid, repeats=repeats)
-display(ds.host_cpu_ms_per_gb.mean("repeat").to_pandas().round(1))
+display(ds.host_cpu_ms_per_gb.mean("repeat").to_series().unstack("batch_size").round(1))
 
 # %%
 fig = plots.batch_and_packet(ds)
@@ -66,6 +70,21 @@ fig.show()
 # %%
 fig = plots.heatmap(ds, "throughput_mbps", x="batch_size", y="packet_bytes")
 fig.show()
+
+# %% [markdown]
+# ## What DSA saved at each point
+#
+# Each DSA point against its CPU-detection twin (the same batch size and packet size, the same repeat, so the
+# same guest memory): host CPU per GB and total time of the CPU detector minus those of DSA, mean over the repeat
+# pairs ± their standard deviation. Above zero, DSA saved; the label is the saving in percent. The batch size
+# does nothing to the CPU detector, so its twins differ only by noise.
+
+# %%
+if plots.REGISTRY["saved"].applies(ds):
+    fig = plots.saved_by_dsa(ds)
+    fig.show()
+else:
+    print("the grid has no CPU detector beside a DSA one: nothing to compare (set cpu_detector)")
 
 # %% [markdown]
 # ## Caveats

@@ -256,7 +256,7 @@ def test_one_registry_of_figure_kinds(ds, monkeypatch):
     assert (
         plots.KINDS
         == tuple(plots.REGISTRY)
-        == ("threads", "batch-packet", "heatmap", "scaling", "break-even", "latency")
+        == ("threads", "batch-packet", "heatmap", "scaling", "break-even", "saved", "latency")
     )
     assert all(k.name == name for name, k in plots.REGISTRY.items())
     # a kind registered once is known everywhere: by figure(), by overview() and in its error messages

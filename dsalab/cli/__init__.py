@@ -2,7 +2,7 @@
 
 One module per group of commands, each registering on the one :data:`app`: :mod:`~dsalab.cli.host` (info,
 devices), :mod:`~dsalab.cli.trials` (run, scenarios), :mod:`~dsalab.cli.sweeps` (sweep, summary, tune),
-:mod:`~dsalab.cli.plot` (plot), :mod:`~dsalab.cli.tenants` (tenants),
+:mod:`~dsalab.cli.plot` (plot), :mod:`~dsalab.cli.report` (report), :mod:`~dsalab.cli.tenants` (tenants),
 :mod:`~dsalab.cli.calibrate` (calibrate).
 """
 
@@ -15,10 +15,10 @@ from dsalab.errors import DsalabError
 
 # the commands register in this order, the order `dsalab --help` lists them
 # isort: off
-from dsalab.cli import host, trials, sweeps, plot, model, tenants, calibrate
+from dsalab.cli import host, trials, sweeps, plot, report, model, tenants, calibrate
 # isort: on
 
-__all__ = ["app", "calibrate", "host", "main", "model", "plot", "sweeps", "tenants", "trials"]
+__all__ = ["app", "calibrate", "host", "main", "model", "plot", "report", "sweeps", "tenants", "trials"]
 
 
 def main() -> None:

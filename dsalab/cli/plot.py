@@ -23,7 +23,7 @@ def plot(
 ) -> None:
     """Write the figures of result datasets (HTML with plotly.js embedded, and static images) and print their paths.
 
-    Kinds: threads, batch-packet, heatmap, scaling, break-even, latency; `auto` writes every kind the dataset's
+    Kinds: threads, batch-packet, heatmap, scaling, break-even, saved, latency; `auto` writes every kind the dataset's
     swept parameters allow. Files are named <out>/<result file name>-<kind>.<format>.
     """
     import pathlib

@@ -12,6 +12,8 @@ deviation (``ddof=1``) over the ``repeat`` dimension (failed trials, NaN, are le
 - :func:`scaling`: device-count and channel scaling;
 - :func:`break_even`: host CPU per GB of offload minus CPU detection against normal_ratio, paired by repeat, the
   crossing marked;
+- :func:`saved_by_dsa`: host CPU and total time each DSA point saves against its CPU-detector twin, paired by
+  repeat, with error bars;
 - :func:`latency`: total time and downtime over repeats, per detector;
 - :func:`kernel_bandwidth`: the CPU kernels against the memory-read bandwidth reference;
 - :func:`figure`, :func:`overview`: a figure kind of :data:`REGISTRY` by name, or every kind that applies to a
@@ -19,8 +21,8 @@ deviation (``ddof=1``) over the ``repeat`` dimension (failed trials, NaN, are le
 
 The package: :mod:`~dsalab.plots.style` (labels, colours, titles, shared by every figure),
 :mod:`~dsalab.plots.threads`, :mod:`~dsalab.plots.parameters`, :mod:`~dsalab.plots.breakeven`,
-:mod:`~dsalab.plots.distributions`, :mod:`~dsalab.plots.benchmark` (one family of figures each),
-:mod:`~dsalab.plots.registry` (the figure kinds) and :mod:`~dsalab.plots.exporting`.
+:mod:`~dsalab.plots.distributions`, :mod:`~dsalab.plots.saved`, :mod:`~dsalab.plots.benchmark` (one family of
+figures each), :mod:`~dsalab.plots.registry` (the figure kinds) and :mod:`~dsalab.plots.exporting`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dsalab.plots.distributions import latency
 from dsalab.plots.exporting import FORMATS, SCALE, export, export_many
 from dsalab.plots.parameters import batch_and_packet, heatmap, lines, scaling
 from dsalab.plots.registry import KINDS, REGISTRY, FigureKind, figure, overview
+from dsalab.plots.saved import saved_by_dsa
 from dsalab.plots.style import (
     COLORS,
     HEIGHT,
@@ -85,6 +88,7 @@ __all__ = [
     "mean_std",
     "overview",
     "plain",
+    "saved_by_dsa",
     "scaling",
     "short_metric",
     "swept_dims",

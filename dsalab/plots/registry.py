@@ -13,6 +13,8 @@ from dsalab.errors import InvalidArgument
 from dsalab.plots.breakeven import break_even
 from dsalab.plots.distributions import latency
 from dsalab.plots.parameters import batch_and_packet, heatmap, scaling
+from dsalab.plots.saved import applies as saved_applies
+from dsalab.plots.saved import saved_by_dsa
 from dsalab.plots.threads import thread_cpu
 
 
@@ -46,6 +48,7 @@ REGISTRY: dict[str, FigureKind] = {
         FigureKind("heatmap", heatmap, lambda ds: {"batch_size", "packet_bytes"} <= _big(ds)),
         FigureKind("scaling", scaling, lambda ds: bool(_big(ds) & {"devices", "channels"})),
         FigureKind("break-even", break_even, lambda ds: {"normal_ratio", "detector"} <= _big(ds)),
+        FigureKind("saved", saved_by_dsa, saved_applies),
         FigureKind("latency", latency, lambda ds: True),
     )
 }

@@ -1,0 +1,168 @@
+"""Saved by DSA: host CPU and total time of each DSA point minus its CPU-detector twin, paired by repeat."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+from dsalab.analysis import paired_saving, points, require_swept, saving_pairs, select_point, summarize_over
+from dsalab.backends import Backend
+from dsalab.errors import InvalidArgument
+from dsalab.plots.style import (
+    PARAM_SHORT,
+    cap,
+    color,
+    figure_title,
+    fit_title,
+    metric_units,
+    new_figure,
+    point_label,
+    short_metric,
+)
+
+#: the metrics of the figure's panels, top to bottom
+SAVED_METRICS = ("host_cpu_ms_per_gb", "total_time_ms")
+#: height of one panel, px
+PANEL_PX = 330
+#: bar pattern of points the model predicted (measured points are plain)
+MODEL_PATTERN = "/"
+
+
+def applies(ds) -> bool:
+    """Whether ``ds`` sweeps ``detector`` over at least one DSA and one CPU detector (what the figure compares)."""
+    return bool(saving_pairs(ds))
+
+
+def _runs(data) -> list[tuple[str, Any]]:
+    """(run name, dataset) of a dataset (split over its ``run`` dimension, if any) or a mapping of them."""
+    if isinstance(data, Mapping) and not hasattr(data, "data_vars"):  # a Dataset is a Mapping too
+        out = [(str(k), v) for k, v in data.items()]
+    elif "run" in getattr(data, "dims", {}):
+        out = []
+        for r in data["run"].values:
+            one = data.sel(run=r)
+            out.append((str(r), one.drop_vars([v for v in one.variables if str(v).startswith("run")])))
+    else:
+        out = [("", data)]
+    if not out:
+        raise InvalidArgument("saved_by_dsa(data={}) is not allowed: give a result dataset or a mapping of them")
+    return out
+
+
+def _is_model(ds, dsa: str, point: Mapping[str, Any]) -> bool:
+    """True when the successful trials of the DSA point were predicted by the model (backend ``model``)."""
+    sub = select_point(ds.sel(detector=dsa), point)
+    ok = np.asarray(sub["status"].values).astype(str) == "ok"
+    backends = np.asarray(sub["backend"].values).astype(str)[ok]
+    return bool(len(backends)) and bool((backends == str(Backend.MODEL)).all())
+
+
+def saved_points(ds, dsa: str, cpu: str, metric: str) -> list[dict[str, Any]]:
+    """One dict per DSA point of ``ds``: ``point`` (the other swept parameters of more than one value), ``label``,
+    ``saved`` (mean over repeat pairs of CPU twin minus DSA, units of ``metric``), ``std`` (sample std over the
+    pairs, ddof=1; 0 for one pair), ``pct`` (mean saved percent of the twin's value), ``pairs`` and ``model``
+    (True when the model predicted the DSA point). The saving is :func:`dsalab.analysis.paired_saving`'s."""
+    saved, pct = paired_saving(ds, dsa, cpu, metric)
+    mean, std, n = summarize_over(saved)
+    pct_mean = summarize_over(pct)[0]
+    out = []
+    for point in points(ds, ["detector"]):
+        out.append(
+            {
+                "point": point,
+                "label": point_label(point) or "the only point",
+                "saved": float(select_point(mean, point)),
+                "std": float(select_point(std, point)),
+                "pct": float(select_point(pct_mean, point)),
+                "pairs": int(select_point(n, point)),
+                "model": _is_model(ds, dsa, point),
+            }
+        )
+    return out
+
+
+def _axis_title(metric: str) -> str:
+    units = metric_units(metric)
+    what = "Host CPU" if metric.startswith("host_cpu") else short_metric(metric).capitalize()
+    return f"{what} saved ({units})" if units else f"{what} saved"
+
+
+def saved_by_dsa(data, metrics: Sequence[str] = SAVED_METRICS) -> go.Figure:
+    """Host CPU per GB (top) and total time (bottom) each DSA point saves against its CPU-detector twin (same other
+    parameters, same repeat), mean over repeat pairs ± their sample standard deviation; above zero DSA saves.
+
+    Parameters
+    ----------
+    data : a result dataset swept over ``detector`` (a DSA and a CPU one at least), one with a ``run`` dimension,
+        or a mapping run name -> dataset (runs overlaid, one bar colour per run and detector pair)
+    metrics : the metrics of the panels, top to bottom (units of each on its axis)
+
+    Bars the model predicted (backend ``model``) are hatched and named "(model)". The label on each bar of the top
+    panel is the summary's saving of that point (:func:`dsalab.analysis.summarize`: the mean over repeat pairs of
+    the saving in percent of the twin's value; with noisy repeats its sign can differ from the bar's, a mean of
+    differences).
+    """
+    runs = _runs(data)
+    for name, ds in runs:
+        require_swept(ds, ["detector"], f"figure 'saved'{' of run ' + name if name else ''}")
+        if not applies(ds):
+            dets = ", ".join(str(d) for d in ds["detector"].values)
+            raise InvalidArgument(f"figure 'saved' needs a dsa-* and a cpu-* detector; the dataset has {dets}")
+    fig = new_figure(
+        rows=len(metrics),
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.14 if len(metrics) > 1 else 0,
+        subplot_titles=[f"{cap(short_metric(m))}: CPU-detector twin minus DSA point" for m in metrics],
+    )
+    trace = 0
+    dims: list[str] = []
+    for name, ds in runs:
+        for dsa, cpu in saving_pairs(ds):
+            for row, metric in enumerate(metrics, start=1):
+                pts = saved_points(ds, dsa, cpu, metric)
+                dims = dims or list(pts[0]["point"])
+                model = [p["model"] for p in pts]
+                what = f"{dsa} vs {cpu}" + (" (model)" if all(model) else "")
+                fig.add_bar(
+                    x=[p["label"] for p in pts],
+                    y=[p["saved"] for p in pts],
+                    error_y={"type": "data", "array": [p["std"] for p in pts], "visible": True},
+                    text=[f"{p['pct']:.0f}%" if np.isfinite(p["pct"]) and row == 1 else "" for p in pts],
+                    textposition="inside",
+                    insidetextanchor="start",
+                    customdata=[[p["pairs"], "model" if p["model"] else "measured", f"{p['pct']:.1f}"] for p in pts],
+                    hovertemplate=(
+                        f"%{{x}}<br>saved %{{y:.3g}} {metric_units(metric)} ± %{{error_y.array:.2g}}"
+                        "<br>mean of the per-repeat savings: %{customdata[2]}%"
+                        "<br>%{customdata[0]} repeat pairs, %{customdata[1]}<extra></extra>"
+                    ),
+                    marker={"color": color(trace), "pattern": {"shape": [MODEL_PATTERN if m else "" for m in model]}},
+                    name=f"{name}: {what}" if name else what,
+                    legendgroup=f"{name}|{dsa}|{cpu}",
+                    showlegend=row == 1,
+                    row=row,
+                    col=1,
+                )
+                fig.update_yaxes(title_text=_axis_title(metric), row=row, col=1)
+                fig.add_hline(y=0, line={"color": "black", "width": 1}, row=row, col=1)
+            trace += 1
+    shown = ", ".join(PARAM_SHORT.get(d) or d.replace("_", " ") for d in dims)
+    fig.update_xaxes(title_text=f"parameter point ({shown})" if shown else "", type="category", row=len(metrics))
+    text = "Saved by DSA against CPU detection, paired by repeat (above 0: DSA saves; error bars: ±1 std)"
+    if len(runs) == 1:
+        title = figure_title(text, runs[0][1], ["detector", *dims])
+    else:
+        title = {"text": f"{text}<br><sup>runs: {' · '.join(n for n, _ in runs)}</sup>", "x": 0.02}
+    fig.update_layout(
+        title=title,
+        barmode="group",
+        height=PANEL_PX * len(metrics) + 200,
+        legend={"orientation": "h", "yanchor": "top", "y": -0.16, "x": 0.0, "xanchor": "left"},
+        uniformtext={"minsize": 9, "mode": "hide"},
+    )
+    fit_title(fig)
+    return fig
