@@ -82,6 +82,8 @@ class LabServer:
         news.parent.mkdir(parents=True, exist_ok=True)
         news.write_text('{"fetchNews": "false"}')
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+        # the kernel is this interpreter's (a kernel.json naming "python" finds this one first)
+        env["PATH"] = os.pathsep.join([str(pathlib.Path(sys.executable).parent), env.get("PATH", "")])
         return env
 
     def start(self) -> LabServer:
