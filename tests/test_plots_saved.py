@@ -12,6 +12,7 @@ from dsalab import analysis, plots, results
 from dsalab.cli import app
 from dsalab.errors import InvalidArgument
 from dsalab.plots.saved import MODEL_PATTERN, saved_points
+from dsalab.plots.style import point_label
 
 pytestmark = pytest.mark.timeout(300)
 cli = CliRunner()
@@ -45,7 +46,7 @@ def test_bars_are_paired_differences_with_their_spread(ds):
     fig = plots.saved_by_dsa(ds)
     top, bottom = (t for t in fig.data if t.type == "bar")
     assert top.name == bottom.name == "dsa-emulated vs cpu-numba"
-    assert list(top.x) == ["force normal ratio 0.5", "force normal ratio 0"]
+    assert list(top.x) == [point_label({"force_normal_ratio": v}) for v in (0.5, 0.0)]
     for trace, metric in ((top, "host_cpu_ms_per_gb"), (bottom, "total_time_ms")):
         for i, forced in enumerate((0.5, 0.0)):
             mean, std, n = expected(ds, metric, forced)
@@ -74,7 +75,7 @@ def test_zero_line_axis_titles_with_units(ds):
     assert len(zeros) == 2  # one per panel
     assert fig.layout.yaxis.title.text == "Host CPU saved (ms/GB)"
     assert fig.layout.yaxis2.title.text == "Total time saved (ms)"
-    assert "force normal ratio" in fig.layout.xaxis2.title.text
+    assert fig.layout.xaxis2.title.text.startswith("parameter point (")
     assert "above 0: DSA saves" in fig.layout.title.text
 
 

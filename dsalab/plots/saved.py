@@ -13,7 +13,6 @@ from dsalab.backends import Backend
 from dsalab.errors import InvalidArgument
 from dsalab.plots.style import (
     PARAM_SHORT,
-    cap,
     color,
     figure_title,
     fit_title,
@@ -115,8 +114,7 @@ def saved_by_dsa(data, metrics: Sequence[str] = SAVED_METRICS) -> go.Figure:
         rows=len(metrics),
         cols=1,
         shared_xaxes=True,
-        vertical_spacing=0.14 if len(metrics) > 1 else 0,
-        subplot_titles=[f"{cap(short_metric(m))}: CPU-detector twin minus DSA point" for m in metrics],
+        vertical_spacing=0.1 if len(metrics) > 1 else 0,
     )
     trace = 0
     dims: list[str] = []
@@ -152,7 +150,12 @@ def saved_by_dsa(data, metrics: Sequence[str] = SAVED_METRICS) -> go.Figure:
             trace += 1
     shown = ", ".join(PARAM_SHORT.get(d) or d.replace("_", " ") for d in dims)
     fig.update_xaxes(title_text=f"parameter point ({shown})" if shown else "", type="category", row=len(metrics))
-    text = "Saved by DSA against CPU detection, paired by repeat (above 0: DSA saves; error bars: ±1 std)"
+    only = f": {fig.data[0].name}" if trace == 1 else ""
+    text = (
+        f"Saved by DSA against CPU detection{only}<br>"
+        "<sup>CPU-detector twin minus DSA point, "
+        "paired by repeat · above 0: DSA saves · error bars: ±1 std of the paired differences</sup>"
+    )
     if len(runs) == 1:
         title = figure_title(text, runs[0][1], ["detector", *dims])
     else:
@@ -161,7 +164,7 @@ def saved_by_dsa(data, metrics: Sequence[str] = SAVED_METRICS) -> go.Figure:
         title=title,
         barmode="group",
         height=PANEL_PX * len(metrics) + 200,
-        legend={"orientation": "h", "yanchor": "top", "y": -0.16, "x": 0.0, "xanchor": "left"},
+        showlegend=trace > 1,  # one pair of one run: its name is in the title instead
         uniformtext={"minsize": 9, "mode": "hide"},
     )
     fit_title(fig)

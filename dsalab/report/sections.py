@@ -56,13 +56,18 @@ MACHINE_FIELDS = (
 )
 
 
+#: attributes shown as words: value as text -> shown
+READABLE = {"git_dirty": {"0": "no", "1": "yes"}, "machine_dsa_devices": {"[]": "none found"}}
+
+
 def _attr(ds, key: str) -> str:
+    """Attribute ``key`` of ``ds`` as text (``not recorded`` when missing; flags as yes/no)."""
     value = ds.attrs.get(key)
     if value is None or value == "":
         return NOT_RECORDED
     if isinstance(value, np.generic):
         value = value.item()
-    return str(value)
+    return READABLE.get(key, {}).get(str(value), str(value))
 
 
 def backends(ds) -> list[str]:
