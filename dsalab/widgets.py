@@ -83,6 +83,11 @@ def _trial_label(i: int, trial: Trial) -> str:
     )
 
 
+def _param_name(name: str) -> str:
+    """A swept parameter as a menu entry and in a title: ``"normal ratio"``, ``"packet size"``."""
+    return {"packet_bytes": "packet size", "guest_bytes": "guest RAM"}.get(name, name.replace("_", " "))
+
+
 def _source_threads(cpu: Mapping[str, float]) -> tuple[list[str], list[float]]:
     names = sorted((n for n in cpu if SOURCE_THREADS.match(n) and np.isfinite(cpu[n])), key=thread_order)
     return names, [float(cpu[n]) for n in names]
@@ -301,7 +306,9 @@ class SweepExplorer:
             **_slider_layout(),
         )
         big = [d for d in self.swept if ds.sizes[d] > 1] or self.swept
-        self.x_axis = W.Dropdown(options=big, value=big[0], description="x axis", **_slider_layout())
+        self.x_axis = W.Dropdown(
+            options=[(_param_name(d), d) for d in big], value=big[0], description="x axis", **_slider_layout()
+        )
         for control in [*self.controls.values(), *self.extra.values(), self.metric, self.x_axis]:
             control.observe(self._on_change, names="value")
         self.status = W.HTML()
@@ -376,7 +383,7 @@ class SweepExplorer:
             self.figure.layout.xaxis.type = "category"
             self.figure.layout.yaxis.title.text = plots.label(ds, metric)
             self.figure.layout.yaxis2.title.text = "CPU time per thread, mean over repeats (ms)"
-            self.figure.layout.annotations[0].text = f"{plots.short_metric(metric)} along {x}"
+            self.figure.layout.annotations[0].text = f"{plots.short_metric(metric)} along {_param_name(x)}"
             self.figure.layout.annotations[1].text = "CPU per thread at the selected point"
         text = ", ".join(f"{k}={plots.format_value(k, v)}" for k, v in point.items())
         self.status.value = f"selected {text}: {metric} = {float(at):.4g} ({n_ok}/{ok.size} repeats ok)"
