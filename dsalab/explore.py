@@ -150,6 +150,23 @@ def history_dataset(history: Sequence[tuple[Trial, TrialResult | None, str]], fi
     return build_dataset(records, coords, repeats, info)
 
 
+def dataset_trial(ds) -> Trial:
+    """The trial a dataset's points share outside their swept parameters: the sweep file's base trial
+    (attribute ``base_trial``) or the trial a grid or panel started from (``trial``); a default ``Trial()`` only
+    when the dataset records neither (or records one this version cannot read)."""
+    fields = set(Trial.fields())
+    for key in ("base_trial", "trial"):
+        text = ds.attrs.get(key)
+        if not text:
+            continue
+        try:
+            doc = json.loads(text)
+            return Trial(**{k: v for k, v in doc.items() if k in fields})
+        except (ValueError, TypeError):
+            continue
+    return Trial()
+
+
 def find_results(pattern: str | pathlib.Path) -> list[pathlib.Path]:
     """The netCDF files a path or glob names (a directory means every ``*.nc`` below it), sorted. An empty path is
     refused (``Path("")`` would mean the current directory, and every ``*.nc`` below it)."""

@@ -19,11 +19,11 @@ from typing import Any
 
 import ipywidgets as W
 import numpy as np
-import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dsalab import analysis, explore, plots, results
 from dsalab.errors import InvalidArgument
+from dsalab.plots.live import LiveFigure
 from dsalab.result import TrialResult
 from dsalab.threads import SOURCE_THREADS, thread_order
 from dsalab.trial import COMPLETIONS, DETECTORS, Trial
@@ -83,6 +83,11 @@ def _trial_label(i: int, trial: Trial) -> str:
     )
 
 
+def _param_name(name: str) -> str:
+    """A swept parameter as a menu entry and in a title: ``"normal ratio"``, ``"packet size"``."""
+    return {"packet_bytes": "packet size", "guest_bytes": "guest RAM"}.get(name, name.replace("_", " "))
+
+
 def _source_threads(cpu: Mapping[str, float]) -> tuple[list[str], list[float]]:
     names = sorted((n for n in cpu if SOURCE_THREADS.match(n) and np.isfinite(cpu[n])), key=thread_order)
     return names, [float(cpu[n]) for n in names]
@@ -136,7 +141,7 @@ class TuningPanel:
         )
 
     # -- the figure, built once ----------------------------------------------------------------------------------
-    def _build_figure(self) -> go.FigureWidget:
+    def _build_figure(self) -> LiveFigure:
         fig = make_subplots(
             rows=1,
             cols=3,
@@ -144,32 +149,65 @@ class TuningPanel:
             subplot_titles=["host CPU per GB, every trial", "throughput, every trial", "CPU per thread, last trial"],
             horizontal_spacing=0.09,
         )
-        fig.add_bar(x=[], y=[], name="host CPU per GB", marker_color=[], row=1, col=1)
-        fig.add_scatter(x=[], y=[], mode="lines+markers", name="throughput", row=1, col=2)
-        fig.add_bar(x=[], y=[], name="CPU per thread", marker_color="#2171b5", row=1, col=3)
-        fig.update_yaxes(title_text="ms/GB", row=1, col=1)
-        fig.update_yaxes(title_text="Mbit/s", row=1, col=2)
-        fig.update_yaxes(title_text="ms", row=1, col=3)
+        # one bar trace and one marker trace per detector (trials are unrelated: markers, no line), the legend
+        # naming the detectors' colours
+        for i, det in enumerate(DETECTORS):
+            fig.add_bar(x=[], y=[], name=det, legendgroup=det, marker_color=plots.color(i), row=1, col=1)
+        for i, det in enumerate(DETECTORS):
+            fig.add_scatter(
+                x=[], y=[], mode="markers", name=det, legendgroup=det, showlegend=False,
+                marker={"color": plots.color(i), "size": 10}, row=1, col=2,
+            )  # fmt: skip
+        fig.add_bar(x=[], y=[], name="CPU per thread", showlegend=False, row=1, col=3)
+        fig.update_yaxes(title_text=plots.label(None, "host_cpu_ms_per_gb"), row=1, col=1)
+        fig.update_yaxes(title_text=plots.label(None, "throughput_mbps"), row=1, col=2)
+        fig.update_yaxes(title_text=plots.label(None, "thread_cpu_ms"), row=1, col=3)
         fig.update_xaxes(type="category", row=1, col=1)
         fig.update_xaxes(type="category", row=1, col=2)
-        fig.update_layout(template=plots.TEMPLATE, showlegend=False, height=420, margin={"t": 60, "b": 120})
-        return go.FigureWidget(fig)
+        fig.update_layout(
+            template=plots.TEMPLATE,
+            barmode="relative",
+            legend={"orientation": "h", "x": 0, "y": 1.12, "yanchor": "bottom", "title": {"text": "detector"}},
+            height=460,
+            margin={"t": 90, "b": 120},
+        )
+        return LiveFigure(fig)
 
     def _update_figure(self) -> None:
         labels = [_trial_label(i, t) for i, (t, _, _) in enumerate(self.history, start=1)]
-        cpu = [r.host_cpu_ms_per_gb if r is not None else None for _, r, _ in self.history]
-        tput = [r.throughput_mbps if r is not None else None for _, r, _ in self.history]
-        colors = [plots.color(DETECTORS.index(t.detector)) for t, _, _ in self.history]
         last = next((r for _, r, _ in reversed(self.history) if r is not None), None)
         names, values = _source_threads(last.thread_cpu_ms) if last is not None else ([], [])
+        colors = plots.thread_colors(names)
+        n = len(DETECTORS)
         with self.figure.batch_update():
-            self.figure.data[0].x = labels
-            self.figure.data[0].y = cpu
-            self.figure.data[0].marker.color = colors
-            self.figure.data[1].x = labels
-            self.figure.data[1].y = tput
-            self.figure.data[2].x = names
-            self.figure.data[2].y = values
+            for i, det in enumerate(DETECTORS):
+                rows = [(lab, r) for lab, (t, r, _) in zip(labels, self.history, strict=True) if t.detector == det]
+                xs = [lab for lab, _ in rows]
+                self.figure.data[i].x = xs
+                self.figure.data[i].y = [r.host_cpu_ms_per_gb if r is not None else None for _, r in rows]
+                self.figure.data[n + i].x = xs
+                self.figure.data[n + i].y = [r.throughput_mbps if r is not None else None for _, r in rows]
+            self.figure.data[2 * n].x = names
+            self.figure.data[2 * n].y = values
+            self.figure.data[2 * n].marker.color = [colors[t] for t in names]
+            # the trials in the order they ran, whichever detector's trace holds them
+            for axis in (self.figure.layout.xaxis, self.figure.layout.xaxis2):
+                axis.categoryorder = "array"
+                axis.categoryarray = labels
+
+    def trial_values(self, metric: str = "host_cpu_ms_per_gb") -> list[float | None]:
+        """The figure's value of every trial, in run order (``"host_cpu_ms_per_gb"`` from the bars,
+        ``"throughput_mbps"`` from the markers); None for a failed trial."""
+        first = {"host_cpu_ms_per_gb": 0, "throughput_mbps": len(DETECTORS)}[metric]
+        by_label = {}
+        for trace in self.figure.data[first : first + len(DETECTORS)]:
+            by_label.update(zip(trace.x or (), trace.y or (), strict=True))
+        return [by_label[lab] for lab in self.figure.layout.xaxis.categoryarray or ()]
+
+    @property
+    def thread_trace(self):
+        """The figure's per-thread CPU bars (the last trial)."""
+        return self.figure.data[2 * len(DETECTORS)]
 
     # -- running ---------------------------------------------------------------------------------------------------
     def trial(self) -> Trial:
@@ -246,7 +284,7 @@ class SweepExplorer:
             return [v.item() if hasattr(v, "item") else v for v in ds[name].values]
 
         opts = {name: values(name) for name in self.swept if name in CONTROLLED}
-        base = Trial()
+        base = explore.dataset_trial(ds)  # the values of the controls the sweep did not vary
         for name in CONTROLLED:
             opts.setdefault(name, [getattr(base, name)])
         self.controls = make_controls(base, opts)
@@ -268,7 +306,9 @@ class SweepExplorer:
             **_slider_layout(),
         )
         big = [d for d in self.swept if ds.sizes[d] > 1] or self.swept
-        self.x_axis = W.Dropdown(options=big, value=big[0], description="x axis", **_slider_layout())
+        self.x_axis = W.Dropdown(
+            options=[(_param_name(d), d) for d in big], value=big[0], description="x axis", **_slider_layout()
+        )
         for control in [*self.controls.values(), *self.extra.values(), self.metric, self.x_axis]:
             control.observe(self._on_change, names="value")
         self.status = W.HTML()
@@ -288,15 +328,26 @@ class SweepExplorer:
         )
         self.update()
 
-    def _build_figure(self) -> go.FigureWidget:
+    def _build_figure(self) -> LiveFigure:
         fig = make_subplots(
             rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.1, subplot_titles=["metric", "threads"]
         )
-        fig.add_scatter(x=[], y=[], mode="lines+markers", error_y={"type": "data", "array": [], "visible": True})
-        fig.add_scatter(x=[], y=[], mode="markers", marker={"size": 16, "symbol": "circle-open", "color": "#d62728"})
-        fig.add_bar(x=[], y=[], marker_color="#2171b5", row=1, col=2)
-        fig.update_layout(template=plots.TEMPLATE, showlegend=False, height=420)
-        return go.FigureWidget(fig)
+        fig.add_scatter(
+            x=[], y=[], mode="lines+markers", name="mean ± sd over repeats",
+            error_y={"type": "data", "array": [], "visible": True}, marker_color=plots.color(0),
+        )  # fmt: skip
+        fig.add_scatter(
+            x=[], y=[], mode="markers", name="selected point",
+            marker={"size": 16, "symbol": "circle-open", "color": plots.color(3), "line": {"width": 2}},
+        )  # fmt: skip
+        fig.add_bar(x=[], y=[], name="CPU per thread", showlegend=False, row=1, col=2)
+        fig.update_layout(
+            template=plots.TEMPLATE,
+            height=440,
+            legend={"orientation": "h", "x": 0, "y": 1.12, "yanchor": "bottom"},
+            margin={"t": 90},
+        )
+        return LiveFigure(fig)
 
     def selection(self) -> dict[str, Any]:
         """The selected point: swept parameter -> value."""
@@ -315,6 +366,7 @@ class SweepExplorer:
         at = mean.sel(point)
         cpu = analysis.mean_std(ds, "thread_cpu_ms")[0].sel(point)
         names, values = _source_threads(dict(zip((str(t) for t in cpu.thread.values), cpu.values, strict=True)))
+        colors = plots.thread_colors(names)
         xs = [plots.format_value(x, v) for v in ds[x].values]
         ok = ds.status.sel(point)
         n_ok = int((ok == "ok").sum())
@@ -326,11 +378,12 @@ class SweepExplorer:
             self.figure.data[1].y = [float(at)]
             self.figure.data[2].x = names
             self.figure.data[2].y = values
+            self.figure.data[2].marker.color = [colors[t] for t in names]
             self.figure.layout.xaxis.title.text = plots.label(ds, x)
             self.figure.layout.xaxis.type = "category"
             self.figure.layout.yaxis.title.text = plots.label(ds, metric)
-            self.figure.layout.yaxis2.title.text = "CPU ms (mean over repeats)"
-            self.figure.layout.annotations[0].text = f"{plots.short_metric(metric)} along {x}"
+            self.figure.layout.yaxis2.title.text = "CPU time per thread, mean over repeats (ms)"
+            self.figure.layout.annotations[0].text = f"{plots.short_metric(metric)} along {_param_name(x)}"
             self.figure.layout.annotations[1].text = "CPU per thread at the selected point"
         text = ", ".join(f"{k}={plots.format_value(k, v)}" for k, v in point.items())
         self.status.value = f"selected {text}: {metric} = {float(at):.4g} ({n_ok}/{ok.size} repeats ok)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -188,3 +189,18 @@ def test_cli_turns_a_bad_path_into_one_error_line():
     assert proc.stderr.strip() == (
         "error: results path is empty; allowed: a netCDF file, a directory of them, or a glob"
     ), proc.stderr
+
+
+def test_dataset_trial_reads_the_sweeps_base_then_the_grids_trial():
+    import xarray as xr
+
+    base = Trial(detector="dsa-emulated", channels=4, guest_bytes="8MiB")
+    grid = Trial(detector="cpu-native", batch_size=64)
+    ds = xr.Dataset(attrs={"base_trial": base.to_json(), "trial": grid.to_json()})
+    assert explore.dataset_trial(ds) == base  # a sweep file's base first
+    assert explore.dataset_trial(xr.Dataset(attrs={"trial": grid.to_json()})) == grid
+    # unreadable or foreign attributes: the next one, else a default Trial(); unknown fields are left out
+    foreign = dict(grid.to_dict(), field_of_a_later_version=1)
+    assert explore.dataset_trial(xr.Dataset(attrs={"base_trial": "{not json", "trial": json.dumps(foreign)})) == grid
+    assert explore.dataset_trial(xr.Dataset(attrs={"trial": '{"channels": 0}'})) == Trial()
+    assert explore.dataset_trial(xr.Dataset()) == Trial()

@@ -49,6 +49,71 @@ def test_label_from_attrs(ds):
     assert plots.label(ds, "packet_bytes") == plots.PARAM_LABELS["packet_bytes"]
 
 
+def test_plain_numbers_for_heatmap_cells():
+    assert plots.plain(1392.4) == "1,390" and plots.plain(463.2) == "463" and plots.plain(0.012345) == "0.0123"
+    assert plots.plain(157.0, 2) == "160" and plots.plain(-12.345) == "-12.3" and plots.plain(0) == "0"
+    assert plots.plain(float("nan")) == "n/a" and plots.plain(999.7) == "1,000"
+    assert plots.mean_pm(1392.4, 157.0) == "1,390 ± 160" and plots.mean_pm(463.0, float("nan")) == "463"
+
+
+def test_heatmap_cells_and_axes_read_plainly(ds):
+    big = ds.copy(deep=True)
+    big["host_cpu_ms_per_gb"] = big.host_cpu_ms_per_gb * 0 + 1390.0 + 160.0 * (big.repeat - 0.5) * np.sqrt(2)
+    fig = plots.heatmap(big, x="batch_size", y="normal_ratio")
+    cells = [c for t in fig.data for row in t.text for c in row]
+    assert cells and all(c == "1,390 ± 160" for c in cells), cells[:3]  # not "1.39e+03 ±1.6e+02"
+    assert fig.layout.xaxis.title.text == plots.PARAM_LABELS["batch_size"] == "Batch size (pages per DSA batch)"
+    assert fig.layout.yaxis.title.text == "Normal page ratio (fraction of pages non-zero)"
+
+
+#: the one axis-title rule: "Name (units)" for numbers; a category axis (detector, thread, trial) may have no units
+AXIS_TITLE = __import__("re").compile(r"[A-Z][^()]*( \([^()]+\))?")
+
+
+def _axis_titles(fig):
+    for name in dir(fig.layout):
+        if name.startswith(("xaxis", "yaxis")) and fig.layout[name] is not None:
+            axis = fig.layout[name]
+            if axis.title.text:
+                yield name, axis.title.text, axis.type
+
+
+def test_one_axis_title_rule_with_units(ds, scaling_ds):
+    figs = {**plots.overview(ds), **{f"scaling-{k}": f for k, f in plots.overview(scaling_ds).items()}}
+    figs["thread-ref"] = plots.thread_cpu(ds, reference=True)
+    figs["heatmap"] = plots.heatmap(ds, x="batch_size", y="normal_ratio")
+    seen = 0
+    for kind, fig in figs.items():
+        for axis, text, kind_of_axis in _axis_titles(fig):
+            seen += 1
+            assert AXIS_TITLE.fullmatch(text), f"{kind} {axis}: {text!r} does not read 'Name (units)'"
+            numeric = kind_of_axis != "category" and "detector" not in text.lower()
+            assert not numeric or text.endswith(")"), f"{kind} {axis}: {text!r} has no units"
+    assert seen >= 10
+
+
+def test_palette_colours_are_distinct_and_many():
+    assert len(plots.COLORS) >= 20 and len(set(c.lower() for c in plots.COLORS)) == len(plots.COLORS)
+    senders = [f"multifdsend_{i}" for i in range(8)]
+    colors = plots.thread_colors(["live_migration", "dsa_completion", *senders])
+    assert len(set(colors.values())) == 10  # every thread its own colour (the seed's blues repeated)
+
+
+def test_lines_distinct_colours_cpu_dashed_grouped_by_detector(ds):
+    import xarray as xr
+
+    # 16 lines along batch size (2 detectors x 2 normal ratios x 4 channel counts), as in the exported figure
+    dsa = ds.assign_coords(detector=["cpu-numba", "dsa-emulated"])
+    wide = xr.concat([dsa] * 4, dim="channels").assign_coords(channels=[1, 2, 4, 8])
+    fig = plots.lines(wide, "batch_size")
+    assert len(fig.data) == 16
+    assert len({t.line.color for t in fig.data}) == 16  # no two lines share a colour
+    for t in fig.data:
+        assert t.legendgroup in ("cpu-numba", "dsa-emulated") and t.legendgrouptitle.text == t.legendgroup
+        assert t.line.dash == ("dash" if t.legendgroup.startswith("cpu") else "solid")  # CPU lines dashed
+        assert "channels" in t.name and t.legendgroup not in t.name  # the group title names the detector
+
+
 def test_format_value():
     assert plots.format_value("packet_bytes", 512 << 10) == "512 KiB"
     assert plots.format_value("packet_bytes", 4 << 20) == "4 MiB"
@@ -63,7 +128,7 @@ def test_lines_mean_and_error_bars(ds):
     assert "ms/GB" in fig.layout.yaxis.title.text
     assert len(fig.data) == 4  # detector x normal_ratio
     expected = ds.host_cpu_ms_per_gb.sel(detector="cpu-native", normal_ratio=1.0)
-    trace = next(t for t in fig.data if t.name == "cpu-native, normal 1")
+    trace = next(t for t in fig.data if (t.legendgroup, t.name) == ("cpu-native", "normal 1"))
     np.testing.assert_allclose(trace.y, expected.mean("repeat").values)
     np.testing.assert_allclose(trace.error_y.array, expected.std("repeat", ddof=1).values)  # sample std
 
@@ -159,7 +224,7 @@ def test_break_even_error_bars_are_paired_by_repeat(ds):
 def test_heatmap_cells_show_the_sample_std(ds):
     fig = plots.heatmap(ds, x="batch_size", y="normal_ratio")
     std = ds.host_cpu_ms_per_gb.sel(detector="cpu-numba", normal_ratio=0.0, batch_size=32).std(ddof=1)
-    assert fig.data[0].text[0][0].endswith(f"±{float(std):.2g}")
+    assert fig.data[0].text[0][0].endswith(f"± {plots.plain(float(std), 2)}")
 
 
 def test_break_even_defaults_to_dsa_minus_cpu(ds):
@@ -298,7 +363,9 @@ def test_export_html_png_svg(ds, tmp_path):
     png = paths[1].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     pixels = png_pixels(png)
-    assert pixels.shape[1] == plots.WIDTH and _colors(pixels) > 10  # bars, text: not a blank image
+    assert (
+        pixels.shape[1] == plots.SCALE * plots.WIDTH == 2000 and _colors(pixels) > 10
+    )  # bars, text: not a blank image
     root = ET.parse(paths[2]).getroot()
     assert root.tag.endswith("svg")
     assert "Host CPU per thread" in paths[2].read_text()
@@ -367,3 +434,13 @@ def test_exported_html_renders_in_chromium(ds, tmp_path):
     pixels = png_pixels(shot.read_bytes())
     assert _colors(pixels) > 10  # lines, text and the colour of each curve: not a blank page
     assert (pixels.reshape(-1, 3)[::7] != 255).any(axis=1).mean() > 0.02
+
+
+def test_thread_figure_is_tall_enough_for_its_legend(ds):
+    # notebook 01's figure: our point(s) beside the seed's; every thread's legend row must fit, dsa_completion too
+    one = ds.sel(detector=["cpu-native"], normal_ratio=[0.0], batch_size=[32])
+    fig = plots.thread_cpu(one, reference=True)
+    entries = [t.name for t in fig.data if t.showlegend is not False]
+    assert "dsa_completion" in entries and len(entries) >= 8
+    plot_height = fig.layout.height - fig.layout.margin.t - 80  # plotly's default bottom margin
+    assert plot_height >= 20 * len(entries), (fig.layout.height, len(entries))

@@ -11,6 +11,7 @@ import pytest
 from dsalab import explore, plots, results
 from dsalab.errors import DsalabError, InvalidArgument
 from dsalab.migration import Trial
+from dsalab.trial import DETECTORS
 from dsalab.widgets import CONTROLLED, SweepExplorer, TuningPanel
 
 pytestmark = pytest.mark.timeout(300)
@@ -37,17 +38,18 @@ def test_changing_a_control_runs_a_trial_and_updates_the_figure():
     assert error == "" and result is not None and result.verified
     assert trial.batch_size == 32 and trial.guest_bytes == BASE.guest_bytes
     assert panel.figure is figure  # updated in place, not rebuilt
-    assert list(figure.data[0].y) == [pytest.approx(result.host_cpu_ms_per_gb)]
-    assert list(figure.data[1].y) == [pytest.approx(result.throughput_mbps)]
-    assert set(figure.data[2].x) == {"live_migration", "multifdsend_0", "multifdsend_1"}
-    np.testing.assert_allclose(sum(figure.data[2].y), result.host_cpu_ms, rtol=1e-6)
+    assert panel.trial_values() == [pytest.approx(result.host_cpu_ms_per_gb)]
+    assert panel.trial_values("throughput_mbps") == [pytest.approx(result.throughput_mbps)]
+    assert set(panel.thread_trace.x) == {"live_migration", "multifdsend_0", "multifdsend_1"}
+    np.testing.assert_allclose(sum(panel.thread_trace.y), result.host_cpu_ms, rtol=1e-6)
     assert "verified yes" in panel.status.value
 
     panel.controls["normal_ratio"].value = 0.25
     panel.controls["channels"].value = 1
     assert len(panel.history) == 3
-    assert len(figure.data[0].x) == 3 and figure.data[0].x[-1].startswith("#3 cpu-native")
-    assert set(figure.data[2].x) == {"live_migration", "multifdsend_0"}  # the last trial's threads
+    labels = figure.layout.xaxis.categoryarray
+    assert len(labels) == 3 and labels[-1].startswith("#3 cpu-native")
+    assert set(panel.thread_trace.x) == {"live_migration", "multifdsend_0"}  # the last trial's threads
     assert panel.history[-1][0].channels == 1 and panel.history[-1][0].normal_ratio == 0.25
 
 
@@ -57,9 +59,9 @@ def test_run_once_without_auto_run():
     assert panel.history == []
     result = panel.run_once()
     assert result is not None and result.trial.packet_bytes == 64 << 10
-    assert len(panel.figure.data[0].y) == 1
+    assert len(panel.trial_values()) == 1
     panel.clear()
-    assert panel.history == [] and len(panel.figure.data[0].y) == 0
+    assert panel.history == [] and panel.trial_values() == []
 
 
 @pytest.mark.skipif(pathlib.Path("/dev/dsa").exists(), reason="this machine has DSA work queues")
@@ -70,7 +72,7 @@ def test_a_failed_trial_is_kept_and_explained():
     _, result, error = panel.history[0]
     assert result is None and error
     assert "failed" in panel.status.value
-    assert list(panel.figure.data[0].y) == [None]
+    assert panel.trial_values() == [None]
 
 
 def test_history_dataset_and_save(tmp_path):
@@ -171,3 +173,69 @@ def test_sweep_explorer_other_parameters_get_a_dropdown():
     assert explorer.selection() == {"guest_bytes": 4 << 20, "normal_ratio": 0.0}
     mean = ds.host_cpu_ms_per_gb.mean("repeat")
     assert explorer.figure.data[1].y[0] == pytest.approx(float(mean.sel(guest_bytes=4 << 20, normal_ratio=0.0)))
+
+
+# -- issue 14: the figures as a browser draws them ------------------------------------------------------------------
+
+
+def _stored(fig):
+    """What a reloaded page draws: the widget's synced traces and layout (the traits the kernel sends a new page;
+    get_state() would give the same, serialised)."""
+    assert {"_widget_data", "_widget_layout"} <= set(fig.get_state())
+    return fig._widget_data, fig._widget_layout
+
+
+def test_panel_figure_state_survives_a_reload():
+    panel = TuningPanel(BASE)
+    panel.controls["batch_size"].value = 32
+    panel.controls["detector"].value = "cpu-numba"
+    data, layout = _stored(panel.figure)
+    by_name = {(d["type"], d.get("name")): d for d in data}
+    assert by_name[("bar", "cpu-native")]["y"] == [pytest.approx(panel.history[0][1].host_cpu_ms_per_gb)]
+    assert by_name[("scatter", "cpu-numba")]["y"] == [pytest.approx(panel.history[1][1].throughput_mbps)]
+    assert list(layout["xaxis"]["categoryarray"]) == list(panel.figure.layout.xaxis.categoryarray)
+    threads = next(d for d in data if d.get("name") == "CPU per thread")
+    assert len(threads["x"]) == 3 and len(threads["marker"]["color"]) == 3
+
+
+def test_explorer_figure_state_survives_a_reload(sweep):
+    explorer = SweepExplorer(sweep)
+    explorer.controls["batch_size"].value = 128
+    data, layout = _stored(explorer.figure)
+    mean = sweep.host_cpu_ms_per_gb.mean("repeat").sel(batch_size=128)
+    np.testing.assert_allclose(data[0]["y"], mean.values)
+    assert len(data[2]["x"]) == 3 and all(v > 0 for v in data[2]["y"])  # the per-thread bars, not empty
+    assert layout["annotations"][0]["text"] != "metric"  # the real titles, not the placeholders
+    assert "ms/GB" in layout["yaxis"]["title"]["text"]
+
+
+def test_widget_figures_are_full_width_and_responsive():
+    from dsalab.plots import live
+
+    for fig in (TuningPanel(BASE).figure, SweepExplorer.__new__(SweepExplorer)._build_figure()):
+        assert fig.layout.width is None and fig.layout.autosize is True  # no fixed (700 px default) width
+        assert fig.get_state()["_config"]["responsive"] is True
+        assert "_widget_layout" in fig.get_state() and "width" not in fig.get_state()["_widget_layout"]
+    assert live.responsive_module_found()  # the resize wrapper is in the module the page loads
+    module = live.LiveFigure._esm
+    assert "ResizeObserver" in module and module.count("__dsalabLive as default") == 1
+
+
+def test_explorer_fixed_values_come_from_the_dataset(sweep):
+    explorer = SweepExplorer(sweep)  # the sweep ran cpu-native only, 2 channels, 4 MiB guests
+    assert explorer.controls["detector"].value == "cpu-native" and explorer.controls["detector"].disabled
+    assert explorer.controls["channels"].value == 2 and explorer.controls["channels"].disabled
+    # a sweep file's dataset names its base trial
+    ds = sweep.copy()
+    ds.attrs = {"base_trial": Trial(detector="dsa-emulated", channels=4).to_json()}
+    explorer = SweepExplorer(ds)
+    assert (explorer.controls["detector"].value, explorer.controls["channels"].value) == ("dsa-emulated", 4)
+
+
+def test_panel_trials_are_markers_with_a_detector_legend():
+    panel = TuningPanel(BASE)
+    fig = panel.figure
+    assert all(t.mode == "markers" for t in fig.data if t.type == "scatter")  # unrelated trials: no line
+    legend = [t.name for t in fig.data if t.showlegend is not False]
+    assert legend == list(DETECTORS) and fig.layout.legend.title.text == "detector"
+    assert len({t.marker.color for t in fig.data if t.type == "bar" and t.name in DETECTORS}) == len(DETECTORS)

@@ -31,7 +31,7 @@ from dsalab.analysis import NON_PARAM_DIMS, break_even_points, crossings, mean_s
 from dsalab.plots.benchmark import KERNEL_CASES, kernel_bandwidth
 from dsalab.plots.breakeven import break_even
 from dsalab.plots.distributions import latency
-from dsalab.plots.exporting import FORMATS, export, export_many
+from dsalab.plots.exporting import FORMATS, SCALE, export, export_many
 from dsalab.plots.parameters import batch_and_packet, heatmap, lines, scaling
 from dsalab.plots.registry import KINDS, REGISTRY, FigureKind, figure, overview
 from dsalab.plots.saved import saved_by_dsa
@@ -46,7 +46,11 @@ from dsalab.plots.style import (
     color,
     format_value,
     label,
+    line_dash,
+    mean_pm,
+    plain,
     short_metric,
+    thread_colors,
 )
 from dsalab.plots.threads import thread_cpu
 
@@ -61,6 +65,7 @@ __all__ = [
     "PARAM_LABELS",
     "PARAM_SHORT",
     "REGISTRY",
+    "SCALE",
     "TEMPLATE",
     "WIDTH",
     "FigureKind",
@@ -77,12 +82,16 @@ __all__ = [
     "kernel_bandwidth",
     "label",
     "latency",
+    "line_dash",
     "lines",
+    "mean_pm",
     "mean_std",
     "overview",
+    "plain",
     "saved_by_dsa",
     "scaling",
     "short_metric",
     "swept_dims",
+    "thread_colors",
     "thread_cpu",
 ]

@@ -45,7 +45,7 @@ def kernel_bandwidth(rows) -> go.Figure:
                 row=1,
                 col=c,
             )
-    fig.update_yaxes(title_text="GB/s (higher is better)", col=1)
+    fig.update_yaxes(title_text="Read bandwidth, higher is better (GB/s)", col=1)
     size = int(df["bytes"].max()) if "bytes" in df else 0
     fig.update_layout(
         barmode="group",

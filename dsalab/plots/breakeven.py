@@ -42,7 +42,7 @@ def break_even(
     for i, c in enumerate(curves):
         name = point_label(c["point"])
         prefix = f"{name}: " if name else ""
-        for det, key, dash in ((off, "offload_mean", "solid"), (base, "baseline_mean", "dot")):
+        for det, key, dash in ((off, "offload_mean", "solid"), (base, "baseline_mean", "dash")):
             fig.add_scatter(
                 x=c["normal_ratio"],
                 y=c[key],
@@ -82,7 +82,7 @@ def break_even(
     fig.add_hline(y=0, line={"color": "black", "width": 1}, row=2, col=1)
     fig.update_xaxes(title_text=label(ds, "normal_ratio"), row=2, col=1)
     fig.update_yaxes(title_text=label(ds, metric), row=1, col=1)
-    fig.update_yaxes(title_text=f"difference ({metric_units(metric)})", row=2, col=1)
+    fig.update_yaxes(title_text=f"Difference, {off} minus {base} ({metric_units(metric)})", row=2, col=1)
     if notes:
         fig.add_annotation(
             text="<br>".join(notes), xref="paper", yref="paper", x=0, y=-0.16, showarrow=False, align="left"

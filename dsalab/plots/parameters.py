@@ -21,6 +21,8 @@ from dsalab.plots.style import (
     fit_title,
     format_value,
     label,
+    line_dash,
+    mean_pm,
     new_figure,
     point_label,
     short_metric,
@@ -36,17 +38,22 @@ def _add_lines(
     for i, point in enumerate(groups, start=color_offset):
         m = select_point(mean, point)
         s = select_point(std, point)
-        name = point_label(point) or short_metric(metric)
+        full = point_label(point) or short_metric(metric)
+        # legends grouped by detector (its name the group's title), each line its own colour, CPU lines dashed
+        detector = str(point["detector"]) if "detector" in point else ""
+        rest = {k: v for k, v in point.items() if k != "detector"}
         fig.add_scatter(
             x=ds[x].values,
             y=m.values,
             error_y={"type": "data", "array": s.values, "visible": True},
             mode="lines+markers",
-            name=name,
-            legendgroup=name,
+            name=(point_label(rest) or detector) if detector else full,
+            legendgroup=detector or full,
+            legendgrouptitle_text=detector or None,
             showlegend=legend,
-            line_color=color(i),
-            hovertemplate=f"{name}<br>{x}=%{{x}}<br>{metric}=%{{y:.3g}}<extra></extra>",
+            line={"color": color(i), "dash": line_dash(point)},
+            marker_color=color(i),
+            hovertemplate=f"{full}<br>{x}=%{{x}}<br>{metric}=%{{y:.3g}}<extra></extra>",
             row=row,
             col=col,
         )
@@ -132,10 +139,7 @@ def heatmap(ds, metric: str = "host_cpu_ms_per_gb", x: str = "batch_size", y: st
         r, c = i // ncols + 1, i % ncols + 1
         m = select_point(mean, point).transpose(y, x)
         s = select_point(std, point).transpose(y, x)
-        text = [
-            [f"{a:.3g}<br>±{b:.2g}" for a, b in zip(ra, rb, strict=True)]
-            for ra, rb in zip(m.values, s.values, strict=True)
-        ]
+        text = [[mean_pm(a, b) for a, b in zip(ra, rb, strict=True)] for ra, rb in zip(m.values, s.values, strict=True)]
         fig.add_heatmap(
             x=[format_value(x, v) for v in ds[x].values],
             y=[format_value(y, v) for v in ds[y].values],
@@ -151,11 +155,8 @@ def heatmap(ds, metric: str = "host_cpu_ms_per_gb", x: str = "batch_size", y: st
             row=r,
             col=c,
         )
-        fig.update_xaxes(title_text=PARAM_SHORT.get(x) or x, type="category", row=r, col=c)
-        fig.update_yaxes(title_text=PARAM_SHORT.get(y) or y if c == 1 else "", type="category", row=r, col=c)
-    if panels == [{}]:
-        fig.update_xaxes(title_text=label(ds, x))
-        fig.update_yaxes(title_text=label(ds, y))
+        fig.update_xaxes(title_text=label(ds, x), type="category", row=r, col=c)
+        fig.update_yaxes(title_text=label(ds, y) if c == 1 else "", type="category", row=r, col=c)
     fig.update_layout(height=max(HEIGHT, 160 + 300 * nrows))
     fig.update_layout(title=figure_title(f"{cap(short_metric(metric))} (mean over repeats)", ds, [x, y]))
     fit_title(fig)

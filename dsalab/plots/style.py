@@ -6,6 +6,7 @@ The vocabulary the figures need (metric units and names, thread roles) is import
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "PARAM_SHORT",
     "SOURCE_THREADS",
     "TEMPLATE",
+    "THREAD_FIXED",
     "WIDTH",
     "axis_kind",
     "cap",
@@ -35,27 +37,32 @@ __all__ = [
     "fit_title",
     "format_value",
     "label",
+    "line_dash",
+    "mean_pm",
     "metric_units",
     "new_figure",
+    "plain",
     "point_label",
     "short_metric",
     "subtitle",
+    "thread_colors",
     "thread_order",
 ]
 
-#: how swept parameters (Trial field names) are labelled on axes and legends
+#: how swept parameters (Trial field names) are labelled on axes and legends: one rule for every axis title,
+#: "Name (units)" (:func:`label`); categories have no units
 PARAM_LABELS = {
-    "batch_size": "batch size (pages per DSA batch descriptor)",
-    "packet_bytes": "multifd packet size",
-    "devices": "DSA devices",
-    "channels": "multifd channels",
-    "normal_ratio": "normal page ratio (fraction of guest pages that are non-zero)",
-    "force_normal_ratio": "forced normal ratio",
-    "detector": "zero-page detector",
+    "batch_size": "Batch size (pages per DSA batch)",
+    "packet_bytes": "Multifd packet size (bytes)",
+    "devices": "DSA devices (count)",
+    "channels": "Multifd channels (count)",
+    "normal_ratio": "Normal page ratio (fraction of pages non-zero)",
+    "force_normal_ratio": "Forced normal ratio (fraction of zero pages)",
+    "detector": "Zero-page detector",
     "completion": "DSA completion mode",
-    "guest_bytes": "guest RAM",
-    "cpu_fraction": "fraction of detection done on the CPU",
-    "page_size": "page size (bytes)",
+    "guest_bytes": "Guest RAM (bytes)",
+    "cpu_fraction": "Detection done on the CPU (fraction)",
+    "page_size": "Page size (bytes)",
 }
 #: short parameter names for legends and bar labels
 PARAM_SHORT = {
@@ -83,7 +90,8 @@ METRIC_SHORT = {
 WIDTH, HEIGHT = 1000, 600
 #: the plotly template of every figure and panel
 TEMPLATE = "plotly_white"
-#: the colour cycle (plotly's / matplotlib's default ten)
+#: the one palette of every figure and panel: plotly's / matplotlib's default ten, then ten more chosen for
+#: contrast with them and with each other (CIELAB distance >= 25), so that up to twenty lines or threads differ
 COLORS = (
     "#1f77b4",
     "#ff7f0e",
@@ -95,13 +103,63 @@ COLORS = (
     "#7f7f7f",
     "#bcbd22",
     "#17becf",
+    "#000000",
+    "#637939",
+    "#93003a",
+    "#f99379",
+    "#023fa5",
+    "#008856",
+    "#a1caf1",
+    "#882d17",
+    "#e7ba52",
+    "#7b4173",
 )
+#: fixed colours of the threads every migration has (the senders take the others, in order)
+THREAD_FIXED = {"live_migration": "#7f7f7f", "dsa_completion": "#d62728"}
 
 
 def color(i: int) -> str:
     """The ``i``-th colour of :data:`COLORS` (cycling), as ``"#rrggbb"``: trace ``i`` of a figure, or detector
     ``i`` of the tuning panel."""
     return COLORS[i % len(COLORS)]
+
+
+def thread_colors(names: Iterable[str]) -> dict[str, str]:
+    """A distinct colour for each thread name: :data:`THREAD_FIXED` for the fixed roles, the rest of
+    :data:`COLORS` in thread order for the others (senders, receivers, device engines)."""
+    fixed = set(THREAD_FIXED.values())
+    free = [c for c in COLORS if c not in fixed]
+    out: dict[str, str] = {}
+    others = [n for n in sorted(set(names), key=thread_order) if n not in THREAD_FIXED]
+    out.update({n: free[i % len(free)] for i, n in enumerate(others)})
+    out.update({n: c for n, c in THREAD_FIXED.items() if n in set(names)})
+    return out
+
+
+def line_dash(point: Mapping[str, Any]) -> str:
+    """The line dash of a line at ``point``: dashed for a CPU detector (``cpu-*``), solid otherwise."""
+    return "dash" if str(point.get("detector", "")).startswith("cpu") else "solid"
+
+
+def plain(value: float, digits: int = 3) -> str:
+    """A number rounded to ``digits`` significant digits, written plainly with thousands separators:
+    ``plain(1392.4) == "1,390"``, ``plain(0.01234) == "0.0123"``; ``"n/a"`` for NaN or infinity."""
+    v = float(value)
+    if not np.isfinite(v):
+        return "n/a"
+    if v == 0:
+        return "0"
+    places = digits - 1 - int(np.floor(np.log10(abs(v))))
+    rounded = round(v, places)
+    return f"{rounded:,.{max(places, 0)}f}"
+
+
+def mean_pm(mean: float, std: float) -> str:
+    """``"1,390 ± 160"``: a mean to three significant digits and its spread to two (:func:`plain`); the mean
+    alone when the spread is not a number (one repeat)."""
+    if not np.isfinite(float(std)):
+        return plain(mean)
+    return f"{plain(mean)} ± {plain(std, 2)}"
 
 
 def cap(text: str) -> str:
@@ -122,16 +180,22 @@ def metric_units(name: str) -> str:
 
 
 def label(ds, name: str) -> str:
-    """Axis label of a variable or coordinate: its ``long_name`` and ``(units)``, or the parameter label."""
+    """Axis title of a variable or coordinate, by the one rule of every figure: ``"Name (units)"``, the name
+    being its ``long_name`` without any parenthesised remark (or the parameter label of :data:`PARAM_LABELS`),
+    the units left out when they are ``"1"`` (a fraction or flag) or none."""
     if name in PARAM_LABELS:
         return PARAM_LABELS[name]
-    attrs = ds[name].attrs if name in ds.variables else {}
+    attrs = ds[name].attrs if ds is not None and name in ds.variables else {}
     known = _schema_metric(name)
     if not attrs and known:
         attrs = {"units": known[0], "long_name": known[1]}
-    text = cap(str(attrs.get("long_name", name.replace("_", " "))))
+    text = cap(_PARENTHESES.sub("", str(attrs.get("long_name", name.replace("_", " ")))).strip())
     u = attrs.get("units")
     return f"{text} ({u})" if u and u != "1" else text
+
+
+#: a parenthesised remark in a long name ("total migration time (setup included)")
+_PARENTHESES = re.compile(r"\s*\([^()]*\)")
 
 
 def short_metric(name: str) -> str:

@@ -41,7 +41,7 @@ def tenant_times(ds) -> go.Figure:
         x=names, y=ds["predicted_time_ms"].values[order], name="alone", mode="markers", marker_color=color(1)
     )
     fig.update_yaxes(title_text=label(ds, "migration_time_ms"))
-    fig.update_xaxes(title_text="tenant (slowest first)", showticklabels=len(names) <= 40)
+    fig.update_xaxes(title_text="Tenant, slowest first", showticklabels=len(names) <= 40)
     fig.update_layout(title=_title("Migration time of each tenant", ds))
     return fig
 
@@ -90,7 +90,7 @@ def grid_lines(ds, metric: str, x: str, by: str | None = None) -> go.Figure:
                 name=f"{name} {'average' if part == 'mean' else 'worst'}".strip(), mode="lines+markers",
                 line={"color": color(i), "dash": dash},
             )  # fmt: skip
-    fig.update_xaxes(title_text=x.replace("_", " "))
+    fig.update_xaxes(title_text=label(ds, x))
     fig.update_yaxes(title_text=label(ds, f"{metric}_mean").replace(", average over tenants", ""))
     fig.update_layout(title=_title(f"{label(ds, f'{metric}_mean').split(',')[0]} against {x}", ds))
     return fig
@@ -116,6 +116,6 @@ def cpu_breakdown(runs: Mapping[str, object]) -> go.Figure:
         if var == "predicted_host_cpu_ms":
             y = [v if v is not None else float(runs[k]["host_cpu_ms"].mean()) for k, v in zip(labels, y, strict=True)]  # type: ignore[index]
         fig.add_bar(x=labels, y=y, name=name, marker_color=color(i))
-    fig.update_yaxes(title_text="host CPU per tenant, average (ms)")
+    fig.update_yaxes(title_text="Host CPU per tenant, average (ms)")
     fig.update_layout(barmode="stack", title=_title("Where a tenant's host CPU goes", first, policy=False))
     return fig

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import plotly.graph_objects as go
 
@@ -11,23 +9,17 @@ from dsalab.analysis import mean_std, points, select_point, swept_dims
 from dsalab.plots.style import (
     HEIGHT,
     SOURCE_THREADS,
-    color,
     figure_title,
     fit_title,
     new_figure,
     point_label,
+    thread_colors,
     thread_order,
 )
 
-
-def _thread_colors(names: Sequence[str]) -> dict[str, str]:
-    senders = [n for n in names if n.startswith("multifdsend_")]
-    blues = ["#08519c", "#2171b5", "#4292c6", "#6baed6", "#9ecae1", "#3182bd", "#6a51a3", "#807dba"]
-    out = {n: blues[i % len(blues)] for i, n in enumerate(senders)}
-    out.update({"live_migration": "#636363", "dsa_completion": "#e6550d"})
-    others = [n for n in names if n not in out]
-    out.update({n: color(i + 2) for i, n in enumerate(others)})
-    return out
+#: legend rows: px per entry, and the plot's margins below and above a legend as tall as the plot
+LEGEND_ROW_PX = 22
+LEGEND_MARGIN_PX = 110
 
 
 def _ours_by_thread(ds, per_gb: bool) -> tuple[list[str], dict[str, list[float]], list[float]]:
@@ -91,7 +83,7 @@ def thread_cpu(ds, *, reference: bool = False, per_gb: bool | None = None) -> go
         labels = labels + seed_labels
         groups = groups + ["seed (published, 100 GB guest)"] * len(seed_labels)
     names = sorted(data, key=thread_order)
-    colors = _thread_colors(names)
+    colors = thread_colors(names)
     # horizontal bars, first point on top: long parameter labels stay readable however many points there are
     y = [groups[::-1], labels[::-1]] if reference else labels[::-1]
     fig = new_figure()
@@ -120,11 +112,14 @@ def thread_cpu(ds, *, reference: bool = False, per_gb: bool | None = None) -> go
     fig.update_layout(
         barmode="stack",
         title=figure_title(what + (", ours beside the seed's" if reference else ""), ds, swept_dims(ds)),
-        xaxis_title=f"CPU time ({unit}) of the source-side threads; total at the right",
+        xaxis_title=f"Source-side thread CPU time, total at the right ({unit})",
         yaxis_title="",
         legend_traceorder="normal",
         height=max(HEIGHT // 2, 170 + 30 * len(labels)),
     )
     fit_title(fig)
+    # tall enough that the legend (one row per thread) shows every thread without scrolling
+    top = fig.layout.margin.t if fig.layout.margin.t is not None else 90
+    fig.update_layout(height=max(fig.layout.height, top + LEGEND_MARGIN_PX + LEGEND_ROW_PX * len(names)))
     fig.update_xaxes(range=[0, float(np.nanmax(totals)) * 1.15 if len(totals) and np.nanmax(totals) > 0 else 1])
     return fig
