@@ -178,6 +178,7 @@ def compare(
                         if repeat < 0:
                             continue  # the warm-up: discarded
                         extra = {"load_1min": load, "others_cores": others, "trial_as_asked": r.trial == trial}
+                        extra["prealloc"] = trial.prealloc  # as asked; trial_as_asked says if it was honoured
                         rows.append(row(name, runner, repeat, r, guest, **extra))
                         config.setdefault(runner, configuration(r))
             finally:
