@@ -1,0 +1,241 @@
+"""A Trial migrated by two real QEMU processes: :func:`run_trial` (and the older :func:`run_qemu_migration`).
+
+The source QEMU maps the guest memory that :class:`~dsalab.migration.GuestMemory` filled (``shared=True``:
+through its memfd, seeded as the engine's, so page truth is the same), the destination a memfd of ours, so the
+destination is compared with the source byte for byte afterwards. Both VMs stay paused (no guest OS: a guest that
+writes nothing). Migration over TCP on 127.0.0.1 with multifd, driven over QMP (``qemu.qmp``), with what
+:func:`dsalab.qemu.mapping.plan` derived from the Trial. Per-thread CPU is sampled from
+``/proc/<pid>/task/*/schedstat`` while it runs (QEMU's multifd threads exit when it completes) and mapped to the
+seed's names. QEMU's page counts include its other RAM blocks (firmware, option ROMs, ACPI tables): what they
+add is measured once per binary, accelerator and guest size by migrating an all-zero guest of the same size
+(:func:`extra_pages`) and taken off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+import time
+
+import numpy as np
+
+from dsalab import kernels
+from dsalab.errors import InvalidArgument
+from dsalab.migration import accounting
+from dsalab.migration.guest import GuestMemory, memfd_mapping, memory_shortfall
+from dsalab.qemu import capabilities, mapping, qmp
+from dsalab.qemu.process import QemuProcess, accelerator, find_binary
+from dsalab.qemu.result import QemuResult, qemu_result, seed_name
+from dsalab.trial import Trial
+from dsalab.units import format_bytes
+
+#: seconds QEMU has to come up and answer QMP, plus per GiB of guest (prealloc=on faults it all in first)
+START_TIMEOUT_S, START_S_PER_GIB = 30.0, 10.0
+#: seconds a migration may take at most, plus per GiB of guest
+MIGRATION_TIMEOUT_S, MIGRATION_S_PER_GIB = 120.0, 60.0
+#: seconds between two query-migrate polls
+POLL_S = 0.01
+
+_EXTRA: dict[tuple, tuple[int, int]] = {}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _machine_args(accel: str, size: int, mem_path: str, prealloc: bool) -> list[str]:
+    return [
+        "-machine", f"q35,accel={accel}",
+        "-m", f"{size}B",
+        "-object",
+        f"memory-backend-file,id=mem,size={size},mem-path={mem_path},share=on,prealloc={'on' if prealloc else 'off'}",
+        "-machine", "memory-backend=mem",
+    ]  # fmt: skip
+
+
+def _sample(procs: list[QemuProcess], seen: dict[tuple[int, int], tuple[str, int]]) -> None:
+    for p in procs:
+        for tid, s in accounting.snapshot(p.pid).items():
+            seen[(p.pid, tid)] = (s.name, s.runtime_ns)
+
+
+async def _drive(src: QemuProcess, dst: QemuProcess, plan: mapping.MigrationPlan, trial: Trial, gib: float):
+    """Configure both QEMUs, migrate, wait for the destination to load; (final query-migrate, CPU ms by seed
+    thread name)."""
+    deadline = time.monotonic() + START_TIMEOUT_S + START_S_PER_GIB * gib
+    qd = await qmp.connect(dst, deadline)
+    qs = None
+    try:
+        qs = await qmp.connect(src, deadline)
+        for q, p, params in ((qs, src, plan.parameters), (qd, dst, plan.destination_parameters)):
+            await qmp.call(q, p, "migrate-set-capabilities", {"capabilities": plan.capabilities})
+            await qmp.call(q, p, "migrate-set-parameters", params)
+        port = _free_port()
+        await qmp.call(qd, dst, "migrate-incoming", {"uri": f"tcp:127.0.0.1:{port}"})
+        seen: dict[tuple[int, int], tuple[str, int]] = {}
+        _sample([src, dst], seen)
+        before = dict(seen)
+        await qmp.call(qs, src, "migrate", {"uri": f"tcp:127.0.0.1:{port}"})
+        deadline = time.monotonic() + MIGRATION_TIMEOUT_S + MIGRATION_S_PER_GIB * gib
+        progress, last_move = -1, time.monotonic()
+        while True:
+            _sample([src, dst], seen)
+            st = await qmp.call(qs, src, "query-migrate")
+            if st.get("status") in ("completed", "failed", "cancelled"):
+                break
+            moved = int(st.get("ram", {}).get("transferred", 0))
+            now = time.monotonic()
+            if moved != progress:
+                progress, last_move = moved, now
+            if now - last_move > trial.io_timeout_ms / 1e3:
+                raise src.failure(f"no migration progress for io_timeout_ms={trial.io_timeout_ms} (status {st})")
+            if now > deadline or dst.returncode() is not None:
+                raise (dst if dst.returncode() is not None else src).failure(
+                    f"the migration did not complete (status {st.get('status')})"
+                )
+            await asyncio.sleep(POLL_S)
+        if st.get("status") != "completed":
+            err = st.get("error-desc", "")
+            raise src.failure(f"QEMU migration {st.get('status')}: {err}; destination: {dst.stderr_text()}")
+        while True:  # the destination finishes loading after the source completes
+            if dst.returncode() is not None:
+                raise dst.failure("the destination QEMU exited while loading the migration")
+            if (await qmp.call(qd, dst, "query-status")).get("status") != "inmigrate":
+                break
+            if time.monotonic() > deadline:
+                raise dst.failure("the destination QEMU did not finish loading in time")
+            await asyncio.sleep(POLL_S)
+    finally:
+        for q, p in ((qs, src), (qd, dst)):
+            if q is not None:
+                await qmp.close(q, p)
+    cpu: dict[str, float] = {}
+    for key, (name, runtime) in seen.items():
+        seed = seed_name(name)
+        if seed is not None:
+            cpu[seed] = cpu.get(seed, 0.0) + (runtime - before.get(key, (name, 0))[1]) / 1e6
+    return st, cpu
+
+
+def _migrate(binary: str, accel: str, trial: Trial, plan, src_path: str, size: int, dst_bytes: int | None = None):
+    """Two QEMUs migrate the memory at ``src_path`` into a new memfd; (query-migrate, CPU ms, destination
+    (fd, mapping)); the caller closes the destination. Every QEMU started here is stopped here, whatever
+    happens. ``dst_bytes`` (tests only) gives the destination another size, which QEMU refuses."""
+    dst_fd, dst_map = memfd_mapping(size, "dsalab-qemu-destination")
+    tmp = tempfile.mkdtemp(prefix="dsalab-qemu-")
+    procs: list[QemuProcess] = []
+    try:
+        dst_args = _machine_args(accel, dst_bytes or size, f"/proc/{os.getpid()}/fd/{dst_fd}", trial.prealloc)
+        procs.append(QemuProcess(binary, [*dst_args, "-incoming", "defer"], name="dst", workdir=tmp))
+        src_args = _machine_args(accel, size, src_path, trial.prealloc)
+        procs.append(QemuProcess(binary, src_args, name="src", workdir=tmp))
+        st, cpu = asyncio.run(_drive(procs[1], procs[0], plan, trial, size / (1 << 30)))
+        return st, cpu, (dst_fd, dst_map)
+    except BaseException:
+        with contextlib.suppress(BufferError):
+            dst_map.close()
+        os.close(dst_fd)
+        raise
+    finally:
+        for p in procs:
+            p.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def extra_pages(binary: str, accel: str, trial: Trial, plan) -> tuple[int, int]:
+    """(zero, normal) pages QEMU's RAM blocks other than the guest's add to its counts: its counts when it
+    migrates an all-zero guest of ``trial.guest_bytes`` (a fresh memfd) less that guest's pages; measured once
+    per binary, accelerator, guest size and zero-page detection, and kept for this process."""
+    key = (binary, accel, trial.guest_bytes, plan.zero_page_detection)
+    if key not in _EXTRA:
+        zero_fd = os.memfd_create("dsalab-qemu-zero-guest", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(zero_fd, trial.guest_bytes)
+            zero_path = f"/proc/{os.getpid()}/fd/{zero_fd}"
+            st, _, (fd, m) = _migrate(binary, accel, trial.replace(prealloc=False), plan, zero_path, trial.guest_bytes)
+            with contextlib.suppress(BufferError):
+                m.close()
+            os.close(fd)
+        finally:
+            os.close(zero_fd)
+        ram = st["ram"]
+        _EXTRA[key] = (int(ram["duplicate"]) - trial.guest_bytes // trial.page_size, int(ram["normal"]))
+    return _EXTRA[key]
+
+
+def run_trial(trial: Trial, *, qemu: str | None = None, guest: GuestMemory | None = None) -> QemuResult:
+    """Run ``trial`` on two real QEMU processes of binary ``qemu`` (a path, or None: ``qemu-system-x86_64`` on
+    PATH) and return its :class:`~dsalab.qemu.QemuResult` (backend ``qemu``); see the module docstring.
+
+    ``guest``: the guest memory to migrate (made with ``shared=True`` and the trial's size, ratio and seed; by
+    default made here). Raises :class:`~dsalab.qemu.QemuUnavailable` (no binary),
+    :class:`~dsalab.qemu.QemuCannotHonour` (a field this QEMU cannot honour, named with the QEMU version) or
+    :class:`~dsalab.qemu.QemuFailed` (QEMU did not start, or the migration failed: with QEMU's own message)."""
+    binary = find_binary(qemu)
+    caps = capabilities.probe(binary)
+    plan = mapping.plan(trial, caps)
+    short = memory_shortfall(3 * trial.guest_bytes)
+    if short:
+        raise InvalidArgument(
+            f"Trial field guest_bytes={trial.guest_bytes} ({format_bytes(trial.guest_bytes)}) is too large for the "
+            f"qemu runner here: source, destination and the all-zero calibration guest together {short}"
+        )
+    accel = accelerator()
+    extra = extra_pages(binary, accel, trial, plan)
+    own = guest is None
+    if own:
+        guest = GuestMemory(
+            trial.guest_bytes, normal_ratio=trial.normal_ratio, seed=trial.seed, page_size=trial.page_size, shared=True
+        )
+    elif (guest.guest_bytes, guest.page_size) != (trial.guest_bytes, trial.page_size):
+        raise InvalidArgument(
+            f"guest={guest!r} does not match the trial (guest_bytes={trial.guest_bytes}, page_size={trial.page_size})"
+        )
+    try:
+        st, cpu, (dst_fd, dst_map) = _migrate(binary, accel, trial, plan, guest.memfd_path, trial.guest_bytes)
+        try:
+            dst = np.frombuffer(dst_map, dtype=np.uint8)[: trial.guest_bytes]
+            same = kernels.compare_pages(guest.array, dst, trial.page_size, kernel="native")
+            mismatched = int((~same).sum())
+            del dst
+        finally:
+            with contextlib.suppress(BufferError):
+                dst_map.close()
+            os.close(dst_fd)
+    finally:
+        if own:
+            guest.close()
+    return qemu_result(
+        trial,
+        st,
+        cpu,
+        qemu_version=".".join(map(str, caps.version)),
+        accel=accel,
+        mismatched=mismatched,
+        zero_page_detection=plan.zero_page_detection,
+        extra_pages=extra,
+        cores=len(os.sched_getaffinity(0)),
+    )
+
+
+def run_qemu_migration(
+    guest: GuestMemory, *, channels: int = 2, binary: str | None = None, prealloc: bool = True
+) -> QemuResult:
+    """Migrate ``guest`` (made with ``shared=True``) between two QEMU processes with ``channels`` multifd
+    channels: :func:`run_trial` of the matching Trial (detector ``cpu-native``: QEMU finds zero pages on the CPU)."""
+    trial = Trial(
+        guest_bytes=guest.guest_bytes,
+        page_size=guest.page_size,
+        normal_ratio=guest.normal_ratio,
+        channels=channels,
+        detector="cpu-native",
+        seed=guest.seed,
+        prealloc=prealloc,
+    )
+    return run_trial(trial, qemu=binary, guest=guest)
