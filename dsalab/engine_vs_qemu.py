@@ -95,14 +95,21 @@ def run_engine(trial: Trial, guest: GuestMemory) -> TrialResult:
 
 def run_qemu(trial: Trial, guest: GuestMemory) -> TrialResult:
     """One QEMU migration of ``guest`` (both QEMU processes are stopped when it returns or fails)."""
-    return qemu.run_qemu_migration(guest, channels=trial.channels)
+    return qemu.run_trial(trial, guest=guest)
 
 
 def row(scenario: str, runner: str, repeat: int, r: TrialResult, guest: GuestMemory, **extra: Any) -> dict:
     """One run as a flat, JSON-ready dict: times, transferred bytes, page counts beside the guest's truth, CPU
-    by role (ms and ms per GB of guest RAM), every thread, and ``extra`` (e.g. the machine's load)."""
+    by role (ms and ms per GB of guest RAM), every thread, and ``extra`` (e.g. the machine's load).
+
+    ``guest_transferred_bytes`` leaves out the normal pages of QEMU's other RAM blocks (firmware, ROMs, ACPI; 0
+    for the engine); ``framing_bytes_per_packet`` is what it sent beyond the guest's normal pages, per packet of
+    ``packet_bytes`` of guest RAM (headers, page offsets, sync messages, device state)."""
     gb = guest.guest_bytes / 1e9
     roles = role_cpu_ms(r.thread_cpu_ms)
+    other_normal = int(getattr(r, "extra_normal_pages", 0))  # QEMU's RAM blocks other than the guest's
+    guest_sent = r.transferred_bytes - other_normal * guest.page_size
+    packets = -(-guest.npages // r.trial.packet_pages)
     out = {
         "scenario": scenario,
         "normal_ratio": guest.normal_ratio,
@@ -113,6 +120,9 @@ def row(scenario: str, runner: str, repeat: int, r: TrialResult, guest: GuestMem
         "downtime_ms": r.downtime_ms,
         "guest_gbps": guest.guest_bytes / (r.total_time_ms / 1e3) / 1e9 if r.total_time_ms > 0 else 0.0,
         "transferred_bytes": r.transferred_bytes,
+        "other_ram_normal_pages": other_normal,
+        "guest_transferred_bytes": guest_sent,
+        "framing_bytes_per_packet": (guest_sent - r.normal_pages * guest.page_size) / packets,
         "zero_pages": r.zero_pages,
         "normal_pages": r.normal_pages,
         "truth_zero_pages": guest.zero_pages,
@@ -171,13 +181,15 @@ def compare(
                         load = os.getloadavg()[0]
                         before = _cpu_seconds()
                         r = fn(trial, guest)
-                        others = _others_cores(before, _cpu_seconds())
+                        after = _cpu_seconds()
+                        others = _others_cores(before, after)
                         if bar is not None:
                             bar.update(1)
                             bar.set_postfix_str(f"{name} {runner} {r.total_time_ms:.0f} ms")
                         if repeat < 0:
                             continue  # the warm-up: discarded
                         extra = {"load_1min": load, "others_cores": others, "trial_as_asked": r.trial == trial}
+                        extra["whole_cpu_ms"] = (after[2] - before[2]) * 1e3
                         extra["prealloc"] = trial.prealloc  # as asked; trial_as_asked says if it was honoured
                         rows.append(row(name, runner, repeat, r, guest, **extra))
                         config.setdefault(runner, configuration(r))
@@ -244,11 +256,16 @@ def summarize(rows: Sequence[dict]) -> dict[str, dict]:
                 for r in mine
                 if r["runner"] == k
             )
+            framing = [r.get("framing_bytes_per_packet", float("nan")) for r in warm[k]]
+            s[f"{k}_framing_bytes_per_packet"] = statistics.median(framing) if framing else float("nan")
             s[f"{k}_verified"] = all(r["verified"] for r in mine if r["runner"] == k)
             cold = [r["total_time_ms"] for r in mine if r["runner"] == k and not r["prealloc"]]
             s[f"{k}_cold_over_warm"] = cold[0] / s[f"{k}_median_ms"] if cold and times else float("nan")
         dev = [abs(e["transferred_bytes"] - q["transferred_bytes"]) / q["transferred_bytes"] for e, q in pairs]
         s["bytes_max_deviation"] = max(dev) if dev else float("nan")
+        key = "guest_transferred_bytes"
+        dev_guest = [abs(e.get(key, 0) - q.get(key, 0)) / max(q.get(key, 0), 1) for e, q in pairs]
+        s["guest_bytes_max_deviation"] = max(dev_guest) if dev_guest else float("nan")
         s["bytes_within_tolerance"] = bool(dev) and max(dev) <= BYTES_TOLERANCE
         s["engine_spread_ok"] = s["engine_spread"] < SPREAD_BOUND
         s["same_trial"] = all(r.get("trial_as_asked", False) for r in mine)
@@ -311,7 +328,10 @@ def report(rows: Sequence[dict], summary: dict[str, dict], config: dict[str, dic
         lines.append(
             f"  {name}: page counts equal GuestMemory's truth: engine {_yes(s['engine_counts_equal_truth'])}, "
             f"qemu {_yes(s['qemu_counts_equal_truth'])}; transferred bytes within {BYTES_TOLERANCE:.0%}: "
-            f"{_yes(s['bytes_within_tolerance'])} (max deviation {s['bytes_max_deviation']:.3%}); engine spread "
+            f"{_yes(s['bytes_within_tolerance'])} (max deviation {s['bytes_max_deviation']:.3%}, "
+            f"{s['guest_bytes_max_deviation']:.3%} without QEMU's other RAM blocks; bytes beyond the normal pages "
+            f"per packet: engine {s['engine_framing_bytes_per_packet']:.0f}, qemu "
+            f"{s['qemu_framing_bytes_per_packet']:.0f}); engine spread "
             f"{s['engine_spread']:.2f} < {SPREAD_BOUND}: {_yes(s['engine_spread_ok'])}; verified: engine "
             f"{_yes(s['engine_verified'])}, qemu {_yes(s['qemu_verified'])}; every run's Trial as asked: "
             f"{_yes(s['same_trial'])}"

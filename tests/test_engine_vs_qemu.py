@@ -122,4 +122,8 @@ def test_engine_and_qemu_agree_on_counts_and_bytes():
         assert s["engine_counts_equal_truth"], name
         assert s["qemu_counts_equal_truth"], (name, [(r["zero_pages"], r["normal_pages"]) for r in rows])
         assert s["same_trial"], name
-    assert summary["half-normal"]["bytes_within_tolerance"], summary["half-normal"]["bytes_max_deviation"]
+    # on a guest this small QEMU's other RAM blocks (~210 KiB of normal pages) are ~0.6% of the bytes: left out here
+    half = summary["half-normal"]
+    assert half["guest_bytes_max_deviation"] <= evq.BYTES_TOLERANCE, half
+    for r in rows:  # the guest's normal pages are on the wire, plus framing: headers and offsets, < 4 KiB a packet
+        assert 0 < r["framing_bytes_per_packet"] < 4096, r
