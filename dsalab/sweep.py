@@ -12,6 +12,10 @@
   :func:`model_profile`); the model is deterministic, so the sweep has one repeat and no warm-up, and the partial
   file is fsynced once per :data:`MODEL_BATCH` trials instead of once per trial (a crash loses at most one batch of
   predictions, which take milliseconds to make again).
+- Runner ``qemu``: each trial is :func:`dsalab.qemu.run_trial` on the sweep's QEMU binary (checked up front by
+  :func:`qemu_capabilities`); a point that QEMU cannot honour is a failed point carrying the message naming the
+  field and the QEMU version. QEMU's version, accelerator and zero-page detection go into the dataset's
+  attributes (each trial's own, with its QEMU's page-count corrections, into the partial file).
 
 The result is the dataset of :func:`dsalab.results.build_dataset`, with :func:`sweep_attrs` provenance.
 """
@@ -74,11 +78,13 @@ def tasks(spec: SweepSpec) -> Iterator[Task]:
             yield Task(p, r, False, spec.trial(p, r))
 
 
-def execute(trial: Trial, runner: str = Runner.ENGINE, profile: Any = None) -> dict[str, Any]:
-    """Run one trial and return {"result": TrialResult.to_dict() or None, "error": str, "worker": hostname}.
+def execute(trial: Trial, runner: str = Runner.ENGINE, profile: Any = None, qemu: str = "") -> dict[str, Any]:
+    """Run one trial and return {"result": TrialResult.to_dict() or None, "error": str, "worker": hostname} (and,
+    for runner ``qemu``, "qemu": :meth:`dsalab.qemu.QemuResult.qemu_attrs`).
 
     ``runner``: ``engine`` runs the trial; ``model`` predicts it on ``profile`` (a
-    :class:`~dsalab.model.HardwareProfile`, required for the model). Never raises for a failing trial: the error
+    :class:`~dsalab.model.HardwareProfile`, required for the model); ``qemu`` runs it on two QEMU processes of
+    binary ``qemu`` ("" = ``qemu-system-x86_64`` on PATH). Never raises for a failing trial: the error
     (type and message) is returned, so one bad point does not stop a sweep. This is also the function Dask
     workers run.
     """
@@ -94,8 +100,14 @@ def execute(trial: Trial, runner: str = Runner.ENGINE, profile: Any = None) -> d
             from dsalab.migration import run_trial
 
             result = run_trial(trial)
+        elif runner == Runner.QEMU:
+            from dsalab.qemu import run_trial as run_on_qemu
+
+            result = run_on_qemu(trial, qemu=qemu or None)
+            return {"result": result.base_dict(), "error": "", "worker": worker, "qemu": result.qemu_attrs()}
         else:
-            raise SweepFileError(f"runner {runner!r} is not available; allowed: {Runner.ENGINE}, {Runner.MODEL}")
+            allowed = ", ".join(Runner)
+            raise SweepFileError(f"runner {runner!r} is not available; allowed: {allowed}")
     except Exception as exc:  # a failed trial is data, not the end of the sweep
         message = f"{type(exc).__name__}: {exc}".strip()
         if not str(exc):
@@ -135,6 +147,20 @@ def model_profile(spec: SweepSpec):
     return profile
 
 
+def qemu_capabilities(spec: SweepSpec):
+    """The :class:`~dsalab.qemu.Capabilities` of a ``qemu`` sweep's binary (None for another runner); a missing
+    binary or one that does not answer raises :class:`SweepFileError` naming the sweep file and the binary."""
+    if spec.runner != Runner.QEMU:
+        return None
+    from dsalab.errors import DsalabError
+    from dsalab.qemu import probe
+
+    try:
+        return probe(spec.qemu or None)
+    except DsalabError as exc:
+        raise SweepFileError(f"sweep file {spec.path}: qemu: {exc}") from None
+
+
 def sweep_attrs(spec: SweepSpec, scheduler: str = "serial") -> dict[str, str | int | float]:
     """Flat, netCDF-safe provenance of a sweep: :func:`dsalab.results.provenance` plus the sweep file's content,
     name, path, SHA-256, seed, repeats, warm-ups, runner, base trial (JSON), swept parameters and scheduler; for
@@ -170,6 +196,18 @@ def sweep_attrs(spec: SweepSpec, scheduler: str = "serial") -> dict[str, str | i
                     "predicted by dsalab.model, not measured: the model is deterministic, so one repeat ran "
                     f"(the file asks for {spec.file_repeats}) and no warm-up"
                 ),
+            }
+        )
+    caps = qemu_capabilities(spec)
+    if caps is not None:
+        from dsalab.qemu.process import accelerator, find_binary
+
+        attrs.update(
+            {
+                "qemu_binary": find_binary(spec.qemu or None),
+                "qemu_version": ".".join(map(str, caps.version)),
+                "qemu_package": caps.package,
+                "qemu_accel": accelerator(),
             }
         )
     return attrs
@@ -213,6 +251,7 @@ def _run_sweep(spec, partial, resume, client, progress, on_trial, scheduler):
     from tqdm import tqdm
 
     profile = model_profile(spec)  # before anything runs: a bad profile fails the sweep, not every trial
+    qemu_capabilities(spec)  # likewise a missing QEMU binary
     sync_every = MODEL_BATCH if spec.runner == Runner.MODEL else 1
     partial_file = PartialFile(partial, spec, resume=resume, sync_every=sync_every)
     all_tasks = list(tasks(spec))
@@ -240,9 +279,9 @@ def _run_sweep(spec, partial, resume, client, progress, on_trial, scheduler):
     try:
         if client is None:
             for task in todo:
-                finished(task, execute(task.trial, spec.runner, profile))
+                finished(task, execute(task.trial, spec.runner, profile, spec.qemu))
         else:
-            _run_on_dask(client, todo, spec.runner, finished, profile)
+            _run_on_dask(client, todo, spec.runner, finished, profile, spec.qemu)
     finally:
         bar.close()
         partial_file.close()
@@ -256,11 +295,20 @@ def _run_sweep(spec, partial, resume, client, progress, on_trial, scheduler):
     backends = sorted({r.result.backend for r in records if r.result is not None})
     ds.attrs["backend"] = ",".join(backends)
     ds.attrs["trials_failed"] = sum(r.result is None for r in records)
+    if spec.runner == Runner.QEMU:  # what the trials' QEMUs did (each value once)
+        ran = [partial_file.done[t.key].get("qemu") or {} for t in all_tasks if not t.warmup]
+        for name in ("qemu_version", "qemu_accel", "qemu_zero_page_detection"):
+            ds.attrs[f"{name}_ran"] = ",".join(sorted({str(q[name]) for q in ran if name in q}))
     return ds
 
 
 def _run_on_dask(
-    client: Any, todo: list[Task], runner: str, finished: Callable[[Task, dict], None], profile: Any = None
+    client: Any,
+    todo: list[Task],
+    runner: str,
+    finished: Callable[[Task, dict], None],
+    profile: Any = None,
+    qemu: str = "",
 ) -> None:
     """Keep one trial in flight per worker (whatever its thread count) until ``todo`` is done. Restrictions are
     loose, so a trial whose worker dies runs elsewhere instead of waiting forever."""
@@ -275,7 +323,7 @@ def _run_on_dask(
     def submit(worker: str) -> None:
         task = queue.pop()
         fut = client.submit(
-            execute, task.trial, runner, profile, workers=[worker], allow_other_workers=True, pure=False
+            execute, task.trial, runner, profile, qemu, workers=[worker], allow_other_workers=True, pure=False
         )
         in_flight[fut] = (task, worker)
 

@@ -5,8 +5,9 @@ repeats, warm-ups, seed and runner::
 
     name = "batch-packet"          # used in result file names
     description = "what this sweep asks"   # optional
-    runner = "engine"              # "engine" (the multifd engine) or "model" (the what-if model); "qemu" later
+    runner = "engine"              # "engine" (the multifd engine), "model" (the what-if model) or "qemu" (real QEMU)
     hardware = "data/hardware/spr-8457c-dsa.toml"   # runner "model" only: the hardware profile it predicts for
+    qemu = "/usr/bin/qemu-system-x86_64"   # runner "qemu" only: the QEMU binary (default: on PATH)
     repeats = 3                    # measured repeats of every grid point (the `repeat` dimension)
     warmups = 1                    # discarded passes over the grid before the measured repeats
     seed = 42                      # sweep seed: each trial's guest seed is derived from it and the repeat
@@ -30,6 +31,11 @@ checked by :func:`dsalab.sweep.model_profile`). The model is deterministic (the 
 runs one repeat and no warm-up: ``repeats`` and ``warmups`` become 1 and 0, the file's values are kept in
 :attr:`SweepSpec.file_repeats` and :attr:`SweepSpec.file_warmups`. :func:`override` sets the runner and profile
 given on the command line (``dsalab sweep FILE --runner model --hardware FILE``) over the file's.
+
+``runner = "qemu"`` runs every point on two real QEMU processes (:func:`dsalab.qemu.run_trial`) of the binary
+``qemu`` names (a path or a name on PATH; default ``qemu-system-x86_64``, ``--qemu`` on the command line). A point
+that QEMU cannot honour (e.g. ``packet_bytes`` other than 512 KiB on a QEMU without ``multifd-packet-size``)
+is a failed point carrying the message naming the field and the QEMU version, like any failed trial.
 
 Limits: a range's start, stop and step/factor are finite numbers (or size strings), step > 0 or factor > 1, and
 stop >= start (an empty range is an error); one parameter has at most :data:`MAX_VALUES` values (a range is counted
@@ -59,15 +65,16 @@ from dsalab.sweep_ranges import values as _values
 from dsalab.trial import Trial
 
 #: runners a sweep file may name today
-RUNNERS: tuple[str, ...] = (Runner.ENGINE, Runner.MODEL)
+RUNNERS: tuple[str, ...] = (Runner.ENGINE, Runner.MODEL, Runner.QEMU)
 #: runners planned but not available yet
-FUTURE_RUNNERS: tuple[str, ...] = (Runner.QEMU,)
+FUTURE_RUNNERS: tuple[str, ...] = ()
 #: top-level keys: key -> (TOML type, what is allowed)
 TOP_KEYS: dict[str, str] = {
     "name": "a string of 1 to 100 ASCII letters, digits, '-', '_' or '.'",
     "description": "a string",
     "runner": f"one of {', '.join(RUNNERS)}",
     "hardware": 'the path of a hardware profile (TOML), e.g. "data/hardware/spr-8457c-dsa.toml"; runner "model" only',
+    "qemu": 'the QEMU binary, a path or a name on PATH (default "qemu-system-x86_64"); runner "qemu" only',
     "repeats": validate.LIMITS["repeats"].allowed,
     "warmups": validate.LIMITS["warmups"].allowed,
     "seed": validate.LIMITS["seed"].allowed,
@@ -106,6 +113,7 @@ class SweepSpec:
     hardware_text : runner ``model``: the hardware profile file's exact content (else "")
     file_repeats, file_warmups : ``repeats`` and ``warmups`` as the file gives them (before the model's 1 and 0)
     runner_from : where runner and hardware came from: "file" or "command line"
+    qemu : runner ``qemu``: the QEMU binary as given ("" = ``qemu-system-x86_64`` on PATH)
     """
 
     name: str
@@ -123,6 +131,7 @@ class SweepSpec:
     file_repeats: int = 0
     file_warmups: int = 0
     runner_from: str = "file"
+    qemu: str = ""
 
     @property
     def sha256(self) -> str:
@@ -132,6 +141,8 @@ class SweepSpec:
         h = hashlib.sha256(self.text.encode())
         if self.runner != Runner.ENGINE:
             h.update(f"\0runner={self.runner}\0hardware=".encode() + self.hardware_text.encode())
+        if self.qemu:
+            h.update(f"\0qemu={self.qemu}".encode())
         return h.hexdigest()
 
     @property
@@ -212,6 +223,7 @@ def loads(text: str, path: str = "<string>") -> SweepSpec:
         raise fail("hardware", f"is only for runner = 'model' (runner is {runner!r}); remove it or set the runner")
     if runner == Runner.MODEL and hardware is None:
         raise fail("hardware", f"missing; runner 'model' needs {TOP_KEYS['hardware']}")
+    qemu = _qemu(doc.get("qemu"), runner, lambda m: fail("qemu", m))
     repeats = _int("repeats", doc.get("repeats", 1), fail)
     warmups = _int("warmups", doc.get("warmups", 0), fail)
     seed = _int("seed", doc.get("seed", 0), fail)
@@ -264,6 +276,7 @@ def loads(text: str, path: str = "<string>") -> SweepSpec:
         description=description,
         file_repeats=repeats,
         file_warmups=warmups,
+        qemu=qemu,
     )
     if hardware is not None:
         spec = _with_hardware(spec, *_read_hardware(hardware, path, lambda m: fail("hardware", m)))
@@ -284,17 +297,21 @@ def loads(text: str, path: str = "<string>") -> SweepSpec:
     return spec
 
 
-def override(spec: SweepSpec, runner: str | None = None, hardware: str | None = None) -> SweepSpec:
-    """``spec`` with the runner and hardware profile given on the command line (``--runner``, ``--hardware``) in
-    place of the file's; ``None`` keeps the file's. ``hardware`` is a path relative to the current directory and
-    needs runner ``model``; a ``--runner`` other than ``model`` drops the file's profile."""
+def override(
+    spec: SweepSpec, runner: str | None = None, hardware: str | None = None, qemu: str | None = None
+) -> SweepSpec:
+    """``spec`` with the runner, hardware profile and QEMU binary given on the command line (``--runner``,
+    ``--hardware``, ``--qemu``) in place of the file's; ``None`` keeps the file's. ``hardware`` is a path
+    relative to the current directory and needs runner ``model``; ``qemu`` needs runner ``qemu``; a ``--runner``
+    other than ``model`` drops the file's profile, one other than ``qemu`` the file's QEMU binary."""
 
     def fail(option: str, message: str) -> SweepFileError:
         return SweepFileError(f"sweep file {spec.path}: {option}: {message}")
 
-    if runner is None and hardware is None:
+    if runner is None and hardware is None and qemu is None:
         return spec
     new = _runner(spec.runner if runner is None else runner, lambda m: fail("--runner", m))
+    binary = _qemu(qemu, new, lambda m: fail("--qemu", m)) if qemu is not None else spec.qemu
     if new != Runner.MODEL:
         if hardware is not None:
             raise fail("--hardware", f"is only for runner 'model' (runner is {new!r}); add --runner model")
@@ -306,6 +323,7 @@ def override(spec: SweepSpec, runner: str | None = None, hardware: str | None = 
             repeats=spec.file_repeats,
             warmups=spec.file_warmups,
             runner_from="command line",
+            qemu=binary if new == Runner.QEMU else "",
         )
     if hardware is None and not spec.hardware:
         raise fail("--hardware", f"missing; runner 'model' needs {TOP_KEYS['hardware']}")
@@ -321,6 +339,17 @@ def _runner(runner: object, err) -> str:
     if not isinstance(runner, str) or runner not in RUNNERS:
         raise err(f"{_short(runner)} is not allowed; allowed: {', '.join(RUNNERS)}")
     return runner
+
+
+def _qemu(qemu: object, runner: str, err) -> str:
+    """The QEMU binary of key ``qemu`` (None: not given, "")."""
+    if qemu is None:
+        return ""
+    if not isinstance(qemu, str) or not qemu or "\0" in qemu:
+        raise err(f"{_short(qemu)} is not allowed; it must be {TOP_KEYS['qemu']}")
+    if runner != Runner.QEMU:
+        raise err(f"is only for runner 'qemu' (runner is {runner!r}); remove it or set the runner")
+    return qemu
 
 
 def _read_hardware(hardware: str, sweep_path: str | None, err) -> tuple[str, str]:

@@ -107,7 +107,7 @@ def test_hardware_may_name_a_shipped_profile(tmp_path, profile_file, monkeypatch
         (MODEL_SWEEP.replace('hardware = "{hardware}"\n', ""), "hardware: missing; runner 'model' needs"),
         (MODEL_SWEEP.replace('runner = "model"', 'runner = "engine"'), "hardware: is only for runner = 'model'"),
         (MODEL_SWEEP.replace('"{hardware}"', "3"), "hardware: 3 is not allowed"),
-        (MODEL_SWEEP.replace('runner = "model"', 'runner = "qemu"'), "runner: 'qemu' is not available yet"),
+        (MODEL_SWEEP.replace('runner = "model"', 'runner = "qemu"'), "hardware: is only for runner = 'model'"),
     ],
 )
 def test_bad_hardware_key_is_a_sweep_file_error_naming_file_and_key(tmp_path, text, expected):
@@ -159,7 +159,7 @@ def test_override_runner_and_hardware_and_partial_files_never_mix(tmp_path, prof
     for args, expected in [
         (("model", None), "--hardware: missing"),
         ((None, str(profile_file)), "--hardware: is only for runner 'model'"),
-        (("qemu", None), "--runner: 'qemu' is not available yet"),
+        (("magic", None), "--runner: 'magic' is not allowed"),
         (("model", str(tmp_path / "none.toml")), "--hardware: hardware profile"),
     ]:
         with pytest.raises(SweepFileError, match=expected):
@@ -242,7 +242,7 @@ def test_cli_run_with_the_model_prints_a_model_table(tmp_path, profile_file):
     for bad, expected in [
         (["run", "--runner", "model"], "--runner model needs --hardware FILE"),
         (["run", "--hardware", str(profile_file)], "--hardware is only for --runner model"),
-        (["run", "--runner", "qemu"], "--runner 'qemu' is not allowed: engine or model"),
+        (["run", "--runner", "magic"], "--runner 'magic' is not allowed: engine, model, qemu"),
         (["run", "--runner", "model", "--hardware", str(tmp_path / "no.toml")], "does not exist"),
     ]:
         r = cli.invoke(app, bad)

@@ -5,18 +5,20 @@ from __future__ import annotations
 import typer
 
 from dsalab.cli._app import app, close_dask, fail, open_dask
-from dsalab.cli.trial_options import HARDWARE_HELP, RUNNER_HELP
+from dsalab.cli.trial_options import HARDWARE_HELP, QEMU_HELP, RUNNER_HELP
 
 
-def _load_sweep(file: str, runner: str | None = None, hardware: str | None = None):
-    """The sweep file with ``--runner``/``--hardware`` applied, its hardware profile checked (model runner)."""
+def _load_sweep(file: str, runner: str | None = None, hardware: str | None = None, qemu: str | None = None):
+    """The sweep file with ``--runner``/``--hardware``/``--qemu`` applied, its hardware profile (model runner)
+    or QEMU binary (qemu runner) checked."""
     from dsalab import sweepfile
     from dsalab.errors import SweepFileError
-    from dsalab.sweep import model_profile
+    from dsalab.sweep import model_profile, qemu_capabilities
 
     try:
-        spec = sweepfile.override(sweepfile.load(file), runner, hardware)
+        spec = sweepfile.override(sweepfile.load(file), runner, hardware, qemu)
         model_profile(spec)
+        qemu_capabilities(spec)
     except SweepFileError as exc:
         fail(str(exc))
     return spec
@@ -69,11 +71,14 @@ def sweep(
     runner: str = typer.Option(None, "--runner", help=f"Instead of the sweep file's runner: {RUNNER_HELP}"),
     hardware: str = typer.Option(None, "--hardware", help=HARDWARE_HELP),
     model: str = typer.Option(None, "--model", help=MODEL_HELP),
+    qemu: str = typer.Option(None, "--qemu", help=QEMU_HELP),
 ) -> None:
     """Run every trial of a sweep file (serially unless a Dask option is given), write the dataset, summarise.
 
     With --runner model --hardware FILE (or runner = "model" in the file) every trial is predicted by the model
-    for that hardware instead of run: one repeat (the model is deterministic), seconds for 1,000 points."""
+    for that hardware instead of run: one repeat (the model is deterministic), seconds for 1,000 points. With
+    --runner qemu (or runner = "qemu") every trial runs on two real QEMU processes (--qemu names the binary); a
+    point QEMU cannot honour is a failed point carrying the message."""
     import contextlib
     import pathlib
     import warnings
@@ -88,7 +93,7 @@ def sweep(
 
         sweep_file(file, out, local_workers, scheduler)
         return
-    spec = _load_sweep(file, runner, hardware)
+    spec = _load_sweep(file, runner, hardware, qemu)
     profile = _load_profile(model)
     path = results.default_path(spec.name) if out is None else pathlib.Path(out)
     partial = sw.default_partial_path(spec) if out is None else sw.partial_path_for(out)
@@ -108,6 +113,8 @@ def sweep(
         how = label
         if spec.runner == "model":
             how += f", predicted by the model for hardware profile {spec.hardware} (one repeat: it is deterministic)"
+        elif spec.runner == "qemu":
+            how += f", on real QEMU ({spec.qemu or 'qemu-system-x86_64'})"
         typer.echo(
             f"sweep {spec.name}: {spec.n_points} points x {spec.repeats} repeats (+{spec.warmups} warm-up passes), "
             f"{how}; partial results in {partial}",

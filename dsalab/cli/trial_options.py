@@ -6,8 +6,9 @@ names ``dsalab run`` had before (``--guest``, ``--packet``, ``--max-bandwidth``,
 fields' own. Sizes and rates (fields ending in ``_bytes`` or ``_bytes_per_s``) take strings such as ``4GiB``;
 ``devices`` takes a count or device specs separated by ``;``; booleans are ``--x/--no-x`` flags.
 
-``--runner`` and ``--hardware`` (:data:`RUNNER_HELP`, :func:`model_result`) choose what turns the Trial into a
-result: the engine runs it, the model predicts it for a hardware profile.
+``--runner``, ``--hardware`` and ``--qemu`` (:data:`RUNNER_HELP`, :func:`model_result`, :func:`check_runner`)
+choose what turns the Trial into a result: the engine runs it, the model predicts it for a hardware profile, two
+real QEMU processes migrate it.
 """
 
 from __future__ import annotations
@@ -110,7 +111,28 @@ def trial_kwargs(values: dict[str, Any]) -> dict[str, Any]:
 
 
 #: help of ``--runner`` (``dsalab run``, ``dsalab sweep``)
-RUNNER_HELP = "engine (run the trial here) or model (predict it for the --hardware profile, running nothing)."
+RUNNER_HELP = (
+    "engine (run the trial here), model (predict it for the --hardware profile, running nothing) or qemu (migrate "
+    "it between two real QEMU processes; --qemu names the binary)."
+)
+#: help of ``--qemu``
+QEMU_HELP = "QEMU binary for --runner qemu: a path or a name on PATH (default qemu-system-x86_64)."
+
+
+def check_runner(runner: str | None, hardware: str | None, qemu: str | None) -> None:
+    """End the command, naming the option, when ``--runner`` is unknown or ``--hardware``/``--qemu`` do not go
+    with it."""
+    from dsalab.backends import Runner
+    from dsalab.cli._app import fail
+
+    if runner not in (None, *Runner):
+        fail(f"--runner {runner!r} is not allowed: {', '.join(Runner)}")
+    if qemu is not None and runner != Runner.QEMU:
+        fail(f"--qemu is only for --runner qemu (runner is {runner or Runner.ENGINE}); add --runner qemu")
+    if hardware is not None and runner != Runner.MODEL:
+        fail(f"--hardware is only for --runner model (runner is {runner or Runner.ENGINE}); add --runner model")
+
+
 #: help of ``--hardware``
 HARDWARE_HELP = "Hardware profile (TOML) the model predicts for, e.g. data/hardware/spr-8457c-dsa.toml."
 
@@ -123,9 +145,7 @@ def model_result(trial: Trial, runner: str | None, hardware: str | None):
     from dsalab.cli._app import fail
     from dsalab.errors import DsalabError
 
-    allowed = f"{Runner.ENGINE} or {Runner.MODEL}"
-    if runner not in (None, Runner.ENGINE, Runner.MODEL):
-        fail(f"--runner {runner!r} is not allowed: {allowed}")
+    check_runner(runner, hardware, None)
     if runner != Runner.MODEL:
         if hardware is not None:
             fail(f"--hardware is only for --runner model (runner is {runner or Runner.ENGINE}); add --runner model")

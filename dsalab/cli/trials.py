@@ -5,7 +5,14 @@ from __future__ import annotations
 import typer
 
 from dsalab.cli._app import app, fail
-from dsalab.cli.trial_options import HARDWARE_HELP, RUNNER_HELP, model_result, with_trial_options
+from dsalab.cli.trial_options import (
+    HARDWARE_HELP,
+    QEMU_HELP,
+    RUNNER_HELP,
+    check_runner,
+    model_result,
+    with_trial_options,
+)
 
 
 @app.command()
@@ -16,9 +23,10 @@ def run(
     quiet: bool = typer.Option(False, help="No progress bar."),
     runner: str = typer.Option(None, "--runner", help=RUNNER_HELP),
     hardware: str = typer.Option(None, "--hardware", help=HARDWARE_HELP),
+    qemu: str = typer.Option(None, "--qemu", help=QEMU_HELP),
 ) -> None:
-    """Run one migration trial over loopback TCP (--runner model --hardware FILE: predict it for that hardware)
-    and print a table laid out like the seed's.
+    """Run one migration trial over loopback TCP (--runner model --hardware FILE: predict it for that hardware;
+    --runner qemu: migrate it between two real QEMU processes) and print a table laid out like the seed's.
 
     Every Trial field is an option of its name and default (--guest, --packet: --guest-bytes, --packet-bytes)."""
     from tqdm import tqdm
@@ -30,6 +38,16 @@ def run(
         trial = Trial(**fields)
     except (ValueError, TypeError) as exc:
         fail(str(exc))
+    check_runner(runner, hardware, qemu)
+    if runner == "qemu":
+        from dsalab import qemu as qemu_runner
+
+        try:
+            result = qemu_runner.run_trial(trial, qemu=qemu)
+        except (DsalabError, OSError) as exc:
+            fail(str(exc))
+        _report(result, None, out)
+        return
     predicted = model_result(trial, runner, hardware)  # None: the engine runs it
     bar = tqdm(
         total=trial.guest_bytes // trial.page_size,
@@ -50,10 +68,17 @@ def run(
         bar.close()
         fail(str(exc))
     bar.close()
+    _report(result, hardware if predicted is not None else None, out)
+
+
+def _report(result, hardware: str | None, out: str | None) -> None:
+    """Print a result's table and caveats; write it to ``out`` when given."""
+    from dsalab.errors import DsalabError
+
     typer.echo(result.table())
     from dsalab.caveats import format_caveats
 
-    notes = format_caveats(result, hardware_profile=hardware if predicted is not None else None)
+    notes = format_caveats(result, hardware_profile=hardware)
     if notes:
         typer.echo(notes)
     if out:

@@ -29,6 +29,17 @@ MOOT = {
 }
 #: fields that only mean something for the DSA detectors (the engine ignores them for CPU detectors too)
 DSA_ONLY = ("devices", "batch_size", "completion", "cpu_fraction")
+#: migration parameter -> the Trial field it comes from (to name the field when a parameter is missing)
+PARAMETER_FIELDS = {
+    "multifd-channels": "channels",
+    "max-bandwidth": "max_bandwidth_bytes",
+    "downtime-limit": "downtime_limit_ms",
+    "zero-page-detection": "detector",
+    "multifd-dsa-accel": "detector",
+    "accel-path": "detector",
+    "multifd-packet-size": "packet_bytes",
+    "multifd-normal-page-ratio": "force_normal_ratio",
+}
 
 
 class QemuCannotHonour(InvalidArgument):
@@ -102,8 +113,10 @@ def plan(trial: Trial, caps: Capabilities) -> MigrationPlan:
             mode = "legacy"
     else:
         paths = _dsa_paths(trial, caps)
-        if caps.has("multifd-dsa-accel"):  # series v5
+        if caps.has("multifd-dsa-accel"):  # series v5 (on top of multifd zero page detection)
             params["multifd-dsa-accel"] = " ".join(paths)
+            if "multifd" in caps.zero_page_detection:
+                params["zero-page-detection"] = "multifd"
             mode = "multifd-dsa-accel"
         elif caps.has("accel-path") and "dsa-accel" in caps.zero_page_detection:  # later versions
             params["accel-path"] = [f"dsa:{p}" for p in paths]
@@ -129,5 +142,6 @@ def plan(trial: Trial, caps: Capabilities) -> MigrationPlan:
         params["multifd-normal-page-ratio"] = round(percent)
     missing = sorted(p for p in params if p not in caps.parameters)
     if missing:
-        raise _refuse(caps, "channels", trial.channels, f"no migration parameter {missing[0]}")
+        field = PARAMETER_FIELDS[missing[0]]
+        raise _refuse(caps, field, getattr(trial, field), f"no migration parameter {missing[0]}")
     return MigrationPlan([{"capability": "multifd", "state": True}], params, both, mode)

@@ -32,6 +32,7 @@ QEMU_FIELDS = (
     "extra_zero_pages",
     "extra_normal_pages",
     "query_migrate",
+    "migrate_parameters",
 )
 
 
@@ -49,7 +50,7 @@ class QemuResult(TrialResult):
     per-thread CPU (seed names) and the verification, plus QEMU's version, accelerator (``kvm`` or ``tcg``), how
     it found zero pages (``multifd``: its multifd threads; ``legacy``: its main migration thread, QEMU < 9.0),
     the pages its other RAM blocks (firmware, option ROMs, ACPI tables) added to its counts (taken off
-    ``zero_pages`` and ``normal_pages``) and its raw query-migrate reply.
+    ``zero_pages`` and ``normal_pages``), its raw query-migrate reply and the parameters it ran with.
 
     It enters :func:`dsalab.results.build_dataset` like any result; :meth:`to_dataset` and :meth:`qemu_attrs`
     carry the QEMU fields as attributes. Caveats (what QEMU does not report): the split of sender CPU into
@@ -64,6 +65,7 @@ class QemuResult(TrialResult):
     extra_zero_pages: int = 0
     extra_normal_pages: int = 0
     query_migrate: dict = dataclasses.field(default_factory=dict)
+    migrate_parameters: dict = dataclasses.field(default_factory=dict)
 
     def qemu_attrs(self) -> dict[str, str | int]:
         """The QEMU fields as flat, netCDF-safe attributes (``qemu_version``, ``qemu_accel``, ...)."""
@@ -74,6 +76,7 @@ class QemuResult(TrialResult):
             "qemu_extra_zero_pages": self.extra_zero_pages,
             "qemu_extra_normal_pages": self.extra_normal_pages,
             "qemu_query_migrate": json.dumps(self.query_migrate, sort_keys=True),
+            "qemu_migrate_parameters": json.dumps(self.migrate_parameters, sort_keys=True),
         }
 
     def base_dict(self) -> dict:
@@ -108,11 +111,13 @@ def qemu_result(
     zero_page_detection: str = "multifd",
     extra_pages: tuple[int, int] = (0, 0),
     cores: int = 0,
+    migrate_parameters: dict | None = None,
 ) -> QemuResult:
     """The result of a completed QEMU migration from the numbers it reported: ``st`` is the final
     ``query-migrate`` reply, ``cpu`` maps seed thread names to CPU ms, ``mismatched`` counts destination pages that
     differ from the source, ``extra_pages`` (zero, normal) what QEMU's RAM blocks other than the guest's added
-    to ``ram.duplicate`` and ``ram.normal`` (subtracted here), ``cores`` the CPUs QEMU could run on."""
+    to ``ram.duplicate`` and ``ram.normal`` (subtracted here), ``cores`` the CPUs QEMU could run on,
+    ``migrate_parameters`` the source's ``query-migrate-parameters`` once set (what QEMU ran with)."""
     from dsalab.migration.counters import busy_threads
 
     ram = st["ram"]
@@ -163,4 +168,5 @@ def qemu_result(
         extra_zero_pages=extra_zero,
         extra_normal_pages=extra_normal,
         query_migrate=st,
+        migrate_parameters=dict(migrate_parameters or {}),
     )

@@ -18,7 +18,9 @@ import contextlib
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -39,6 +41,10 @@ START_TIMEOUT_S, START_S_PER_GIB = 30.0, 10.0
 MIGRATION_TIMEOUT_S, MIGRATION_S_PER_GIB = 120.0, 60.0
 #: seconds between two query-migrate polls
 POLL_S = 0.01
+#: seconds between two samples of the QEMU threads' CPU time, at first and at most: 1% of the time elapsed
+#: within these bounds (a thread's CPU after its last sample is lost when it exits, as QEMU's multifd threads do
+#: when the migration completes; a sample of two QEMUs reads ~20 files, ~0.7 ms of CPU)
+SAMPLE_S, SAMPLE_MAX_S = 0.001, 0.02
 
 _EXTRA: dict[tuple, tuple[int, int]] = {}
 
@@ -65,9 +71,53 @@ def _sample(procs: list[QemuProcess], seen: dict[tuple[int, int], tuple[str, int
             seen[(p.pid, tid)] = (s.name, s.runtime_ns)
 
 
+class _Sampler:
+    """Samples the threads of ``procs`` in a thread of its own, every 1% of the time elapsed (from
+    :data:`SAMPLE_S` to :data:`SAMPLE_MAX_S` seconds: what is lost of a thread that exits stays within ~1% of
+    the migration's time) until :meth:`stop` (which wakes it at once and joins it, bounded)."""
+
+    def __init__(self, procs: list[QemuProcess], seen: dict[tuple[int, int], tuple[str, int]]) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(procs, seen), name="dsalab-qemu-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self, procs, seen) -> None:
+        t0 = time.monotonic()
+        while not self._stop.is_set():
+            _sample(procs, seen)
+            self._stop.wait(min(SAMPLE_MAX_S, max(SAMPLE_S, (time.monotonic() - t0) / 100)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10.0)
+
+
+async def _wait_for_migration(qs, src: QemuProcess, dst: QemuProcess, port: int, trial: Trial, gib: float) -> dict:
+    """Start the migration and poll ``query-migrate`` until it ends; its last reply. Bounded by the overall
+    deadline and by ``trial.io_timeout_ms`` without progress; a QEMU that exits meanwhile is a failure."""
+    await qmp.call(qs, src, "migrate", {"uri": f"tcp:127.0.0.1:{port}"})
+    deadline = time.monotonic() + MIGRATION_TIMEOUT_S + MIGRATION_S_PER_GIB * gib
+    progress, last_move = -1, time.monotonic()
+    while True:
+        st = await qmp.call(qs, src, "query-migrate")
+        if st.get("status") in ("completed", "failed", "cancelled"):
+            return st
+        moved = int(st.get("ram", {}).get("transferred", 0))
+        now = time.monotonic()
+        if moved != progress:
+            progress, last_move = moved, now
+        if now - last_move > trial.io_timeout_ms / 1e3:
+            raise src.failure(f"no migration progress for io_timeout_ms={trial.io_timeout_ms} (status {st})")
+        if now > deadline or dst.returncode() is not None:
+            raise (dst if dst.returncode() is not None else src).failure(
+                f"the migration did not complete (status {st.get('status')})"
+            )
+        await asyncio.sleep(POLL_S)
+
+
 async def _drive(src: QemuProcess, dst: QemuProcess, plan: mapping.MigrationPlan, trial: Trial, gib: float):
     """Configure both QEMUs, migrate, wait for the destination to load; (final query-migrate, CPU ms by seed
-    thread name)."""
+    thread name, the source's parameters as QEMU reports them once set)."""
     deadline = time.monotonic() + START_TIMEOUT_S + START_S_PER_GIB * gib
     qd = await qmp.connect(dst, deadline)
     qs = None
@@ -76,33 +126,24 @@ async def _drive(src: QemuProcess, dst: QemuProcess, plan: mapping.MigrationPlan
         for q, p, params in ((qs, src, plan.parameters), (qd, dst, plan.destination_parameters)):
             await qmp.call(q, p, "migrate-set-capabilities", {"capabilities": plan.capabilities})
             await qmp.call(q, p, "migrate-set-parameters", params)
+        applied = await qmp.call(qs, src, "query-migrate-parameters")
         port = _free_port()
         await qmp.call(qd, dst, "migrate-incoming", {"uri": f"tcp:127.0.0.1:{port}"})
         seen: dict[tuple[int, int], tuple[str, int]] = {}
         _sample([src, dst], seen)
         before = dict(seen)
-        await qmp.call(qs, src, "migrate", {"uri": f"tcp:127.0.0.1:{port}"})
-        deadline = time.monotonic() + MIGRATION_TIMEOUT_S + MIGRATION_S_PER_GIB * gib
-        progress, last_move = -1, time.monotonic()
-        while True:
-            _sample([src, dst], seen)
-            st = await qmp.call(qs, src, "query-migrate")
-            if st.get("status") in ("completed", "failed", "cancelled"):
-                break
-            moved = int(st.get("ram", {}).get("transferred", 0))
-            now = time.monotonic()
-            if moved != progress:
-                progress, last_move = moved, now
-            if now - last_move > trial.io_timeout_ms / 1e3:
-                raise src.failure(f"no migration progress for io_timeout_ms={trial.io_timeout_ms} (status {st})")
-            if now > deadline or dst.returncode() is not None:
-                raise (dst if dst.returncode() is not None else src).failure(
-                    f"the migration did not complete (status {st.get('status')})"
-                )
-            await asyncio.sleep(POLL_S)
+        sampler = _Sampler([src, dst], seen)
+        try:
+            st = await _wait_for_migration(qs, src, dst, port, trial, gib)
+        finally:
+            sampler.stop()
+        _sample([src, dst], seen)
         if st.get("status") != "completed":
             err = st.get("error-desc", "")
+            with contextlib.suppress(subprocess.TimeoutExpired):  # let the destination say why, bounded
+                dst.proc.wait(timeout=2.0)
             raise src.failure(f"QEMU migration {st.get('status')}: {err}; destination: {dst.stderr_text()}")
+        deadline = time.monotonic() + MIGRATION_TIMEOUT_S + MIGRATION_S_PER_GIB * gib
         while True:  # the destination finishes loading after the source completes
             if dst.returncode() is not None:
                 raise dst.failure("the destination QEMU exited while loading the migration")
@@ -120,14 +161,15 @@ async def _drive(src: QemuProcess, dst: QemuProcess, plan: mapping.MigrationPlan
         seed = seed_name(name)
         if seed is not None:
             cpu[seed] = cpu.get(seed, 0.0) + (runtime - before.get(key, (name, 0))[1]) / 1e6
-    return st, cpu
+    return st, cpu, applied
 
 
 def _migrate(binary: str, accel: str, trial: Trial, plan, src_path: str, size: int, dst_bytes: int | None = None):
-    """Two QEMUs migrate the memory at ``src_path`` into a new memfd; (query-migrate, CPU ms, destination
-    (fd, mapping)); the caller closes the destination. Every QEMU started here is stopped here, whatever
-    happens. ``dst_bytes`` (tests only) gives the destination another size, which QEMU refuses."""
-    dst_fd, dst_map = memfd_mapping(size, "dsalab-qemu-destination")
+    """Two QEMUs migrate the memory at ``src_path`` into a new memfd; (query-migrate, CPU ms, the source's
+    query-migrate-parameters after they were set, destination (fd, mapping)); the caller closes the
+    destination. Every QEMU started here is stopped here, whatever happens. ``dst_bytes`` (tests only) gives
+    the destination another size, which QEMU refuses."""
+    dst_fd, dst_map = memfd_mapping(dst_bytes or size, "dsalab-qemu-destination")
     tmp = tempfile.mkdtemp(prefix="dsalab-qemu-")
     procs: list[QemuProcess] = []
     try:
@@ -135,8 +177,8 @@ def _migrate(binary: str, accel: str, trial: Trial, plan, src_path: str, size: i
         procs.append(QemuProcess(binary, [*dst_args, "-incoming", "defer"], name="dst", workdir=tmp))
         src_args = _machine_args(accel, size, src_path, trial.prealloc)
         procs.append(QemuProcess(binary, src_args, name="src", workdir=tmp))
-        st, cpu = asyncio.run(_drive(procs[1], procs[0], plan, trial, size / (1 << 30)))
-        return st, cpu, (dst_fd, dst_map)
+        st, cpu, applied = asyncio.run(_drive(procs[1], procs[0], plan, trial, size / (1 << 30)))
+        return st, cpu, applied, (dst_fd, dst_map)
     except BaseException:
         with contextlib.suppress(BufferError):
             dst_map.close()
@@ -158,7 +200,8 @@ def extra_pages(binary: str, accel: str, trial: Trial, plan) -> tuple[int, int]:
         try:
             os.ftruncate(zero_fd, trial.guest_bytes)
             zero_path = f"/proc/{os.getpid()}/fd/{zero_fd}"
-            st, _, (fd, m) = _migrate(binary, accel, trial.replace(prealloc=False), plan, zero_path, trial.guest_bytes)
+            cold = trial.replace(prealloc=False)
+            st, _, _, (fd, m) = _migrate(binary, accel, cold, plan, zero_path, trial.guest_bytes)
             with contextlib.suppress(BufferError):
                 m.close()
             os.close(fd)
@@ -198,7 +241,7 @@ def run_trial(trial: Trial, *, qemu: str | None = None, guest: GuestMemory | Non
             f"guest={guest!r} does not match the trial (guest_bytes={trial.guest_bytes}, page_size={trial.page_size})"
         )
     try:
-        st, cpu, (dst_fd, dst_map) = _migrate(binary, accel, trial, plan, guest.memfd_path, trial.guest_bytes)
+        st, cpu, applied, (dst_fd, dst_map) = _migrate(binary, accel, trial, plan, guest.memfd_path, trial.guest_bytes)
         try:
             dst = np.frombuffer(dst_map, dtype=np.uint8)[: trial.guest_bytes]
             same = kernels.compare_pages(guest.array, dst, trial.page_size, kernel="native")
@@ -221,6 +264,7 @@ def run_trial(trial: Trial, *, qemu: str | None = None, guest: GuestMemory | Non
         zero_page_detection=plan.zero_page_detection,
         extra_pages=extra,
         cores=len(os.sched_getaffinity(0)),
+        migrate_parameters=applied,
     )
 
 
