@@ -13,6 +13,8 @@ for) and :func:`report` prints both. The benchmark (``benchmarks/bench_engine_vs
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import statistics
 import sys
@@ -72,6 +74,17 @@ def _others_cores(before: tuple[float, float, float], after: tuple[float, float,
     if wall <= 0:
         return float("nan")
     return max(0.0, (after[0] - before[0]) - (after[2] - before[2])) / wall
+
+
+def _outside_event_loop(fn: RunFn, trial: Trial, guest: GuestMemory) -> TrialResult:
+    """``fn(trial, guest)``, in a worker thread when this thread runs an asyncio loop (a Jupyter kernel does, and
+    the QEMU runner drives QMP with ``asyncio.run``, which refuses to run inside a running loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn(trial, guest)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dsalab-runner") as pool:
+        return pool.submit(fn, trial, guest).result()
 
 
 def trial_for(
@@ -180,7 +193,7 @@ def compare(
                     for runner, fn in runners.items():
                         load = os.getloadavg()[0]
                         before = _cpu_seconds()
-                        r = fn(trial, guest)
+                        r = _outside_event_loop(fn, trial, guest)
                         after = _cpu_seconds()
                         others = _others_cores(before, after)
                         if bar is not None:

@@ -127,3 +127,16 @@ def test_engine_and_qemu_agree_on_counts_and_bytes():
     assert half["guest_bytes_max_deviation"] <= evq.BYTES_TOLERANCE, half
     for r in rows:  # the guest's normal pages are on the wire, plus framing: headers and offsets, < 4 KiB a packet
         assert 0 < r["framing_bytes_per_packet"] < 4096, r
+
+
+def test_runner_called_inside_a_running_event_loop():
+    """A Jupyter kernel runs an asyncio loop, and the QEMU runner drives QMP with asyncio.run (regression)."""
+    import asyncio
+
+    def runner(trial, guest):
+        return asyncio.run(asyncio.sleep(0, result=(trial, guest)))
+
+    async def in_a_kernel():
+        return evq._outside_event_loop(runner, "t", "g")
+
+    assert asyncio.run(in_a_kernel()) == ("t", "g")
