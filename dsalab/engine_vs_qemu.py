@@ -40,6 +40,9 @@ ROLES = (("live_migration", "live_migration"), ("multifdsend_", "multifdsend_*")
 BYTES_TOLERANCE = 0.01
 SPREAD_BOUND = 1.3
 
+#: QEMU's migration parameters the report shows (as query-migrate-parameters returned them)
+QEMU_PARAMETERS = ("multifd-channels", "zero-page-detection", "max-bandwidth", "downtime-limit", "multifd-compression")
+
 RunFn = Callable[[Trial, GuestMemory], TrialResult]
 
 
@@ -179,7 +182,7 @@ def compare(
     plan += [(False, 0)] if cold else []
     bar = None
     if progress:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm  # a widget in Jupyter, a text bar elsewhere
 
         bar = tqdm(total=len(scenarios) * len(plan) * len(runners), desc="engine vs qemu", unit="run", file=sys.stderr)
     rows: list[dict] = []
@@ -221,6 +224,7 @@ def configuration(r: TrialResult) -> dict:
         "trial": r.trial.to_dict(),
         "qemu_version": getattr(r, "qemu_version", ""),
         "accel": getattr(r, "accel", ""),
+        "migrate_parameters": dict(getattr(r, "migrate_parameters", {}) or {}),
     }
 
 
@@ -277,7 +281,7 @@ def summarize(rows: Sequence[dict]) -> dict[str, dict]:
         dev = [abs(e["transferred_bytes"] - q["transferred_bytes"]) / q["transferred_bytes"] for e, q in pairs]
         s["bytes_max_deviation"] = max(dev) if dev else float("nan")
         key = "guest_transferred_bytes"
-        dev_guest = [abs(e.get(key, 0) - q.get(key, 0)) / max(q.get(key, 0), 1) for e, q in pairs]
+        dev_guest = [abs(e[key] - q[key]) / q[key] for e, q in pairs if key in e and q.get(key, 0) > 0]
         s["guest_bytes_max_deviation"] = max(dev_guest) if dev_guest else float("nan")
         s["bytes_within_tolerance"] = bool(dev) and max(dev) <= BYTES_TOLERANCE
         s["engine_spread_ok"] = s["engine_spread"] < SPREAD_BOUND
@@ -307,10 +311,16 @@ def report(rows: Sequence[dict], summary: dict[str, dict], config: dict[str, dic
         extra = f", QEMU {c['qemu_version']}, accel {c['accel']}" if c.get("qemu_version") else ""
         lines.append(
             f"  {runner:6s} backend {c['backend']}{extra}: guest {format_bytes(t['guest_bytes'], whole=True)}, "
-            f"page {t['page_size']}, channels {t['channels']}, packet {format_bytes(t['packet_bytes'], whole=True)}, "
-            f"detector {t['detector']}, max_bandwidth {t['max_bandwidth_bytes'] or 'unlimited'}, "
-            f"downtime_limit {t['downtime_limit_ms']:.0f} ms, seed {t['seed']}, prealloc on (repeats) / off (cold run)"
+            f"channels {t['channels']}, packet {format_bytes(t['packet_bytes'], whole=True)}, detector {t['detector']}"
         )
+        lines.append(
+            f"         page {t['page_size']}, max_bandwidth {t['max_bandwidth_bytes'] or 'unlimited'}, downtime_limit "
+            f"{t['downtime_limit_ms']:.0f} ms, seed {t['seed']}, prealloc on (repeats) / off (the cold run)"
+        )
+        params = c.get("migrate_parameters") or {}
+        shown = {k: params[k] for k in QEMU_PARAMETERS if k in params}
+        if shown:
+            lines.append("         QEMU applied: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     table_rows = []
     for name, s in summary.items():
         for k in RUNNERS:
@@ -338,20 +348,18 @@ def report(rows: Sequence[dict], summary: dict[str, dict], config: dict[str, dic
             lines.append(f"    {m:32s} {_ratio_text(s['ratio'][m])}")
     lines += ["", "checks:"]
     for name, s in summary.items():
-        lines.append(
-            f"  {name}: page counts equal GuestMemory's truth: engine {_yes(s['engine_counts_equal_truth'])}, "
-            f"qemu {_yes(s['qemu_counts_equal_truth'])}; transferred bytes within {BYTES_TOLERANCE:.0%}: "
-            f"{_yes(s['bytes_within_tolerance'])} (max deviation {s['bytes_max_deviation']:.3%}, "
-            f"{s['guest_bytes_max_deviation']:.3%} without QEMU's other RAM blocks; bytes beyond the normal pages "
-            f"per packet: engine {s['engine_framing_bytes_per_packet']:.0f}, qemu "
-            f"{s['qemu_framing_bytes_per_packet']:.0f}); engine spread "
-            f"{s['engine_spread']:.2f} < {SPREAD_BOUND}: {_yes(s['engine_spread_ok'])}; verified: engine "
-            f"{_yes(s['engine_verified'])}, qemu {_yes(s['qemu_verified'])}; every run's Trial as asked: "
-            f"{_yes(s['same_trial'])}"
-        )
-        lines.append(
-            f"    machine load while it ran: 1-min load average {s['load_1min_median']:.1f} on {os.cpu_count()} "
-            f"CPUs (median at a run's start); other processes kept {s['others_cores_median']:.2f} CPUs busy during a "
-            "run (median; this process and its QEMUs left out)"
-        )
+        lines += [
+            f"  {name}:",
+            f"    page counts equal GuestMemory's truth: engine {_yes(s['engine_counts_equal_truth'])}, qemu "
+            f"{_yes(s['qemu_counts_equal_truth'])}; destination verified: engine {_yes(s['engine_verified'])}, qemu "
+            f"{_yes(s['qemu_verified'])}; every run's Trial as asked: {_yes(s['same_trial'])}",
+            f"    transferred bytes within {BYTES_TOLERANCE:.0%}: {_yes(s['bytes_within_tolerance'])} (max deviation "
+            f"{s['bytes_max_deviation']:.3%}; {s['guest_bytes_max_deviation']:.3%} without QEMU's other RAM blocks)",
+            f"    bytes beyond the normal pages, per packet: engine {s['engine_framing_bytes_per_packet']:.0f}, qemu "
+            f"{s['qemu_framing_bytes_per_packet']:.0f}",
+            f"    engine spread {s['engine_spread']:.2f} < {SPREAD_BOUND}: {_yes(s['engine_spread_ok'])} (qemu "
+            f"{s['qemu_spread']:.2f})",
+            f"    machine load: 1-min load average {s['load_1min_median']:.1f} on {os.cpu_count()} CPUs; other "
+            f"processes kept {s['others_cores_median']:.2f} CPUs busy during a run (medians)",
+        ]
     return "\n".join(lines)

@@ -77,7 +77,7 @@ def test_summary_flags_disagreement():
     assert not s["engine_spread_ok"] and not s["same_trial"]
     assert math.isnan(s["engine_cold_over_warm"])
     text = evq.report(rows, evq.summarize(rows), {})
-    assert "qemu NO" in text and "within 1%: NO" in text and "engine spread 1.40 < 1.3: NO" in text
+    assert "engine yes, qemu NO" in text and "within 1%: NO" in text and "engine spread 1.40 < 1.3: NO" in text
 
 
 @pytest.mark.timeout(120)
