@@ -9,6 +9,7 @@ import os
 import pytest
 
 from dsalab import qemu
+from dsalab.errors import InvalidArgument
 from dsalab.migration import GuestMemory
 from dsalab.trial import Trial
 
@@ -91,6 +92,12 @@ def test_unshared_guest_is_refused():
     guest = GuestMemory("1MiB", normal_ratio=0.5, seed=0)
     with pytest.raises(ValueError, match="shared=False"):
         guest.memfd_path  # noqa: B018
+
+
+def test_a_guest_unlike_the_trial_is_refused():
+    guest = GuestMemory("1MiB", normal_ratio=0.5, seed=1, shared=True)
+    with pytest.raises(InvalidArgument, match=r"does not match the trial: allowed is a guest of .*seed=2"):
+        qemu.run_trial(Trial(guest_bytes="1MiB", detector="cpu-native", seed=2), guest=guest)
 
 
 def test_missing_binary_is_a_clear_error():

@@ -229,16 +229,19 @@ def run_trial(trial: Trial, *, qemu: str | None = None, guest: GuestMemory | Non
             f"Trial field guest_bytes={trial.guest_bytes} ({format_bytes(trial.guest_bytes)}) is too large for the "
             f"qemu runner here: source, destination and the all-zero calibration guest together {short}"
         )
+    own = guest is None
+    if not own:
+        given = (guest.guest_bytes, guest.page_size, guest.normal_ratio, guest.seed)
+        if given != (trial.guest_bytes, trial.page_size, trial.normal_ratio, trial.seed):
+            raise InvalidArgument(
+                f"guest={guest!r} does not match the trial: allowed is a guest of guest_bytes={trial.guest_bytes}, "
+                f"page_size={trial.page_size}, normal_ratio={trial.normal_ratio}, seed={trial.seed}"
+            )
     accel = accelerator()
     extra = extra_pages(binary, accel, trial, plan)
-    own = guest is None
     if own:
         guest = GuestMemory(
             trial.guest_bytes, normal_ratio=trial.normal_ratio, seed=trial.seed, page_size=trial.page_size, shared=True
-        )
-    elif (guest.guest_bytes, guest.page_size) != (trial.guest_bytes, trial.page_size):
-        raise InvalidArgument(
-            f"guest={guest!r} does not match the trial (guest_bytes={trial.guest_bytes}, page_size={trial.page_size})"
         )
     try:
         st, cpu, applied, (dst_fd, dst_map) = _migrate(binary, accel, trial, plan, guest.memfd_path, trial.guest_bytes)
