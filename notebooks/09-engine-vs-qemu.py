@@ -102,28 +102,34 @@ fig.show()
 # of every page, then sendmsg of the normal ones), is of the same order on both.
 #
 # **Does not agree, and why.**
-# - *Total time*: QEMU's `total-time` runs from `migrate` to completion and includes its setup (RAM block
-#   list, bitmap sync), three dirty-bitmap syncs, the stop-and-copy of device state and a final sync of every
-#   channel; the engine's clock covers its own pre-copy and completion only. QEMU's figure also carries the
-#   query-migrate poll's granularity (10 ms here) and whole milliseconds.
-# - *`live_migration`*: QEMU's migration thread walks dirty bitmaps of every RAM block, builds packets and
-#   writes the main channel's stream; the engine's walks one flat guest and hands packets over. Several times the
-#   engine's CPU per GB there is expected, not a defect.
-# - *Receivers*: QEMU's `multifdrecv_*` receive straight into guest RAM as the engine's do, but QEMU's
-#   destination main thread (not mapped to a seed name, so not counted) also parses the main channel and loads
-#   device state; the engine has no device state.
-# - *Transferred bytes with no normal pages*: an all-zero guest sends only framing, and QEMU's multifd packet
-#   header is larger (it names its RAM block in 256 bytes, then 8 bytes per page offset) and it sends its other
-#   RAM blocks' normal pages and device state too, so the two differ by tens of percent of a small number; the
-#   report's "bytes beyond the normal pages per packet" says by how much.
-# - *KVM vs TCG*: with `/dev/kvm` the VMs use KVM; under TCG (no `/dev/kvm`) QEMU's vCPUs stay paused too, so
-#   migration figures barely change, but start-up is slower. The accelerator used is printed above.
-# - *Cold destination*: without prealloc the destination pays a page fault for every page it first writes, in
-#   the receivers' time; both runners slow down, QEMU's more (its destination is a fresh memfd). A comparison
-#   that preallocates one side and not the other is the unfair comparison this notebook exists to avoid.
-# - *Load*: on this 2-core machine, shared with other jobs, the runs of both runners compete with whatever
+# - *Total time*: QEMU's `total-time` (whole milliseconds, from `migrate` to completed, polled every 10 ms) includes
+#   its setup (RAM block list, dirty bitmaps), three dirty-bitmap syncs (`dirty-sync-count`), the device state
+#   and a final sync of every channel. It also enters its final phase as soon as what remains fits `downtime-limit`
+#   (300 ms) at the bandwidth it measured, so its last pages go in the downtime: 85-140 ms of downtime on a 2 GiB
+#   half-normal guest, against the engine's < 1 ms. The ratio of total times is therefore not a ratio of
+#   per-page costs; on this 2-core machine it also moves with the load (the ratio's [min-max] says how much).
+# - *`live_migration`*: QEMU's migration thread walks the dirty bitmap of every RAM block, queues pages for the
+#   multifd threads and writes the main channel's stream; the engine's walks one flat guest and hands packets over.
+#   About 3x the engine's CPU per GB there is expected, not a defect.
+# - *QEMU's main thread*: on the destination it reads the main channel and loads device state; it has no seed name,
+#   so it is not counted in either role (the engine has no device state at all). `whole_cpu_ms` above shows
+#   everything QEMU's processes used, start-up and prealloc included.
+# - *Transferred bytes with no normal pages*: an all-zero guest sends only framing. QEMU's multifd packet header is
+#   larger (it names its RAM block in 256 bytes, then 8 bytes per page offset, as the engine's does), and QEMU also
+#   sends its other RAM blocks' normal pages and device state, so the two differ by tens of percent of a few MB
+#   (the report's "bytes beyond the normal pages, per packet"). The page payload is the same.
+# - *KVM vs TCG*: with `/dev/kvm` the VMs use KVM. The VMs stay paused, so TCG (forced by hand on a 512 MiB
+#   half-normal guest here) gives the same page counts and the same bytes; its times were 1.3x to 2.8x KVM's in
+#   two pairs on the loaded machine. The accelerator used is printed above.
+# - *Cold destination*: without prealloc the engine's receivers pay a page fault for every page they write (none
+#   on an all-zero guest: they write nothing). QEMU pays more: with `prealloc=off` its *source* mapping of the
+#   guest's memfd is unpopulated too, so its senders fault while they read every page, even on an all-zero guest;
+#   the engine's source is the `GuestMemory` mapping itself, always populated. A comparison that preallocates one
+#   side and not the other is the unfair comparison this notebook exists to avoid.
+# - *Load*: on this 2-core machine, shared with other jobs, both runners' 4-5 busy threads compete with whatever
 #   else runs; the report gives the load average and how many CPUs other processes kept busy during a run.
-#   Alternating the runners spreads that noise over both; the paired ratios' spread shows what is left.
+#   Alternating the runners spreads that noise over both; the paired ratios' spread shows what is left. CPU per GB
+#   moves much less with the load than wall time does.
 
 # %% [markdown]
 # ## Figures
