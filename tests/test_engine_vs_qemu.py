@@ -67,6 +67,14 @@ def test_summary_pairs_by_repeat():
     assert s["same_trial"]
 
 
+def test_quiet_spread_leaves_out_runs_under_load():
+    rows = [_row("engine", i, t) for i, t in enumerate([100.0, 300.0, 110.0])] + [_row("qemu", 0, 100.0)]
+    rows[1]["others_cores"] = 1.5
+    s = evq.summarize(rows)["s"]
+    assert s["engine_spread"] == pytest.approx(3.0) and not s["engine_spread_ok"]
+    assert s["engine_quiet_runs"] == 2 and s["engine_quiet_spread"] == pytest.approx(1.1)
+
+
 def test_summary_flags_disagreement():
     rows = [_row("engine", 0, 100.0), _row("qemu", 0, 100.0, bytes_=1011, zero=6), _row("engine", 1, 140.0)]
     rows.append(_row("qemu", 1, 100.0))
