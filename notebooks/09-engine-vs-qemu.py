@@ -105,7 +105,7 @@ fig.show()
 # - *Total time*: QEMU's `total-time` (whole milliseconds, from `migrate` to completed, polled every 10 ms) includes
 #   its setup (RAM block list, dirty bitmaps), three dirty-bitmap syncs (`dirty-sync-count`), the device state
 #   and a final sync of every channel. It also enters its final phase as soon as what remains fits `downtime-limit`
-#   (300 ms) at the bandwidth it measured, so its last pages go in the downtime: 85-140 ms of downtime on a 2 GiB
+#   (300 ms) at the bandwidth it measured, so its last pages go in the downtime: 84-180 ms of downtime on a 2 GiB
 #   half-normal guest, against the engine's < 1 ms. The ratio of total times is therefore not a ratio of
 #   per-page costs; on this 2-core machine it also moves with the load (the ratio's [min-max] says how much).
 # - *`live_migration`*: QEMU's migration thread walks the dirty bitmap of every RAM block, queues pages for the
