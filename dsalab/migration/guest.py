@@ -84,8 +84,6 @@ def anonymous_mapping(
     return m
 
 
-
-
 def memfd_mapping(nbytes: int, name: str) -> tuple[int, mmap.mmap]:
     """A shared mapping of a new memfd of ``nbytes`` (zero-filled): another process (QEMU) can map the same
     memory through ``/proc/<pid>/fd/<fd>``. Returns (fd, mapping); close both when done."""
