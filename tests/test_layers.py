@@ -70,6 +70,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "dsalab.explore",
         "dsalab.model.whatif",
         "dsalab.model.beside",
+        "dsalab.engine_vs_qemu",
     ),
     # what people look at and type
     "views": ("dsalab.plots", "dsalab.report"),

@@ -19,6 +19,7 @@ NAMES = [
     "06-interactive-tuning",
     "07-what-if",
     "08-many-vms",
+    "09-engine-vs-qemu",
 ]
 #: the detector the notebooks offload with in these tests
 DSA = "dsa-emulated"
@@ -72,6 +73,12 @@ def params(name: str, tmp_path: pathlib.Path) -> dict:
             "devices": 2,
             "vm_counts": [4, 12],
             "device_counts": [1, 2, 4],
+            "figures_dir": str(tmp_path / "figures"),
+            "figure_formats": ["html"],
+        },
+        "09-engine-vs-qemu": {
+            "guest": "32MiB",
+            "repeats": 2,
             "figures_dir": str(tmp_path / "figures"),
             "figure_formats": ["html"],
         },
@@ -133,6 +140,12 @@ def test_notebook_parameters_used_by_the_tests_exist(tmp_path):
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs(name, tmp_path):
+    if name == "09-engine-vs-qemu":
+        from dsalab import qemu
+
+        version = qemu.qemu_version()
+        if version is None or version < (9, 0, 0):
+            pytest.skip(f"QEMU >= 9.0 not installed ({version})")
     import nbformat
     import papermill
 
@@ -166,6 +179,10 @@ def test_notebook_runs(name, tmp_path):
     if name == "08-many-vms":
         assert "model" in text + shown and "worst" in text
         assert (tmp_path / "figures" / "devices-needed.html").is_file()
+    if name == "09-engine-vs-qemu":
+        assert text.count("page counts equal GuestMemory's truth: engine yes, qemu yes") == 2
+        assert re.search(r"QEMU \d+\.\d+\.\d+, accel (kvm|tcg)", text) and "engine/QEMU, paired by repeat" in text
+        assert (tmp_path / "figures" / "cpu-by-role.html").is_file()
     if name == "06-interactive-tuning":
         assert (tmp_path / "history.nc").is_file()
         assert "3 trials" in text  # the first run, then two controls set from code (batch size, normal ratio)
