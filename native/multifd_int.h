@@ -52,10 +52,21 @@
  * sleep between packets (sleeping and waking cost more CPU than the packet's bookkeeping on a busy VM). */
 #define QDEPTH 4
 
+/* A packet header with QEMU's multifd layout (MultiFDPacket_t of QEMU >= 9.0: magic, version, flags, then the page
+ * counts, the packet number, reserved words and the RAM block's name; 320 bytes), so that the bytes the engine
+ * sends per packet are the bytes QEMU sends; the page offsets follow it, normal pages first, then zero pages. */
+#define RAMBLOCK_NAME_BYTES 256
 struct pkt_hdr {
-    uint32_t magic, version, flags, normal, zero, reserved;
+    uint32_t magic, version, flags;
+    uint32_t pages_alloc, normal, next_packet_size;
     uint64_t packet_num;
-};
+    uint32_t zero, unused32;
+    uint64_t unused64[3];
+    char ramblock[RAMBLOCK_NAME_BYTES];
+} __attribute__((packed));
+_Static_assert(sizeof(struct pkt_hdr) == 320, "QEMU's MultiFDPacket_t is 320 bytes before its offsets");
+/* the name written in every packet's ramblock field (QEMU's main RAM block on x86 is "pc.ram") */
+#define RAMBLOCK_NAME "pc.ram"
 
 enum job { JOB_NONE, JOB_PAGES, JOB_SYNC, JOB_END };
 

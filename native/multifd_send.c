@@ -64,7 +64,7 @@ static void rate_limit(dsl_mig *m, uint64_t bytes)
 
 static int send_header_only(struct chan *ch, uint32_t flags, const char **what)
 {
-    struct pkt_hdr h = {MIG_MAGIC, MIG_VERSION, flags, 0, 0, 0, ch->packet_num++};
+    struct pkt_hdr h = {.magic = MIG_MAGIC, .version = MIG_VERSION, .flags = flags, .packet_num = ch->packet_num++};
     struct iovec iov = {&h, sizeof h};
     int r = mig_send_all(ch->m, ch->fd_send, &iov, 1, what);
     if (!r) {
@@ -107,7 +107,13 @@ static int send_packet(struct chan *ch, const uint64_t *idx, size_t n, const cha
         if (ch->zero[i])
             ch->offsets[nn + nz++] = idx[i];
 
-    struct pkt_hdr h = {MIG_MAGIC, MIG_VERSION, 0, (uint32_t)nn, (uint32_t)nz, 0, ch->packet_num++};
+    struct pkt_hdr h = {.magic = MIG_MAGIC,
+                        .version = MIG_VERSION,
+                        .pages_alloc = (uint32_t)ch->m->cfg.packet_pages,
+                        .normal = (uint32_t)nn,
+                        .packet_num = ch->packet_num++,
+                        .zero = (uint32_t)nz,
+                        .ramblock = RAMBLOCK_NAME};
     int cnt = 0;
     ch->iov[cnt++] = (struct iovec){&h, sizeof h};
     ch->iov[cnt++] = (struct iovec){ch->offsets, (nn + nz) * sizeof(uint64_t)};

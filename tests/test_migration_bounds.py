@@ -74,7 +74,10 @@ class _Receiver:
 
 
 def _header(flags: int, normal: int, zero: int, packet_num: int = 0) -> bytes:
-    return struct.pack("<6IQ", MAGIC, VERSION, flags, normal, zero, 0, packet_num)
+    """The engine's packet header: QEMU's MultiFDPacket_t layout (320 bytes)."""
+    header = struct.pack("<6IQ2I3Q256s", MAGIC, VERSION, flags, 0, normal, 0, packet_num, zero, 0, 0, 0, 0, b"pc.ram")
+    assert len(header) == 320
+    return header
 
 
 @pytest.mark.timeout(60)

@@ -15,6 +15,7 @@ from dsalab import reference
 from dsalab.backends import Backend
 from dsalab.errors import InvalidArgument
 from dsalab.model import HardwareProfile, predict, seed
+from dsalab.model.pipeline import HEADER_BYTES
 from dsalab.trial import Trial
 
 PROFILE = test_profile()
@@ -42,8 +43,10 @@ def test_pages_and_bytes_are_conserved(trial):
     assert r.pages_sent == pages + r.dirtied_pages
     assert r.normal_pages == round(trial.normal_ratio * pages) + r.dirtied_pages
     sent_normal = r.normal_pages + r.forced_normal_pages
-    syncs = (r.iterations + 1) * trial.channels * 32  # header-only sync packets per channel and round, and END
-    assert r.transferred_bytes == r.packets * 32 + r.pages_sent * 8 + sent_normal * trial.page_size + syncs
+    syncs = (
+        (r.iterations + 1) * trial.channels * HEADER_BYTES
+    )  # header-only sync packets per channel and round, and END
+    assert r.transferred_bytes == r.packets * HEADER_BYTES + r.pages_sent * 8 + sent_normal * trial.page_size + syncs
     assert r.host_cpu_ms == pytest.approx(sum(v for k, v in r.thread_cpu_ms.items() if "recv" not in k))
     if Backend(trial.detector).is_dsa:
         assert r.pages_offloaded == r.pages_sent

@@ -29,8 +29,8 @@ from dsalab.errors import InvalidArgument
 from dsalab.model.profile import SUBMIT_PATHS, HardwareProfile
 from dsalab.trial import Trial
 
-#: bytes of a packet header on the wire (the engine's ``struct pkt_hdr``: six u32 and one u64)
-HEADER_BYTES = 32
+#: bytes of a packet header on the wire (the engine's ``struct pkt_hdr``, QEMU's MultiFDPacket_t layout: 320 bytes)
+HEADER_BYTES = 320
 #: bytes per page offset in a packet
 OFFSET_BYTES = 8
 #: a stage within this fraction of the slowest one is treated as partly waiting (keeps predictions continuous)
