@@ -66,7 +66,7 @@ def test_an_interrupted_or_failing_trial_leaves_no_qemu(monkeypatch, at, exc):
         return await real(client, proc, cmd, args)
 
     capabilities.probe()  # probed before the patch: the trial's own processes are the ones interrupted
-    runner.extra_pages(find_binary(None), qemu.process.accelerator(), TRIAL, mapping.plan(TRIAL, capabilities.probe()))
+    runner.extra_pages(find_binary(None), qemu.process.accelerator(), TRIAL, capabilities.probe())
     monkeypatch.setattr(qmp, "call", call)
     with pytest.raises(exc, match=f"stopped at {at}"):
         qemu.run_trial(TRIAL)
@@ -86,7 +86,9 @@ def test_a_failed_migration_gives_qemus_own_message():
     plan = mapping.plan(TRIAL, capabilities.probe())
     guest = GuestMemory(TRIAL.guest_bytes, normal_ratio=0.5, seed=1, shared=True)
     with pytest.raises(qemu.QemuFailed, match=r"QEMU migration failed: .*Size mismatch: mem"):
-        runner._migrate(find_binary(None), "tcg", TRIAL, plan, guest.memfd_path, TRIAL.guest_bytes, 2 * (16 << 20))
+        runner._migrate(
+            find_binary(None), "tcg", TRIAL, plan, guest.memfd_path, TRIAL.guest_bytes, dst_bytes=2 * (16 << 20)
+        )
     assert qemu.live_pids() == set()
 
 
