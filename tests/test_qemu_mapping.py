@@ -88,6 +88,8 @@ def test_qemu_7_2_has_multifd_but_its_main_thread_finds_zero_pages():
         (Q72, {"downtime_limit_ms": 2_000_001}, "downtime_limit_ms=2000001.0"),
         (Q10, {"max_bandwidth_bytes": 1}, "max_bandwidth_bytes=1"),
         (Q10, {"max_bandwidth_bytes": 9}, "max_bandwidth_bytes=9"),
+        (V5, {"packet_bytes": "256KiB"}, "packet_bytes=262144"),
+        (V5, {"packet_bytes": "4MiB"}, "packet_bytes=4194304"),
     ],
 )
 def test_a_field_qemu_cannot_honour_is_an_error_naming_the_field_and_the_version(caps, changes, field):
@@ -107,7 +109,8 @@ def test_the_v5_series_takes_packet_size_normal_ratio_and_dsa_queues():
     assert p.parameters["multifd-dsa-accel"] == "/dev/dsa/wq0.0 /dev/dsa/wq2.0"
     assert p.parameters["multifd-packet-size"] == p.destination_parameters["multifd-packet-size"] == 1 << 20
     assert p.parameters["multifd-normal-page-ratio"] == 25
-    assert plan(BASE.replace(packet_bytes="256KiB"), V5).parameters["multifd-packet-size"] == 256 << 10
+    assert plan(BASE.replace(packet_bytes=4190208), V5).parameters["multifd-packet-size"] == 4190208
+    assert V5.defaults["multifd-normal-page-ratio"] == 101  # the series' default: off
 
 
 def test_later_series_versions_take_accel_path_and_dsa_accel():

@@ -23,6 +23,8 @@ UNLIMITED_BYTES_PER_S = 1 << 40
 #: the smallest max-bandwidth QEMU honours: it limits per 1/10 s (XFER_LIMIT_RATIO), and 1..9 B/s round to 0,
 #: which it takes for "no limit"
 MIN_BANDWIDTH_BYTES_PER_S = 10
+#: multifd-packet-size's range in the DSA series (migration/options.c: the default is also the least), bytes
+SERIES_PACKET_BYTES = (DEFAULT_PACKET_BYTES, 1023 * QEMU_PAGE_SIZE)
 #: the largest downtime-limit QEMU accepts (MAX_MIGRATE_DOWNTIME: 2000 s), ms
 MAX_DOWNTIME_MS = 2_000_000
 #: fields QEMU has nothing for and that change nothing in a paused guest's single pass (the engine reaches
@@ -140,6 +142,9 @@ def plan(trial: Trial, caps: Capabilities) -> MigrationPlan:
             raise _refuse(
                 caps, "packet_bytes", trial.packet_bytes, f"no multifd-packet-size: allowed is {DEFAULT_PACKET_BYTES}"
             )
+        low, high = SERIES_PACKET_BYTES
+        if not low <= trial.packet_bytes <= high:
+            raise _refuse(caps, "packet_bytes", trial.packet_bytes, f"multifd-packet-size takes {low} to {high}")
         params["multifd-packet-size"] = both["multifd-packet-size"] = trial.packet_bytes
     if trial.force_normal_ratio > 0:
         percent = trial.force_normal_ratio * 100
