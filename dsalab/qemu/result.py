@@ -149,7 +149,7 @@ def qemu_result(
     accel: str,
     mismatched: int,
     zero_page_detection: str = "multifd",
-    extra_pages: tuple[int, int] = (0, 0),
+    extra_pages: tuple[int, int] | None = None,
     cores: int = 0,
     migrate_parameters: dict | None = None,
     truth_normal_pages: int | None = None,
@@ -157,17 +157,20 @@ def qemu_result(
     """The result of a completed QEMU migration from the numbers it reported: ``st`` is the final
     ``query-migrate`` reply, ``cpu`` maps seed thread names to CPU ms, ``mismatched`` counts destination pages that
     differ from the source, ``extra_pages`` (zero, normal) what QEMU's RAM blocks other than the guest's added
-    to ``ram.duplicate`` and ``ram.normal`` (subtracted here), ``cores`` the CPUs QEMU could run on,
-    ``migrate_parameters`` the source's ``query-migrate-parameters`` once set (what QEMU ran with),
-    ``truth_normal_pages`` the guest's normal pages (pages QEMU sent as normal beyond them are
-    ``forced_normal_pages``, counted as zero pages as the engine does; None: none forced). Raises
+    to ``ram.duplicate`` and ``ram.normal`` (subtracted here and checked; None: QEMU's counts as they are),
+    ``cores`` the CPUs QEMU could run on, ``migrate_parameters`` the source's ``query-migrate-parameters`` once
+    set (what QEMU ran with), ``truth_normal_pages`` the guest's normal pages (pages QEMU sent as normal beyond
+    them are ``forced_normal_pages``, counted as zero pages as the engine does; None: none forced). Raises
     :class:`~dsalab.qemu.QemuFailed` with QEMU's numbers when they are inconsistent with the trial's guest."""
     from dsalab.migration.counters import busy_threads
 
     ram = st["ram"]
     total_ms = float(st["total-time"])
-    extra_zero, extra_normal = extra_pages
-    zero, normal, forced = _page_counts(trial, ram, extra_zero, extra_normal, truth_normal_pages)
+    extra_zero, extra_normal = extra_pages or (0, 0)
+    if extra_pages is None:  # not calibrated: QEMU's own counts, other RAM blocks included, unchecked
+        zero, normal, forced = int(ram.get("duplicate", 0)), int(ram.get("normal", 0)), 0
+    else:
+        zero, normal, forced = _page_counts(trial, ram, extra_zero, extra_normal, truth_normal_pages)
     sums = cpu_sums(cpu)
     dsa = zero_page_detection in DSA_MODES
     extra_bytes = extra_normal * trial.page_size + (extra_zero + extra_normal) * OFFSET_BYTES
