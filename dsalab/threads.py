@@ -25,8 +25,8 @@ class Role(enum.StrEnum):
 
 #: source-side migration threads: their sum is the host CPU total, as the seed sums it
 SOURCE_THREADS = re.compile(r"^(live_migration|multifdsend_\d+|dsa_completion)$")
-#: destination side
-DESTINATION_THREADS = re.compile(r"^multifdrecv_\d+$")
+#: destination side (``incoming_main``: a QEMU destination's main thread, which loads the main channel)
+DESTINATION_THREADS = re.compile(r"^(multifdrecv_\d+|incoming_main)$")
 #: the emulated device's engines: device time, run on the host CPU here, never counted as host CPU
 DEVICE_THREADS = re.compile(r"^dsa_engine_\d+_\d+$")
 #: the guest's own work (the dirtying thread)

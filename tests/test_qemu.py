@@ -7,12 +7,14 @@ import json
 import os
 
 import pytest
+from qemu_support import no_qemu_outlives_the_test
 
 from dsalab import qemu
 from dsalab.errors import InvalidArgument
 from dsalab.migration import GuestMemory
 from dsalab.trial import Trial
 
+__all__ = ["no_qemu_outlives_the_test"]  # the autouse fixture, used by being imported
 version = qemu.qemu_version()
 needs_qemu = pytest.mark.skipif(
     version is None or version < (9, 0, 0), reason=f"QEMU >= 9.0 not installed (qemu-system-x86_64: {version})"

@@ -9,6 +9,7 @@ import pathlib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from qemu_support import no_qemu_outlives_the_test
 
 from dsalab.errors import DsalabError, InvalidArgument
 from dsalab.qemu import capabilities, qemu_version
@@ -16,6 +17,7 @@ from dsalab.qemu.capabilities import Capabilities, reduce_schema
 from dsalab.qemu.mapping import UNLIMITED_BYTES_PER_S, QemuCannotHonour, plan
 from dsalab.trial import Trial
 
+__all__ = ["no_qemu_outlives_the_test"]  # the autouse fixture, used by being imported
 DATA = pathlib.Path(__file__).parent / "data" / "qemu"
 Q10 = Capabilities.load(DATA / "qemu-10.0.2.json")
 Q72 = Capabilities.load(DATA / "qemu-7.2.22.json")
@@ -51,6 +53,11 @@ def test_qemu_10_finds_zero_pages_in_its_multifd_threads_with_the_trials_limits(
     assert plan(BASE, Q10).parameters["max-bandwidth"] == UNLIMITED_BYTES_PER_S  # 0 = unlimited
 
 
+def test_the_limits_qemu_takes_map():
+    p = plan(BASE.replace(downtime_limit_ms=2_000_000, max_bandwidth_bytes=10), Q10)
+    assert (p.parameters["downtime-limit"], p.parameters["max-bandwidth"]) == (2_000_000, 10)
+
+
 def test_qemu_7_2_has_multifd_but_its_main_thread_finds_zero_pages():
     p = plan(BASE, Q72)
     assert p.zero_page_detection == "legacy" and "zero-page-detection" not in p.parameters
@@ -77,6 +84,12 @@ def test_qemu_7_2_has_multifd_but_its_main_thread_finds_zero_pages():
         (Q10, {"page_size": 8192}, "page_size=8192"),
         (Q10, {"huge_pages": True}, "huge_pages=True"),
         (Q10, {"downtime_limit_ms": 300.5}, "downtime_limit_ms=300.5"),
+        (Q10, {"downtime_limit_ms": 3_000_000}, "downtime_limit_ms=3000000.0"),
+        (Q72, {"downtime_limit_ms": 2_000_001}, "downtime_limit_ms=2000001.0"),
+        (Q10, {"max_bandwidth_bytes": 1}, "max_bandwidth_bytes=1"),
+        (Q10, {"max_bandwidth_bytes": 9}, "max_bandwidth_bytes=9"),
+        (V5, {"packet_bytes": "256KiB"}, "packet_bytes=262144"),
+        (V5, {"packet_bytes": "4MiB"}, "packet_bytes=4194304"),
     ],
 )
 def test_a_field_qemu_cannot_honour_is_an_error_naming_the_field_and_the_version(caps, changes, field):
@@ -96,7 +109,8 @@ def test_the_v5_series_takes_packet_size_normal_ratio_and_dsa_queues():
     assert p.parameters["multifd-dsa-accel"] == "/dev/dsa/wq0.0 /dev/dsa/wq2.0"
     assert p.parameters["multifd-packet-size"] == p.destination_parameters["multifd-packet-size"] == 1 << 20
     assert p.parameters["multifd-normal-page-ratio"] == 25
-    assert plan(BASE.replace(packet_bytes="256KiB"), V5).parameters["multifd-packet-size"] == 256 << 10
+    assert plan(BASE.replace(packet_bytes=4190208), V5).parameters["multifd-packet-size"] == 4190208
+    assert V5.defaults["multifd-normal-page-ratio"] == 101  # the series' default: off
 
 
 def test_later_series_versions_take_accel_path_and_dsa_accel():

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import xarray as xr
+from qemu_support import no_qemu_outlives_the_test
 from typer.testing import CliRunner
 
 from dsalab import qemu, sweepfile
@@ -16,6 +17,7 @@ from dsalab.cli import app
 from dsalab.errors import SweepFileError
 from dsalab.migration import GuestMemory
 
+__all__ = ["no_qemu_outlives_the_test"]  # the autouse fixture, used by being imported
 cli = CliRunner()
 version = qemu.qemu_version()
 needs_qemu = pytest.mark.skipif(

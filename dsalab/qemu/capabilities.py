@@ -21,7 +21,7 @@ from typing import Any
 
 from dsalab.errors import InvalidArgument
 from dsalab.qemu import qmp
-from dsalab.qemu.process import QemuProcess, find_binary
+from dsalab.qemu.process import STOP_TIMEOUT_S, QemuProcess, find_binary, stop_all
 
 #: seconds a probe may take from start to its last answer
 PROBE_TIMEOUT_S = 30.0
@@ -141,14 +141,18 @@ def probe_replies(binary: str) -> dict[str, Any]:
         try:
             replies = asyncio.run(_ask(proc))
         finally:
-            proc.stop()
+            stop_all([proc])
     replies["schema"] = reduce_schema(replies.pop("query-qmp-schema"))
     return replies
 
 
 def probe(qemu: str | None = None) -> Capabilities:
     """The :class:`Capabilities` of QEMU binary ``qemu`` (None: ``qemu-system-x86_64`` on PATH), asked once per
-    binary (path and modification time) and process."""
+    binary (path and modification time) and process; callable inside a running event loop (Jupyter)."""
+    return qmp.outside_running_loop(_probe, qemu, bound_s=PROBE_TIMEOUT_S + 3 * STOP_TIMEOUT_S, what="probe")
+
+
+def _probe(qemu: str | None) -> Capabilities:
     binary = find_binary(qemu)
     key = (binary, os.stat(binary).st_mtime, os.environ.get("QEMU_MODULE_DIR", ""))
     if key not in _CACHE:

@@ -20,6 +20,13 @@ DEFAULT_PACKET_BYTES = 512 << 10
 QEMU_PAGE_SIZE = 4096
 #: max-bandwidth given to QEMU for "unlimited": far above what loopback carries (QEMU's default is 128 MiB/s)
 UNLIMITED_BYTES_PER_S = 1 << 40
+#: the smallest max-bandwidth QEMU honours: it limits per 1/10 s (XFER_LIMIT_RATIO), and 1..9 B/s round to 0,
+#: which it takes for "no limit"
+MIN_BANDWIDTH_BYTES_PER_S = 10
+#: multifd-packet-size's range in the DSA series (migration/options.c: the default is also the least), bytes
+SERIES_PACKET_BYTES = (DEFAULT_PACKET_BYTES, 1023 * QEMU_PAGE_SIZE)
+#: the largest downtime-limit QEMU accepts (MAX_MIGRATE_DOWNTIME: 2000 s), ms
+MAX_DOWNTIME_MS = 2_000_000
 #: fields QEMU has nothing for and that change nothing in a paused guest's single pass (the engine reaches
 #: the same state: nothing dirtied, one pass), with why
 MOOT = {
@@ -94,8 +101,13 @@ def plan(trial: Trial, caps: Capabilities) -> MigrationPlan:
         )
     if trial.huge_pages:
         raise _refuse(caps, "huge_pages", True, "guest memory is a shared memfd, which transparent huge pages skip")
-    if trial.downtime_limit_ms != int(trial.downtime_limit_ms) or trial.downtime_limit_ms < 1:
-        raise _refuse(caps, "downtime_limit_ms", trial.downtime_limit_ms, "QEMU takes a whole number of ms >= 1")
+    down = trial.downtime_limit_ms
+    if down != int(down) or not 1 <= down <= MAX_DOWNTIME_MS:
+        raise _refuse(caps, "downtime_limit_ms", down, f"QEMU takes a whole number of ms from 1 to {MAX_DOWNTIME_MS}")
+    if 0 < trial.max_bandwidth_bytes < MIN_BANDWIDTH_BYTES_PER_S:
+        least = MIN_BANDWIDTH_BYTES_PER_S
+        why = f"QEMU limits per 1/10 s, so this means no limit there: allowed is 0 (unlimited) or >= {least}"
+        raise _refuse(caps, "max_bandwidth_bytes", trial.max_bandwidth_bytes, why)
     params: dict[str, Any] = {
         "multifd-channels": trial.channels,
         "max-bandwidth": trial.max_bandwidth_bytes or UNLIMITED_BYTES_PER_S,
@@ -130,6 +142,9 @@ def plan(trial: Trial, caps: Capabilities) -> MigrationPlan:
             raise _refuse(
                 caps, "packet_bytes", trial.packet_bytes, f"no multifd-packet-size: allowed is {DEFAULT_PACKET_BYTES}"
             )
+        low, high = SERIES_PACKET_BYTES
+        if not low <= trial.packet_bytes <= high:
+            raise _refuse(caps, "packet_bytes", trial.packet_bytes, f"multifd-packet-size takes {low} to {high}")
         params["multifd-packet-size"] = both["multifd-packet-size"] = trial.packet_bytes
     if trial.force_normal_ratio > 0:
         percent = trial.force_normal_ratio * 100

@@ -1,19 +1,26 @@
 """One QEMU process of a trial: started with a QMP socket, its stderr kept in a file, stopped by its PID.
 
-Every :class:`QemuProcess` is stopped (SIGTERM, then SIGKILL after :data:`STOP_TIMEOUT_S`) by :meth:`stop`, which
-the runner calls in a ``finally`` block, so a trial that ends, fails or is interrupted (KeyboardInterrupt too)
-leaves no QEMU behind. :func:`live_pids` lists the PIDs started and not yet stopped (tests check it).
+Every :class:`QemuProcess` is stopped (SIGTERM, then SIGKILL after :data:`STOP_TIMEOUT_S`) by :func:`stop_all`
+(or :meth:`QemuProcess.stop`), which the runner calls in a ``finally`` block, so a trial that ends, fails or is
+interrupted (KeyboardInterrupt too) leaves no QEMU behind. When the Python process itself dies without running
+its ``finally`` blocks (SIGTERM, SIGKILL, the OOM killer, a Dask nanny restarting a worker), the kernel kills
+every QEMU it started: each is started with ``PR_SET_PDEATHSIG`` = SIGKILL. Linux sends that signal when the
+*thread* that started the process exits, so QEMUs are started by the thread that runs the trial (which lives as
+long as the trial). :func:`live_pids` lists the PIDs started and not yet stopped (tests check it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import pathlib
 import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 from dsalab.errors import DsalabError, MigrationError
@@ -27,7 +34,11 @@ VERSION_TIMEOUT_S = 30.0
 #: most bytes of QEMU's stderr carried in an error message
 STDERR_LIMIT = 2000
 
+#: Linux's prctl option: the signal a process gets when the thread that forked it exits
+PR_SET_PDEATHSIG = 1
+
 _LIVE: dict[int, QemuProcess] = {}
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: the child only calls it
 
 
 class QemuUnavailable(DsalabError):
@@ -120,6 +131,46 @@ def live_pids() -> set[int]:
     return set(_LIVE)
 
 
+def kill_started_by(thread_id: int) -> None:
+    """SIGKILL every live QEMU that thread ``thread_id`` (``threading.get_ident()``) started (an interrupted
+    caller ends the trial a worker thread runs; the worker's ``finally`` still reaps them)."""
+    for p in list(_LIVE.values()):
+        if p.thread_id == thread_id and p.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGKILL)
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the forked child, before exec: SIGKILL when the forking thread exits, and at once if it already has."""
+    _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died between fork and prctl
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def stop_all(procs: list[QemuProcess], timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """Stop every process of ``procs`` by its PID: a short bounded wait for a clean exit (after QMP ``quit``),
+    then SIGTERM to all of them first, then a bounded wait on each (SIGKILL after ``timeout_s`` seconds). If this
+    is interrupted (a second Ctrl-C), every process still running gets SIGKILL before the exception goes on, so
+    none is skipped."""
+    try:
+        deadline = time.monotonic() + min(1.0, timeout_s)
+        for p in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        for p in procs:
+            p.signal(signal.SIGTERM)
+        for p in procs:
+            p.stop(timeout_s, grace_s=0.0)
+    finally:
+        for p in procs:
+            p.signal(signal.SIGKILL)
+        for p in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.proc.wait(timeout=timeout_s)
+            if p.proc.poll() is not None:
+                _LIVE.pop(p.pid, None)
+
+
 class QemuProcess:
     """A paused QEMU (``-S -nodefaults``, no display) with a QMP socket at :attr:`qmp_path`.
 
@@ -152,10 +203,12 @@ class QemuProcess:
                     stderr=err,
                     env=package_env(binary),
                     close_fds=True,
+                    preexec_fn=functools.partial(_die_with_parent, os.getpid()),
                 )
             except OSError as exc:
                 raise QemuUnavailable(f"qemu={binary!r} cannot be started: {exc.strerror or exc}") from None
         self.pid = self.proc.pid
+        self.thread_id = threading.get_ident()
         _LIVE[self.pid] = self
 
     def stderr_text(self) -> str:
@@ -177,13 +230,19 @@ class QemuProcess:
         err = self.stderr_text() or "(nothing on stderr)"
         return QemuFailed(f"{what} ({self.name} QEMU pid {self.pid}, {state}): {err}")
 
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Stop the process by its PID: wait briefly for a clean exit (after QMP ``quit``), then SIGTERM, then
-        SIGKILL; each wait bounded by ``timeout_s`` seconds. Safe to call more than once."""
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the process by its PID if it still runs (not reaped yet)."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S, grace_s: float = 1.0) -> None:
+        """Stop the process by its PID: wait ``grace_s`` seconds at most for a clean exit (after QMP ``quit``),
+        then SIGTERM, then SIGKILL; each wait bounded by ``timeout_s`` seconds. Safe to call more than once."""
         try:
-            if self.proc.poll() is None:
+            if self.proc.poll() is None and grace_s > 0:
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.proc.wait(timeout=min(1.0, timeout_s))
+                    self.proc.wait(timeout=min(grace_s, timeout_s))
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 if self.proc.poll() is not None:
                     break

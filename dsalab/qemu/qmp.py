@@ -1,15 +1,18 @@
 """QMP calls with bounded waits (``qemu.qmp``), errors as :class:`~dsalab.qemu.process.QemuFailed` carrying
-QEMU's own message and stderr."""
+QEMU's own message and stderr; :func:`outside_running_loop` lets a caller inside an event loop (Jupyter) run them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
-from dsalab.qemu.process import QemuFailed, QemuProcess, wait_for_socket
+from dsalab.qemu.process import STOP_TIMEOUT_S, QemuFailed, QemuProcess, kill_started_by, wait_for_socket
+
+T = TypeVar("T")
 
 #: seconds one QMP command may take
 COMMAND_TIMEOUT_S = 30.0
@@ -27,7 +30,7 @@ async def connect(proc: QemuProcess, deadline: float):
             return client
         except Exception as exc:  # qemu.qmp raises its own ConnectError; a timeout is asyncio's
             with contextlib.suppress(Exception):
-                await client.disconnect()
+                await asyncio.wait_for(client.disconnect(), 5.0)
             if proc.returncode() is not None:
                 raise proc.failure("QEMU exited before QMP answered") from None
             if time.monotonic() > deadline:
@@ -59,3 +62,37 @@ async def close(client, proc: QemuProcess, quit_qemu: bool = True) -> None:
             await asyncio.wait_for(client.execute("quit"), 5.0)
     with contextlib.suppress(Exception):
         await asyncio.wait_for(client.disconnect(), 5.0)
+
+
+def outside_running_loop(fn: Callable[..., T], *args: Any, bound_s: float, what: str) -> T:
+    """``fn(*args)`` in this thread when it runs no asyncio event loop; otherwise (a Jupyter cell runs inside
+    one, where ``asyncio.run`` refuses) in a thread of its own, which runs its own loops and starts (so owns) the
+    QEMUs, joined within ``bound_s`` seconds. If the wait is interrupted or the bound passes, the QEMUs that thread
+    started get SIGKILL and it is joined (bounded) before the exception goes on. ``what`` names the call in the
+    :class:`QemuFailed` of a bound that passed."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn(*args)
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = fn(*args)
+        except BaseException as exc:  # carried to the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="dsalab-qemu-trial", daemon=True)
+    worker.start()
+    try:
+        worker.join(bound_s)
+        late = worker.is_alive()
+    finally:
+        if worker.is_alive():
+            kill_started_by(worker.ident or 0)
+            worker.join(2 * STOP_TIMEOUT_S)
+    if late or worker.is_alive():
+        raise QemuFailed(f"{what} did not finish within {bound_s:.0f} s; its QEMUs were killed")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

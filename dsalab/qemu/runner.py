@@ -8,13 +8,14 @@ writes nothing). Migration over TCP on 127.0.0.1 with multifd, driven over QMP (
 ``/proc/<pid>/task/*/schedstat`` while it runs (QEMU's multifd threads exit when it completes) and mapped to the
 seed's names. QEMU's page counts include its other RAM blocks (firmware, option ROMs, ACPI tables): what they
 add is measured once per binary, accelerator and guest size by migrating an all-zero guest of the same size
-(:func:`extra_pages`) and taken off.
+(:func:`extra_pages`) and taken off. :func:`run_trial` works inside a running event loop (Jupyter) too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import mmap
 import os
 import shutil
 import socket
@@ -28,9 +29,9 @@ import numpy as np
 from dsalab import kernels
 from dsalab.errors import InvalidArgument
 from dsalab.migration import accounting
-from dsalab.migration.guest import GuestMemory, memfd_mapping, memory_shortfall
+from dsalab.migration.guest import GuestMemory, memory_shortfall
 from dsalab.qemu import capabilities, mapping, qmp
-from dsalab.qemu.process import QemuProcess, accelerator, find_binary
+from dsalab.qemu.process import STOP_TIMEOUT_S, QemuFailed, QemuProcess, accelerator, find_binary, stop_all
 from dsalab.qemu.result import QemuResult, qemu_result, seed_name
 from dsalab.trial import Trial
 from dsalab.units import format_bytes
@@ -156,60 +157,103 @@ async def _drive(src: QemuProcess, dst: QemuProcess, plan: mapping.MigrationPlan
         for q, p in ((qs, src), (qd, dst)):
             if q is not None:
                 await qmp.close(q, p)
+    return st, _cpu_by_seed_name(seen, before, dst.pid), applied
+
+
+def _cpu_by_seed_name(seen, before, dst_pid: int) -> dict[str, float]:
+    """CPU ms by seed thread name from the samples ``seen`` less the baseline ``before``, both (pid, tid) ->
+    (name, runtime ns). A baseline counts only for the same thread name (a TID reused by a thread that started
+    later starts from 0). The destination's main thread (TID = PID) is ``incoming_main``: it loads the main
+    channel (device state; on QEMU < 9.0 every zero page)."""
     cpu: dict[str, float] = {}
     for key, (name, runtime) in seen.items():
-        seed = seed_name(name)
-        if seed is not None:
-            cpu[seed] = cpu.get(seed, 0.0) + (runtime - before.get(key, (name, 0))[1]) / 1e6
-    return st, cpu, applied
+        seed = "incoming_main" if key == (dst_pid, dst_pid) else seed_name(name)
+        if seed is None:
+            continue
+        base_name, base = before.get(key, (name, 0))
+        cpu[seed] = cpu.get(seed, 0.0) + (runtime - (base if base_name == name else 0)) / 1e6
+    return cpu
 
 
-def _migrate(binary: str, accel: str, trial: Trial, plan, src_path: str, size: int, dst_bytes: int | None = None):
+def _migrate(binary: str, accel: str, trial: Trial, plan, src_path: str, size: int, inspect=None, dst_bytes=None):
     """Two QEMUs migrate the memory at ``src_path`` into a new memfd; (query-migrate, CPU ms, the source's
-    query-migrate-parameters after they were set, destination (fd, mapping)); the caller closes the
-    destination. Every QEMU started here is stopped here, whatever happens. ``dst_bytes`` (tests only) gives
-    the destination another size, which QEMU refuses."""
-    dst_fd, dst_map = memfd_mapping(dst_bytes or size, "dsalab-qemu-destination")
+    query-migrate-parameters after they were set, ``inspect(destination mapping)`` or None). The destination
+    memfd and mapping are closed here, and every QEMU started here is stopped here, whatever happens.
+    ``dst_bytes`` (tests only) gives the destination another size, which QEMU refuses."""
     tmp = tempfile.mkdtemp(prefix="dsalab-qemu-")
     procs: list[QemuProcess] = []
+    dst_fd, dst_map = -1, None
     try:
+        dst_fd = os.memfd_create("dsalab-qemu-destination", os.MFD_CLOEXEC)
+        os.ftruncate(dst_fd, dst_bytes or size)
+        dst_map = mmap.mmap(dst_fd, dst_bytes or size, flags=mmap.MAP_SHARED)
         dst_args = _machine_args(accel, dst_bytes or size, f"/proc/{os.getpid()}/fd/{dst_fd}", trial.prealloc)
         procs.append(QemuProcess(binary, [*dst_args, "-incoming", "defer"], name="dst", workdir=tmp))
         src_args = _machine_args(accel, size, src_path, trial.prealloc)
         procs.append(QemuProcess(binary, src_args, name="src", workdir=tmp))
         st, cpu, applied = asyncio.run(_drive(procs[1], procs[0], plan, trial, size / (1 << 30)))
-        return st, cpu, applied, (dst_fd, dst_map)
-    except BaseException:
-        with contextlib.suppress(BufferError):
-            dst_map.close()
-        os.close(dst_fd)
-        raise
+        stop_all(procs)
+        return st, cpu, applied, (inspect(dst_map) if inspect is not None else None)
     finally:
-        for p in procs:
-            p.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            stop_all(procs)
+        finally:
+            if dst_map is not None:
+                with contextlib.suppress(BufferError):
+                    dst_map.close()
+            if dst_fd >= 0:
+                os.close(dst_fd)
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
-def extra_pages(binary: str, accel: str, trial: Trial, plan) -> tuple[int, int]:
+def calibration_trial(trial: Trial) -> Trial:
+    """The trial the page-count calibration runs: ``trial`` with no forced normal pages, no bandwidth limit and a
+    cold destination (page counts depend on none of them)."""
+    return trial.replace(force_normal_ratio=0.0, max_bandwidth_bytes=0, prealloc=False)
+
+
+def binary_identity(binary: str, caps: capabilities.Capabilities) -> tuple:
+    """What tells two QEMU binaries apart: real path, modification time (ns), size, version and package."""
+    real = os.path.realpath(binary)
+    st = os.stat(real)
+    return (real, st.st_mtime_ns, st.st_size, caps.version, caps.package)
+
+
+def extra_pages(binary: str, accel: str, trial: Trial, caps: capabilities.Capabilities) -> tuple[int, int]:
     """(zero, normal) pages QEMU's RAM blocks other than the guest's add to its counts: its counts when it
-    migrates an all-zero guest of ``trial.guest_bytes`` (a fresh memfd) less that guest's pages; measured once
-    per binary, accelerator, guest size and zero-page detection, and kept for this process."""
-    key = (binary, accel, trial.guest_bytes, plan.zero_page_detection)
+    migrates an all-zero guest of ``trial.guest_bytes`` (a fresh memfd; :func:`calibration_trial`) less that
+    guest's pages; measured once per binary (:func:`binary_identity`), accelerator, guest size, page size and
+    zero-page detection, and kept for this process. Raises :class:`QemuFailed` if the counts are impossible."""
+    cal = calibration_trial(trial)
+    plan = mapping.plan(cal, caps)
+    key = (*binary_identity(binary, caps), accel, trial.guest_bytes, trial.page_size, plan.zero_page_detection)
     if key not in _EXTRA:
         zero_fd = os.memfd_create("dsalab-qemu-zero-guest", os.MFD_CLOEXEC)
         try:
             os.ftruncate(zero_fd, trial.guest_bytes)
             zero_path = f"/proc/{os.getpid()}/fd/{zero_fd}"
-            cold = trial.replace(prealloc=False)
-            st, _, _, (fd, m) = _migrate(binary, accel, cold, plan, zero_path, trial.guest_bytes)
-            with contextlib.suppress(BufferError):
-                m.close()
-            os.close(fd)
+            st, _, _, _ = _migrate(binary, accel, cal, plan, zero_path, trial.guest_bytes)
         finally:
             os.close(zero_fd)
         ram = st["ram"]
-        _EXTRA[key] = (int(ram["duplicate"]) - trial.guest_bytes // trial.page_size, int(ram["normal"]))
+        zero, normal = int(ram["duplicate"]) - trial.guest_bytes // trial.page_size, int(ram["normal"])
+        blocks = (int(ram["total"]) - trial.guest_bytes) // trial.page_size
+        if zero < 0 or normal < 0 or zero + normal != blocks:
+            raise QemuFailed(
+                f"QEMU's counts of an all-zero {trial.guest_bytes}-byte guest are impossible: duplicate="
+                f"{ram['duplicate']}, normal={ram['normal']}, total={ram['total']} bytes (expected "
+                f"{trial.guest_bytes // trial.page_size} guest zero pages plus {blocks} pages of other RAM blocks)"
+            )
+        _EXTRA[key] = (zero, normal)
     return _EXTRA[key]
+
+
+def trial_bound_s(trial: Trial) -> float:
+    """Seconds a whole :func:`run_trial` may take at most: the probe, then two migrations (calibration and trial),
+    each with its start and migration deadlines and the stops (every wait inside has its own bound)."""
+    gib = trial.guest_bytes / (1 << 30)
+    one = START_TIMEOUT_S + START_S_PER_GIB * gib + 2 * (MIGRATION_TIMEOUT_S + MIGRATION_S_PER_GIB * gib)
+    return capabilities.PROBE_TIMEOUT_S + 2 * one + 6 * STOP_TIMEOUT_S
 
 
 def run_trial(trial: Trial, *, qemu: str | None = None, guest: GuestMemory | None = None) -> QemuResult:
@@ -219,7 +263,13 @@ def run_trial(trial: Trial, *, qemu: str | None = None, guest: GuestMemory | Non
     ``guest``: the guest memory to migrate (made with ``shared=True`` and the trial's size, ratio and seed; by
     default made here). Raises :class:`~dsalab.qemu.QemuUnavailable` (no binary),
     :class:`~dsalab.qemu.QemuCannotHonour` (a field this QEMU cannot honour, named with the QEMU version) or
-    :class:`~dsalab.qemu.QemuFailed` (QEMU did not start, or the migration failed: with QEMU's own message)."""
+    :class:`~dsalab.qemu.QemuFailed` (QEMU did not start, or the migration failed: with QEMU's own message).
+    Callable inside a running event loop (a Jupyter cell): it then runs in a thread of its own, joined within
+    :func:`trial_bound_s`."""
+    return qmp.outside_running_loop(_run_trial, trial, qemu, guest, bound_s=trial_bound_s(trial), what="run_trial")
+
+
+def _run_trial(trial: Trial, qemu: str | None, guest: GuestMemory | None) -> QemuResult:
     binary = find_binary(qemu)
     caps = capabilities.probe(binary)
     plan = mapping.plan(trial, caps)
@@ -238,24 +288,22 @@ def run_trial(trial: Trial, *, qemu: str | None = None, guest: GuestMemory | Non
                 f"page_size={trial.page_size}, normal_ratio={trial.normal_ratio}, seed={trial.seed}"
             )
     accel = accelerator()
-    extra = extra_pages(binary, accel, trial, plan)
-    if own:
-        guest = GuestMemory(
-            trial.guest_bytes, normal_ratio=trial.normal_ratio, seed=trial.seed, page_size=trial.page_size, shared=True
-        )
+    extra = extra_pages(binary, accel, trial, caps)
     try:
-        st, cpu, applied, (dst_fd, dst_map) = _migrate(binary, accel, trial, plan, guest.memfd_path, trial.guest_bytes)
-        try:
-            dst = np.frombuffer(dst_map, dtype=np.uint8)[: trial.guest_bytes]
-            same = kernels.compare_pages(guest.array, dst, trial.page_size, kernel="native")
-            mismatched = int((~same).sum())
-            del dst
-        finally:
-            with contextlib.suppress(BufferError):
-                dst_map.close()
-            os.close(dst_fd)
-    finally:
         if own:
+            guest = GuestMemory(
+                trial.guest_bytes,
+                normal_ratio=trial.normal_ratio,
+                seed=trial.seed,
+                page_size=trial.page_size,
+                shared=True,
+            )
+        st, cpu, applied, mismatched = _migrate(
+            binary, accel, trial, plan, guest.memfd_path, trial.guest_bytes, inspect=lambda m: _compare(guest, m)
+        )
+        truth_normal = guest.normal_pages
+    finally:
+        if own and guest is not None:
             guest.close()
     return qemu_result(
         trial,
@@ -268,7 +316,17 @@ def run_trial(trial: Trial, *, qemu: str | None = None, guest: GuestMemory | Non
         extra_pages=extra,
         cores=len(os.sched_getaffinity(0)),
         migrate_parameters=applied,
+        truth_normal_pages=truth_normal,
     )
+
+
+def _compare(guest: GuestMemory, dst_map) -> int:
+    """Destination pages that differ from the guest's (byte for byte)."""
+    dst = np.frombuffer(dst_map, dtype=np.uint8)[: guest.guest_bytes]
+    try:
+        return int((~kernels.compare_pages(guest.array, dst, guest.page_size, kernel="native")).sum())
+    finally:
+        del dst
 
 
 def run_qemu_migration(
