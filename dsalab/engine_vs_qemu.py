@@ -121,13 +121,13 @@ def row(scenario: str, runner: str, repeat: int, r: TrialResult, guest: GuestMem
     """One run as a flat, JSON-ready dict: times, transferred bytes, page counts beside the guest's truth, CPU
     by role (ms and ms per GB of guest RAM), every thread, and ``extra`` (e.g. the machine's load).
 
-    ``guest_transferred_bytes`` leaves out the normal pages of QEMU's other RAM blocks (firmware, ROMs, ACPI; 0
-    for the engine); ``framing_bytes_per_packet`` is what it sent beyond the guest's normal pages, per packet of
+    ``guest_transferred_bytes`` is ``transferred_bytes``, which for QEMU already leaves out its other RAM blocks
+    (firmware, ROMs, ACPI: :func:`dsalab.qemu.run_trial`); ``framing_bytes_per_packet`` is what it sent beyond the guest's normal pages, per packet of
     ``packet_bytes`` of guest RAM (headers, page offsets, sync messages, device state)."""
     gb = guest.guest_bytes / 1e9
     roles = role_cpu_ms(r.thread_cpu_ms)
     other_normal = int(getattr(r, "extra_normal_pages", 0))  # QEMU's RAM blocks other than the guest's
-    guest_sent = r.transferred_bytes - other_normal * guest.page_size
+    guest_sent = r.transferred_bytes  # without those blocks' pages already (qemu.run_trial)
     packets = -(-guest.npages // r.trial.packet_pages)
     out = {
         "scenario": scenario,
