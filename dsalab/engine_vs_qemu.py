@@ -122,8 +122,9 @@ def row(scenario: str, runner: str, repeat: int, r: TrialResult, guest: GuestMem
     by role (ms and ms per GB of guest RAM), every thread, and ``extra`` (e.g. the machine's load).
 
     ``guest_transferred_bytes`` is ``transferred_bytes``, which for QEMU already leaves out its other RAM blocks
-    (firmware, ROMs, ACPI: :func:`dsalab.qemu.run_trial`); ``framing_bytes_per_packet`` is what it sent beyond the guest's normal pages, per packet of
-    ``packet_bytes`` of guest RAM (headers, page offsets, sync messages, device state)."""
+    (firmware, ROMs, ACPI: :func:`dsalab.qemu.run_trial`); ``framing_bytes_per_packet`` is what it sent beyond
+    the guest's normal pages, per packet of ``packet_bytes`` of guest RAM (headers, page offsets, sync messages,
+    device state)."""
     gb = guest.guest_bytes / 1e9
     roles = role_cpu_ms(r.thread_cpu_ms)
     other_normal = int(getattr(r, "extra_normal_pages", 0))  # QEMU's RAM blocks other than the guest's
