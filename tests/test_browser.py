@@ -22,7 +22,9 @@ import pytest
 CHROMIUM = bs.find_chromium()
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="no chromium or chromium-browser on PATH (make chromium installs it)"),
-    pytest.mark.timeout(180),
+    # the signal method: a timeout raises in the test, so the server and browser are stopped by their context
+    # managers (the thread method would os._exit and leave the server, in a session of its own, running)
+    pytest.mark.timeout(180, method="signal"),
 ]
 #: bounded page waits, ms
 STEP_MS = 60_000
@@ -50,7 +52,8 @@ def browser():
 @contextlib.contextmanager
 def page_of(browser, name: str):
     """A new page (1400 x 1000) whose console errors and page errors are collected in ``page.errors``; a
-    screenshot goes to test-output/<name>.png when the block fails."""
+    screenshot goes to test-output/<name>.png when the block fails (an earlier run's is removed first)."""
+    bs.forget_output(name)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     errors: list[str] = []
@@ -153,4 +156,24 @@ def test_open_html_and_check_finds_an_empty_figure(browser, tmp_path):
     empty = tmp_path / "empty.html"
     go.Figure(layout={"title": {"text": "nothing"}}).write_html(empty, include_plotlyjs=True)
     with page_of(browser, "empty-figure") as page, pytest.raises(AssertionError, match="drew nothing"):
-        bs.open_html_and_check(page, empty, timeout_ms=5_000)
+        bs.open_html_and_check(page, empty, timeout_ms=5_000)  # the drawing wait only; the load has LOAD_MS
+
+
+def test_wrapped_widget_module_loads_in_chromium(browser):
+    """The installed plotly's widget module, wrapped, imports in the real browser and its default export gives
+    the anywidget object (what JupyterLab's anywidget loader calls)."""
+    from dsalab.plots import live
+
+    assert live.responsive_module_found()
+    with page_of(browser, "widget-module") as page:
+        page.set_content("<html><body></body></html>")
+        got = page.evaluate(
+            """async (text) => {
+                const mod = await import(URL.createObjectURL(new Blob([text], { type: "text/javascript" })));
+                const widget = await mod.default();
+                return { exports: Object.keys(mod).sort(), widget: Object.keys(widget).sort() };
+            }""",
+            live.widget_module(),
+        )
+        assert got == {"exports": ["FigureModel", "FigureView", "default"], "widget": ["initialize", "render"]}, got
+        assert not page.errors, page.errors
