@@ -8,12 +8,14 @@ its own runtime/config/settings folders), driven by Playwright with the system C
 - A self-contained HTML report (:func:`dsalab.report.build`) opened from a file draws every figure with no
   console error.
 
-Skipped, with the reason, only when no Chromium is on PATH. A failing step leaves a screenshot in test-output/.
+Skipped, with the reason, only when no Chromium is on PATH. A failing step leaves a screenshot in test-output/
+(and the JupyterLab server's log there); with DSALAB_SCREENSHOTS=1 a passing test leaves one too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 
 import browser_support as bs
@@ -62,6 +64,8 @@ def page_of(browser, name: str):
     page.errors = errors
     try:
         yield page
+        if os.environ.get("DSALAB_SCREENSHOTS"):  # to look at a passing run too: test-output/<name>-passed.png
+            bs.screenshot_on_failure(page, f"{name}-passed")
     except BaseException:
         shot = bs.screenshot_on_failure(page, name)
         print(f"screenshot of the failure: {shot}")

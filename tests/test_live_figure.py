@@ -159,8 +159,10 @@ class RecordingComm:
     def close(self, *a, **k) -> None: ...
 
 
-def _figure(n: int = 50_000) -> live.LiveFigure:
+def _figure(n: int = 50_000, views: int = 1) -> live.LiveFigure:
+    """A LiveFigure of ``n`` points shown by ``views`` views (what the page's views report in ``_view_count``)."""
     fig = live.LiveFigure(go.Figure([go.Scattergl(x=np.arange(n, dtype=float), y=np.random.default_rng(0).random(n))]))
+    fig._view_count = views
     fig.comm = RecordingComm()
     return fig
 
@@ -196,3 +198,15 @@ def test_a_state_request_gets_the_figure_as_it_is():
     np.testing.assert_array_equal(fig._widget_data[0]["y"], np.arange(10.0))
     # a state for other keys leaves the figure traits alone
     assert set(fig.get_state(key="_config")) == {"_config"}
+
+
+def test_before_any_view_the_synced_state_follows_the_edits():
+    """A panel edits its figure before it is displayed (in a container): the page's model must hold the current
+    figure when it creates the first view, whether or not plotly's module listened to the edit messages yet."""
+    fig = _figure(10, views=0)
+    with fig.batch_update():
+        fig.layout.title.text = "drawn first"
+    fig.add_scatter(x=[1], y=[2], name="added outside a batch")
+    keys = {k for ks, _ in fig.comm.sent for k in ks}
+    assert set(live.LiveFigure.FIGURE_TRAITS) <= keys, fig.comm.sent
+    assert fig._widget_layout["title"]["text"] == "drawn first" and len(fig._widget_data) == 2

@@ -116,3 +116,35 @@ def test_explorer_line_colours_are_no_thread_colours():
     threads = set(fig.data[2].marker.color)
     assert threads and not {fig.data[0].line.color, fig.data[1].marker.color} & threads
     assert style.NEUTRAL not in threads
+
+
+@pytest.fixture(scope="module")
+def cpu_and_dsa():
+    base = Trial(guest_bytes="4MiB", channels=2, normal_ratio=0.5)
+    grid = {"detector": ["cpu-numba", "dsa-emulated"], "batch_size": [32, 128], "normal_ratio": [0.0, 1.0]}
+    return explore.run_grid(base, grid, 2)
+
+
+#: the one axis-title rule: "Name (units)" for numbers (a category axis may have no units)
+AXIS_TITLE = __import__("re").compile(r"[A-Z][^()]*( \([^()]+\))?")
+#: saved.py is another helper's (its x title "parameter point (batch, ...)": lowercase, no units in brackets)
+SAVED_PENDING = pytest.mark.xfail(strict=True, reason="dsalab/plots/saved.py x-axis title, fixed separately")
+
+
+@pytest.mark.parametrize(
+    "kind", ["threads", "batch-packet", "break-even", "latency", pytest.param("saved", marks=SAVED_PENDING)]
+)
+def test_axis_title_rule_on_a_cpu_and_dsa_dataset(cpu_and_dsa, kind):
+    fig = plots.overview(cpu_and_dsa)[kind]
+    titles = [(n, fig.layout[n].title.text) for n in dir(fig.layout) if n.startswith(("xaxis", "yaxis"))]
+    titles = [(n, t) for n, t in titles if fig.layout[n] is not None and t]
+    assert titles
+    for name, text in titles:
+        assert AXIS_TITLE.fullmatch(text), f"{kind} {name}: {text!r} does not read 'Name (units)'"
+        assert "(bytes)" not in text or "KiB" not in str(fig.layout[name].ticktext), (kind, name, text)
+
+
+def test_the_legend_of_the_largest_sweep_fits_the_figure():
+    fig = plots.batch_and_packet(sweep_grid(next(p for p in SWEEPS if p.stem == "tune")))
+    entries = sum(1 for t in fig.data if t.showlegend is not False)
+    assert entries == 40 and fig.layout.height >= 21 * entries + 100  # plotly clips a legend taller than that

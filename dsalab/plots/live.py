@@ -13,7 +13,9 @@ Two defects of the stock ``FigureWidget`` (plotly 6/7, an anywidget) are fixed h
   every widget's state (ipywidgets' ``request_states``, answered by each widget's ``get_state``) and got the
   figure as it was built (empty traces, placeholder titles), which later messages, sending only what changed,
   patch. :meth:`LiveFigure.get_state` puts the current traces and layout in that answer, so a reloaded page draws
-  the current figure, and nothing more is sent per edit than plotly sends.
+  the current figure; while the figure is shown, an edit sends nothing more than plotly sends. Before any view
+  shows it (a panel's figure is edited before the panel is displayed, inside a container), edits also update
+  the synced state, which the first view draws.
 """
 
 from __future__ import annotations
@@ -152,15 +154,14 @@ def responsive_module_found() -> bool:
 
 class LiveFigure(go.FigureWidget):
     """A ``FigureWidget`` as wide as its cell (no fixed width; it follows the cell's width) whose state, when a
-    page asks for it (a reload), is the figure as it is now, so that a reloaded page redraws it (see the module
-    docstring).
+    page asks for it (a reload) or creates a view of it, is the figure as it is now (see the module docstring).
 
     Like plotly's ``FigureWidget``, not thread-safe: edit it from one thread (the kernel's), not from a background
     thread while the kernel also edits or serves it."""
 
     _esm = widget_module()
 
-    #: the synced traits that hold the whole figure: sent only when a page asks for the widget's state
+    #: the synced traits that hold the whole figure
     FIGURE_TRAITS = ("_widget_data", "_widget_layout")
 
     def __init__(self, *args, **kwargs) -> None:
@@ -172,13 +173,50 @@ class LiveFigure(go.FigureWidget):
     def get_state(self, key=None, drop_defaults: bool = False) -> dict:
         """ipywidgets' ``get_state`` (what a page gets when it opens the widget or asks for its state: a reload's
         ``request_states`` / ``request_state``), the figure traits first set, silently, to the current traces
-        and layout. Edits in between travel as plotly's restyle/relayout messages only, never the whole figure;
-        edits made in or out of ``batch_update``, or by a block that raised, are all in the next state."""
+        and layout: edits made in or out of ``batch_update``, or by a block that raised, are all in it."""
         keys = self.keys if key is None else [key] if isinstance(key, str) else list(key)
         built = "_data" in self.__dict__ and "_layout_obj" in self.__dict__  # not while the comm opens
         for name in self.FIGURE_TRAITS if built else ():
             if name in keys:
                 # no change event: what is sent is this return value, not a trait update
-                source = self._data if name == "_widget_data" else self._layout_obj._props
-                self._trait_values[name] = deepcopy(source)
+                self._trait_values[name] = deepcopy(self._figure_value(name))
         return super().get_state(key=key, drop_defaults=drop_defaults)
+
+    def _figure_value(self, name: str):
+        return self._data if name == "_widget_data" else self._layout_obj._props
+
+    def _after_edit(self) -> None:
+        """After plotly sent an edit: while no view shows the figure (built, not yet displayed; or displayed in
+        a container, whose ``_repr_mimebundle_`` plotly never calls), the page's model holds the state the next
+        view draws, and an edit message may reach that model before plotly's module has loaded and listens
+        (then it is lost): keep the model's figure traits current instead. With a view, the edit messages alone
+        (plotly's; a page reload gets the state from :meth:`get_state`)."""
+        if self._view_count:
+            return
+        for name in self.FIGURE_TRAITS:
+            setattr(self, name, deepcopy(self._figure_value(name)))  # sent only when it differs
+
+    # every edit plotly sends passes one of these (a batch_update's in one _send_update_msg, even when it raised)
+    def _send_relayout_msg(self, *args, **kwargs):
+        super()._send_relayout_msg(*args, **kwargs)
+        self._after_edit()
+
+    def _send_restyle_msg(self, *args, **kwargs):
+        super()._send_restyle_msg(*args, **kwargs)
+        self._after_edit()
+
+    def _send_update_msg(self, *args, **kwargs):
+        super()._send_update_msg(*args, **kwargs)
+        self._after_edit()
+
+    def _send_addTraces_msg(self, *args, **kwargs):
+        super()._send_addTraces_msg(*args, **kwargs)
+        self._after_edit()
+
+    def _send_deleteTraces_msg(self, *args, **kwargs):
+        super()._send_deleteTraces_msg(*args, **kwargs)
+        self._after_edit()
+
+    def _send_moveTraces_msg(self, *args, **kwargs):
+        super()._send_moveTraces_msg(*args, **kwargs)
+        self._after_edit()

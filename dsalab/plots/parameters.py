@@ -27,6 +27,9 @@ from dsalab.plots.style import (
     short_metric,
 )
 
+#: the height of one legend entry, px
+LEGEND_ROW_PX = 21
+
 
 def _add_lines(
     fig: go.Figure, ds, x: str, metric: str, colors: dict, *, row=None, col=None, legend: bool = True
@@ -99,7 +102,10 @@ def _multi_lines(ds, xs: Sequence[str], metrics: Sequence[str], title: str) -> g
     for r, metric in enumerate(metrics, start=1):
         for c, x in enumerate(xs, start=1):
             _add_lines(fig, ds, x, metric, colors, row=r, col=c, legend=(r == 1))
-    fig.update_layout(title=figure_title(title, ds, xs), height=380 * len(metrics) + 120)
+    # tall enough for the legend (one entry per line, a title per detector): plotly clips a longer one
+    entries = sum(1 + bool(t.legendgrouptitle.text) for t in fig.data if t.showlegend is not False)
+    height = max(380 * len(metrics) + 120, LEGEND_ROW_PX * entries + 200)
+    fig.update_layout(title=figure_title(title, ds, xs), height=height)
     fit_title(fig)
     return fig
 
