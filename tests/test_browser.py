@@ -136,6 +136,10 @@ def test_notebook_06_panels_in_jupyterlab(browser, tmp_path):
             "(e) => Array.from(e.querySelectorAll('.annotation-text, .gtitle')).map((t) => t.textContent)"
         )
         assert "metric" not in titles and any("along" in t for t in titles), titles  # not the placeholders
+        if os.environ.get("DSALAB_SCREENSHOTS"):
+            for name, area in (("panel", panel), ("explorer", explorer)):
+                area.scroll_into_view_if_needed(timeout=STEP_MS)
+                area.screenshot(path=str(bs.OUTPUT / f"notebook-06-{name}-after-reload.png"), timeout=STEP_MS)
         assert not WIDGET_ERRORS.search(page.locator(".jp-Notebook").inner_text())
         assert not [e for e in page.errors if re.search(r"widget|plotly|model", e, re.I)], page.errors
 
