@@ -150,13 +150,14 @@ class TuningPanel:
             horizontal_spacing=0.09,
         )
         # one bar trace and one marker trace per detector (trials are unrelated: markers, no line), the legend
-        # naming the detectors' colours
-        for i, det in enumerate(DETECTORS):
-            fig.add_bar(x=[], y=[], name=det, legendgroup=det, marker_color=plots.color(i), row=1, col=1)
-        for i, det in enumerate(DETECTORS):
+        # naming the detectors' colours (none of them a thread's, so the thread bars' colours mean threads only)
+        for det in DETECTORS:
+            color = plots.DETECTOR_COLORS[det]
+            fig.add_bar(x=[], y=[], name=det, legendgroup=det, marker_color=color, row=1, col=1)
+        for det in DETECTORS:
             fig.add_scatter(
                 x=[], y=[], mode="markers", name=det, legendgroup=det, showlegend=False,
-                marker={"color": plots.color(i), "size": 10}, row=1, col=2,
+                marker={"color": plots.DETECTOR_COLORS[det], "size": 10}, row=1, col=2,
             )  # fmt: skip
         fig.add_bar(x=[], y=[], name="CPU per thread", showlegend=False, row=1, col=3)
         fig.update_yaxes(title_text=plots.label(None, "host_cpu_ms_per_gb"), row=1, col=1)
@@ -334,11 +335,11 @@ class SweepExplorer:
         )
         fig.add_scatter(
             x=[], y=[], mode="lines+markers", name="mean ± sd over repeats",
-            error_y={"type": "data", "array": [], "visible": True}, marker_color=plots.color(0),
+            error_y={"type": "data", "array": [], "visible": True}, line_color=plots.NEUTRAL,
         )  # fmt: skip
-        fig.add_scatter(
+        fig.add_scatter(  # black, as the line: no thread's colour (the bars at the right)
             x=[], y=[], mode="markers", name="selected point",
-            marker={"size": 16, "symbol": "circle-open", "color": plots.color(3), "line": {"width": 2}},
+            marker={"size": 16, "symbol": "circle-open", "color": plots.NEUTRAL, "line": {"width": 2}},
         )  # fmt: skip
         fig.add_bar(x=[], y=[], name="CPU per thread", showlegend=False, row=1, col=2)
         fig.update_layout(

@@ -2,7 +2,8 @@
 pages drawn by plotly.
 
 Everything here is bounded: the server start waits at most ``START_S``, its stop ``STOP_S`` before the process
-group is killed by its id; every page wait has a timeout.
+group is killed by its id, and kernels (each in a session of its own) still running after it are killed by pid;
+every page wait has a timeout.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import urllib.error
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-#: failure screenshots (and the server's log) go here; the folder is gitignored
+#: failure screenshots and, when a test fails with a server running, the server's log go here (gitignored)
 OUTPUT = ROOT / "test-output"
 #: bounded waits, s
 START_S = 60.0
 STOP_S = 10.0
+#: loading a page (a self-contained report is ~5 MB of plotly.js), ms: not the short bound of a drawing check
+LOAD_MS = 60_000
 
 
 def find_chromium() -> str | None:
@@ -88,6 +91,7 @@ class LabServer:
 
     def start(self) -> LabServer:
         self.home.mkdir(parents=True, exist_ok=True)
+        (OUTPUT / "jupyter-lab.log").unlink(missing_ok=True)  # an earlier run's, not this one's
         cmd = [
             sys.executable, "-m", "jupyterlab",
             "--no-browser",
@@ -122,10 +126,27 @@ class LabServer:
         self.stop()
         raise TimeoutError(f"jupyter lab did not answer within {START_S:.0f} s: {self.log_tail()}")
 
+    def children(self) -> dict[int, str]:
+        """The server's child processes now (its kernels): pid -> start time (``/proc/<pid>/stat``), so that a
+        pid reused later is not taken for one of them."""
+        if self.proc is None:
+            return {}
+        out = {}
+        for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.proc.pid:  # ppid
+                    out[int(stat.parent.name)] = fields[19]  # starttime
+        return out
+
     def stop(self) -> None:
-        """SIGTERM to the server's process group (server and kernels), a bounded wait, then SIGKILL by id."""
+        """SIGTERM to the server's process group, a bounded wait, then SIGKILL by id; then SIGKILL to each of its
+        kernels still running. jupyter_client starts kernels with ``start_new_session``, so they are not in the
+        server's group: the server's own shutdown stops them, and a kernel it left (server killed) is killed here
+        by the pid it had as the server's child."""
         if self.proc is None:
             return
+        kernels = self.children()
         pgid = self.proc.pid  # start_new_session: the group's id is the server's pid
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGTERM)
@@ -135,9 +156,11 @@ class LabServer:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
             self.proc.wait(timeout=STOP_S)
-        # kernels left in the group after the server went away
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
+        for pid, started in kernels.items():
+            with contextlib.suppress(OSError, IndexError):
+                stat = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                if stat[19] == started:  # the same process, not a reused pid
+                    os.kill(pid, signal.SIGKILL)
         self.proc = None
 
     def log_tail(self, chars: int = 3000) -> str:
@@ -149,8 +172,14 @@ class LabServer:
     def __enter__(self) -> LabServer:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            if exc_type is not None:  # the server's log beside the failure's screenshot
+                OUTPUT.mkdir(exist_ok=True)
+                with contextlib.suppress(OSError):
+                    shutil.copyfile(self.log_path, OUTPUT / "jupyter-lab.log")
+        finally:
+            self.stop()
 
 
 def small_notebook(src: pathlib.Path, dst: pathlib.Path, params: dict[str, object]) -> pathlib.Path:
@@ -171,6 +200,11 @@ def small_notebook(src: pathlib.Path, dst: pathlib.Path, params: dict[str, objec
     cell["source"] = "\n".join(out)
     dst.write_text(json.dumps(nb, indent=1))
     return dst
+
+
+def forget_output(name: str) -> None:
+    """Remove test-output/<name>.png left by an earlier run, so that a screenshot there is this run's."""
+    (OUTPUT / f"{name}.png").unlink(missing_ok=True)
 
 
 def screenshot_on_failure(page, name: str) -> pathlib.Path | None:
@@ -195,13 +229,14 @@ COUNT_MARKS = """(root) => Array.from((root || document).querySelectorAll('.js-p
 
 
 def open_html_and_check(page, path: pathlib.Path, *, timeout_ms: int = 30_000) -> list[dict]:
-    """Open the HTML file ``path`` in ``page`` and check that every plotly figure in it is drawn (at least one
-    trace with marks) and that the console logged no error and the page raised none; returns the plots' counts
-    (:data:`COUNT_MARKS`). Raises AssertionError saying what is wrong."""
+    """Open the HTML file ``path`` in ``page`` (its load bounded by :data:`LOAD_MS`) and check that every plotly
+    figure in it is drawn within ``timeout_ms`` (at least one trace with marks) and that the console logged no
+    error and the page raised none; returns the plots' counts (:data:`COUNT_MARKS`). Raises AssertionError saying
+    what is wrong."""
     errors: list[str] = []
     page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-    page.goto(pathlib.Path(path).resolve().as_uri(), wait_until="load", timeout=timeout_ms)
+    page.goto(pathlib.Path(path).resolve().as_uri(), wait_until="load", timeout=LOAD_MS)
     # plotly draws each figure's svg asynchronously: wait until every graph div has one
     page.wait_for_function(
         "() => { const p = document.querySelectorAll('.js-plotly-plot');"

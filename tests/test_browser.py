@@ -8,12 +8,14 @@ its own runtime/config/settings folders), driven by Playwright with the system C
 - A self-contained HTML report (:func:`dsalab.report.build`) opened from a file draws every figure with no
   console error.
 
-Skipped, with the reason, only when no Chromium is on PATH. A failing step leaves a screenshot in test-output/.
+Skipped, with the reason, only when no Chromium is on PATH. A failing step leaves a screenshot in test-output/
+(and the JupyterLab server's log there); with DSALAB_SCREENSHOTS=1 a passing test leaves one too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 
 import browser_support as bs
@@ -22,7 +24,9 @@ import pytest
 CHROMIUM = bs.find_chromium()
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="no chromium or chromium-browser on PATH (make chromium installs it)"),
-    pytest.mark.timeout(180),
+    # the signal method: a timeout raises in the test, so the server and browser are stopped by their context
+    # managers (the thread method would os._exit and leave the server, in a session of its own, running)
+    pytest.mark.timeout(180, method="signal"),
 ]
 #: bounded page waits, ms
 STEP_MS = 60_000
@@ -50,7 +54,8 @@ def browser():
 @contextlib.contextmanager
 def page_of(browser, name: str):
     """A new page (1400 x 1000) whose console errors and page errors are collected in ``page.errors``; a
-    screenshot goes to test-output/<name>.png when the block fails."""
+    screenshot goes to test-output/<name>.png when the block fails (an earlier run's is removed first)."""
+    bs.forget_output(name)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     errors: list[str] = []
@@ -59,6 +64,8 @@ def page_of(browser, name: str):
     page.errors = errors
     try:
         yield page
+        if os.environ.get("DSALAB_SCREENSHOTS"):  # to look at a passing run too: test-output/<name>-passed.png
+            bs.screenshot_on_failure(page, f"{name}-passed")
     except BaseException:
         shot = bs.screenshot_on_failure(page, name)
         print(f"screenshot of the failure: {shot}")
@@ -129,6 +136,10 @@ def test_notebook_06_panels_in_jupyterlab(browser, tmp_path):
             "(e) => Array.from(e.querySelectorAll('.annotation-text, .gtitle')).map((t) => t.textContent)"
         )
         assert "metric" not in titles and any("along" in t for t in titles), titles  # not the placeholders
+        if os.environ.get("DSALAB_SCREENSHOTS"):
+            for name, area in (("panel", panel), ("explorer", explorer)):
+                area.scroll_into_view_if_needed(timeout=STEP_MS)
+                area.screenshot(path=str(bs.OUTPUT / f"notebook-06-{name}-after-reload.png"), timeout=STEP_MS)
         assert not WIDGET_ERRORS.search(page.locator(".jp-Notebook").inner_text())
         assert not [e for e in page.errors if re.search(r"widget|plotly|model", e, re.I)], page.errors
 
@@ -153,4 +164,24 @@ def test_open_html_and_check_finds_an_empty_figure(browser, tmp_path):
     empty = tmp_path / "empty.html"
     go.Figure(layout={"title": {"text": "nothing"}}).write_html(empty, include_plotlyjs=True)
     with page_of(browser, "empty-figure") as page, pytest.raises(AssertionError, match="drew nothing"):
-        bs.open_html_and_check(page, empty, timeout_ms=5_000)
+        bs.open_html_and_check(page, empty, timeout_ms=5_000)  # the drawing wait only; the load has LOAD_MS
+
+
+def test_wrapped_widget_module_loads_in_chromium(browser):
+    """The installed plotly's widget module, wrapped, imports in the real browser and its default export gives
+    the anywidget object (what JupyterLab's anywidget loader calls)."""
+    from dsalab.plots import live
+
+    assert live.responsive_module_found()
+    with page_of(browser, "widget-module") as page:
+        page.set_content("<html><body></body></html>")
+        got = page.evaluate(
+            """async (text) => {
+                const mod = await import(URL.createObjectURL(new Blob([text], { type: "text/javascript" })));
+                const widget = await mod.default();
+                return { exports: Object.keys(mod).sort(), widget: Object.keys(widget).sort() };
+            }""",
+            live.widget_module(),
+        )
+        assert got == {"exports": ["FigureModel", "FigureView", "default"], "widget": ["initialize", "render"]}, got
+        assert not page.errors, page.errors

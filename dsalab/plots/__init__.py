@@ -37,8 +37,10 @@ from dsalab.plots.registry import KINDS, REGISTRY, FigureKind, figure, overview
 from dsalab.plots.saved import saved_by_dsa
 from dsalab.plots.style import (
     COLORS,
+    DETECTOR_COLORS,
     HEIGHT,
     METRIC_SHORT,
+    NEUTRAL,
     PARAM_LABELS,
     PARAM_SHORT,
     TEMPLATE,
@@ -56,11 +58,13 @@ from dsalab.plots.threads import thread_cpu
 
 __all__ = [
     "COLORS",
+    "DETECTOR_COLORS",
     "FORMATS",
     "HEIGHT",
     "KERNEL_CASES",
     "KINDS",
     "METRIC_SHORT",
+    "NEUTRAL",
     "NON_PARAM_DIMS",
     "PARAM_LABELS",
     "PARAM_SHORT",

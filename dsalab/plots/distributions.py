@@ -9,7 +9,6 @@ import plotly.graph_objects as go
 
 from dsalab.analysis import ok_values
 from dsalab.plots.style import (
-    PARAM_LABELS,
     color,
     figure_title,
     fit_title,
@@ -45,7 +44,7 @@ def latency(ds, metrics: Sequence[str] = ("total_time_ms", "downtime_ms"), by: s
                 col=c,
             )
         fig.update_yaxes(title_text=label(ds, metric), row=1, col=c)
-        fig.update_xaxes(title_text=PARAM_LABELS.get(by, by) if by in ds.dims else "", row=1, col=c)
+        fig.update_xaxes(title_text=label(ds, by) if by in ds.dims else "", row=1, col=c)
     fig.update_layout(title=figure_title("Latency distributions over repeats", ds, [by]))
     fit_title(fig)
     return fig

@@ -16,46 +16,55 @@ from dsalab.plots.style import (
     PARAM_SHORT,
     axis_kind,
     cap,
-    color,
     figure_title,
     fit_title,
     format_value,
     label,
-    line_dash,
+    line_style,
     mean_pm,
     new_figure,
     point_label,
     short_metric,
 )
 
+#: the height of one legend entry, px
+LEGEND_ROW_PX = 21
+
 
 def _add_lines(
-    fig: go.Figure, ds, x: str, metric: str, *, row=None, col=None, legend: bool = True, color_offset: int = 0
+    fig: go.Figure, ds, x: str, metric: str, colors: dict, *, row=None, col=None, legend: bool = True
 ) -> int:
-    """One line per combination of the other swept parameters; returns how many lines."""
+    """One line per combination of the other swept parameters; returns how many lines.
+
+    ``colors`` is the figure's: line key -> colour index, one index per line's own parameter values (without the
+    detector) and x, given in order, so that the twins of a line in other rows and the other detectors' lines at
+    the same values share its colour, told apart by the detector's dash and marker (:func:`line_style`)."""
     mean, std, _ = mean_std(ds, metric)
-    groups = points(ds, [x])
-    for i, point in enumerate(groups, start=color_offset):
+    groups = sorted(points(ds, [x]), key=lambda p: str(p.get("detector", "")))  # one detector's lines together
+    titled: set[str] = set()
+    for point in groups:
         m = select_point(mean, point)
         s = select_point(std, point)
         full = point_label(point) or short_metric(metric)
-        # legends grouped by detector (its name the group's title), each line its own colour, CPU lines dashed
         detector = str(point["detector"]) if "detector" in point else ""
         rest = {k: v for k, v in point.items() if k != "detector"}
+        index = colors.setdefault((x, point_label(rest)), len(colors))
+        # every line its own legend group (a click hides it in every row), the detector's name over its first
+        first = detector and detector not in titled and legend
+        titled.add(detector)
         fig.add_scatter(
             x=ds[x].values,
             y=m.values,
             error_y={"type": "data", "array": s.values, "visible": True},
             mode="lines+markers",
             name=(point_label(rest) or detector) if detector else full,
-            legendgroup=detector or full,
-            legendgrouptitle_text=detector or None,
+            legendgroup=f"{x}|{full}",
+            legendgrouptitle_text=detector if first else None,
             showlegend=legend,
-            line={"color": color(i), "dash": line_dash(point)},
-            marker_color=color(i),
             hovertemplate=f"{full}<br>{x}=%{{x}}<br>{metric}=%{{y:.3g}}<extra></extra>",
             row=row,
             col=col,
+            **line_style(point, index),
         )
     kind = axis_kind(ds, x)
     if row is None:
@@ -64,6 +73,7 @@ def _add_lines(
     else:
         fig.update_xaxes(title_text=label(ds, x), row=row, col=col, **kind)
         fig.update_yaxes(title_text=label(ds, metric), row=row, col=col)
+    fig.update_layout(legend={"tracegroupgap": 0})
     return len(groups)
 
 
@@ -72,7 +82,7 @@ def lines(ds, x: str, metric: str = "host_cpu_ms_per_gb") -> go.Figure:
     the other swept parameters."""
     require_swept(ds, [x], "figure 'lines'")
     fig = new_figure()
-    _add_lines(fig, ds, x, metric)
+    _add_lines(fig, ds, x, metric, {})
     fig.update_layout(title=figure_title(f"{cap(short_metric(metric))} against {x.replace('_', ' ')}", ds, [x]))
     fit_title(fig)
     return fig
@@ -88,11 +98,14 @@ def _multi_lines(ds, xs: Sequence[str], metrics: Sequence[str], title: str) -> g
         vertical_spacing=0.16,
         horizontal_spacing=0.1,
     )
+    colors: dict = {}  # each column's lines (the other parameters) their own colours; rows' twins the same
     for r, metric in enumerate(metrics, start=1):
-        offset = 0  # each column has its own lines (the other parameters): its own colours and legend entries
         for c, x in enumerate(xs, start=1):
-            offset += _add_lines(fig, ds, x, metric, row=r, col=c, legend=(r == 1), color_offset=offset)
-    fig.update_layout(title=figure_title(title, ds, xs), height=380 * len(metrics) + 120)
+            _add_lines(fig, ds, x, metric, colors, row=r, col=c, legend=(r == 1))
+    # tall enough for the legend (one entry per line, a title per detector): plotly clips a longer one
+    entries = sum(1 + bool(t.legendgrouptitle.text) for t in fig.data if t.showlegend is not False)
+    height = max(380 * len(metrics) + 120, LEGEND_ROW_PX * entries + 200)
+    fig.update_layout(title=figure_title(title, ds, xs), height=height)
     fit_title(fig)
     return fig
 

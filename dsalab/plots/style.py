@@ -22,6 +22,8 @@ from dsalab.units import format_bytes
 
 __all__ = [
     "COLORS",
+    "DETECTOR_COLORS",
+    "DETECTOR_SYMBOLS",
     "HEIGHT",
     "METRIC_SHORT",
     "PARAM_LABELS",
@@ -38,6 +40,7 @@ __all__ = [
     "format_value",
     "label",
     "line_dash",
+    "line_style",
     "mean_pm",
     "metric_units",
     "new_figure",
@@ -50,17 +53,18 @@ __all__ = [
 ]
 
 #: how swept parameters (Trial field names) are labelled on axes and legends: one rule for every axis title,
-#: "Name (units)" (:func:`label`); categories have no units
+#: "Name (units)" (:func:`label`); categories have no units, and sizes none either: their ticks read "128 KiB"
+#: (:func:`format_value`, :func:`axis_kind`)
 PARAM_LABELS = {
     "batch_size": "Batch size (pages per DSA batch)",
-    "packet_bytes": "Multifd packet size (bytes)",
+    "packet_bytes": "Multifd packet size",
     "devices": "DSA devices (count)",
     "channels": "Multifd channels (count)",
     "normal_ratio": "Normal page ratio (fraction of pages non-zero)",
     "force_normal_ratio": "Forced normal ratio (fraction of zero pages)",
     "detector": "Zero-page detector",
     "completion": "DSA completion mode",
-    "guest_bytes": "Guest RAM (bytes)",
+    "guest_bytes": "Guest RAM",
     "cpu_fraction": "Detection done on the CPU (fraction)",
     "page_size": "Page size (bytes)",
 }
@@ -116,6 +120,29 @@ COLORS = (
 )
 #: fixed colours of the threads every migration has (the senders take the others, in order)
 THREAD_FIXED = {"live_migration": "#7f7f7f", "dsa_completion": "#d62728"}
+#: the colour of each detector where a figure colours by detector (the tuning panel), and black for a panel's
+#: line of one metric: none of them a thread's colour, so that one figure with both never repeats a colour
+DETECTOR_COLORS = {
+    "cpu-numba": "#e7ba52",
+    "cpu-native": "#882d17",
+    "dsa-emulated": "#7b4173",
+    "dsa-hardware": "#637939",
+}
+NEUTRAL = "#000000"
+#: the marker of each detector's lines (with the dash, what tells two detectors' lines of one colour apart)
+DETECTOR_SYMBOLS = {
+    "cpu-numba": "diamond",
+    "cpu-native": "triangle-up",
+    "dsa-emulated": "circle",
+    "dsa-hardware": "square",
+}
+#: line dashes: CPU detectors dashed, DSA detectors solid; each detector of a family its own dash, and a figure
+#: with more lines than colours takes the next dashes for its next round of colours
+_DASHES = {
+    "cpu": ("dash", "dot", "dashdot", "6px,2px,1px,2px,1px,2px"),
+    "dsa": ("solid", "longdash", "longdashdot", "14px,3px,3px,3px"),
+}
+_FAMILY_RANK = {"cpu-numba": 0, "cpu-native": 1, "dsa-emulated": 0, "dsa-hardware": 1}
 
 
 def color(i: int) -> str:
@@ -126,8 +153,9 @@ def color(i: int) -> str:
 
 def thread_colors(names: Iterable[str]) -> dict[str, str]:
     """A distinct colour for each thread name: :data:`THREAD_FIXED` for the fixed roles, the rest of
-    :data:`COLORS` in thread order for the others (senders, receivers, device engines)."""
-    fixed = set(THREAD_FIXED.values())
+    :data:`COLORS` in thread order for the others (senders, receivers, device engines), never a colour of
+    :data:`DETECTOR_COLORS` or :data:`NEUTRAL` (13 colours; more threads than that repeat them)."""
+    fixed = {*THREAD_FIXED.values(), *DETECTOR_COLORS.values(), NEUTRAL}
     free = [c for c in COLORS if c not in fixed]
     out: dict[str, str] = {}
     others = [n for n in sorted(set(names), key=thread_order) if n not in THREAD_FIXED]
@@ -136,9 +164,25 @@ def thread_colors(names: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def line_dash(point: Mapping[str, Any]) -> str:
-    """The line dash of a line at ``point``: dashed for a CPU detector (``cpu-*``), solid otherwise."""
-    return "dash" if str(point.get("detector", "")).startswith("cpu") else "solid"
+def line_dash(point: Mapping[str, Any], round_: int = 0) -> str:
+    """The line dash of a line at ``point``: dashed for a CPU detector (``cpu-*``; cpu-numba ``"dash"``,
+    cpu-native ``"dot"``), solid otherwise (dsa-hardware long-dashed); ``round_`` (how many times the figure's
+    colours went round) takes the detector's next dash, so that no two lines share both colour and dash."""
+    detector = str(point.get("detector", ""))
+    dashes = _DASHES["cpu" if detector.startswith("cpu") else "dsa"]
+    return dashes[(_FAMILY_RANK.get(detector, 0) + 2 * round_) % len(dashes)]
+
+
+def line_style(point: Mapping[str, Any], index: int) -> dict:
+    """Line and marker settings of the ``index``-th line colour of a figure at ``point``: the colour
+    ``color(index)`` (a figure gives one index to each line's own parameter values, the same for every
+    detector), the detector's dash (:func:`line_dash`, the next one past the palette's end) and marker."""
+    c = color(index)
+    symbol = DETECTOR_SYMBOLS.get(str(point.get("detector", "")), "circle")
+    return {
+        "line": {"color": c, "dash": line_dash(point, index // len(COLORS))},
+        "marker": {"color": c, "symbol": symbol},
+    }
 
 
 def plain(value: float, digits: int = 3) -> str:
