@@ -54,10 +54,12 @@ def number(value: Any) -> str:
     return f"{value:.2f}" if magnitude >= 0.01 else f"{value:.2g}"
 
 
-def mean_std(mean: Any, std: Any, unit: str = "") -> str:
-    """``mean ± std unit``, both in :func:`number`'s format (no ± part when std is NaN)."""
+def mean_std(mean: Any, std: Any, unit: str = "", n: int | None = None) -> str:
+    """``mean ± std unit``, both in :func:`number`'s format; no ± part when std is NaN or when the count ``n`` (if
+    given) is below 2: one value has no spread to show, and "± 0" would read as exact."""
     out = number(mean)
-    if isinstance(std, int | float) and math.isfinite(std) and math.isfinite(float(mean)):
+    few = n is not None and n < 2
+    if not few and isinstance(std, int | float) and math.isfinite(std) and math.isfinite(float(mean)):
         out += f" ± {number(std)}"
     return out + (f" {esc(unit)}" if unit and out != "–" else "")
 
