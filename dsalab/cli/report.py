@@ -78,11 +78,11 @@ def report(
     target = pathlib.Path(out) if out else default_output(files)
     if target.is_dir():
         fail(f"--out {target} is a directory: give the report's file name, e.g. {target / 'report.html'}")
-    if target.suffix.lower() not in REPORT_SUFFIXES:
-        fail(f"--out {target} is not allowed: the report is one HTML file, give a name ending in .html or .htm")
     clash = next((f for f in files if _same_file(f, target)), None)
     if clash is not None:
         fail(f"--out {target} is the result file {clash}: it would be overwritten; give another .html name")
+    if target.suffix.lower() not in REPORT_SUFFIXES:
+        fail(f"--out {target} is not allowed: the report is one HTML file, give a name ending in .html or .htm")
     datasets = []
     for f in files:
         try:
