@@ -69,7 +69,7 @@ def test_all_steps_succeed(tmp_path):
 
 
 def test_a_failed_png_export_still_writes_the_report_and_fails_at_the_end(tmp_path):
-    done, calls = make_run(tmp_path, plot=2)
+    done, _ = make_run(tmp_path, plot=2)
     assert (tmp_path / REPORT).read_text() == "<html>report</html>\n"
     assert done.returncode != 0
     assert "PNG export needs Chromium" in done.stderr  # the real error
