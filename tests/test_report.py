@@ -494,3 +494,25 @@ def test_cli_refuses_an_output_that_is_an_input_or_not_html(emulated, folder, mo
     assert r.exit_code == 2 and message in r.output, r.output
     assert (folder / "one.nc").read_bytes() == before  # the result is untouched
     assert not (folder / out).exists() or out.endswith(".nc")
+
+
+def test_a_qemu_trials_caveats():
+    """One QEMU trial (``dsalab run --runner qemu``): TCG and legacy zero-page detection are said; KVM with the
+    detection the detector asked for is not."""
+    from test_results import QEMU_CPU, QEMU_REPLY
+
+    from dsalab import qemu
+    from dsalab.trial import Trial
+
+    trial = Trial(guest_bytes="64MiB", normal_ratio=0.5, channels=2, detector="cpu-native", seed=3)
+
+    def one(accel: str, detection: str) -> list[str]:
+        r = qemu.qemu_result(
+            trial, QEMU_REPLY, QEMU_CPU, qemu_version="7.2.22", accel=accel, mismatched=0, zero_page_detection=detection
+        )
+        return caveats(r)
+
+    tcg = one("tcg", "legacy")
+    assert tcg[0].startswith("QEMU 7.2.22 ran with TCG (software emulation), not KVM")
+    assert tcg[1].startswith("QEMU 7.2.22 found zero pages in its main migration thread")
+    assert one("kvm", "multifd") == []
