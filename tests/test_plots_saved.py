@@ -224,9 +224,25 @@ def test_one_pair_has_no_error_bar(model_ds):
     """The model runs one repeat: one pair per point has no spread, so no "± 0" bar (NaN hides it)."""
     import math
 
-    for trace in (t for t in plots.saved_by_dsa(model_ds).data if t.type == "bar"):
-        assert all(math.isnan(v) for v in trace.error_y.array), trace.error_y.array
-        assert all(c[0] == 1 for c in trace.customdata)
+    bars = [t for t in plots.saved_by_dsa(model_ds).data if t.type == "bar"]
+    assert len(bars) == 2  # one per panel
+    for trace in bars:
+        assert trace.error_y.visible is False and all(math.isnan(v) for v in trace.error_y.array)
+        assert all(c[0] == 1 for c in trace.customdata) and "±" not in trace.hovertemplate
+
+
+def test_error_bars_only_where_two_pairs_or_more(ds):
+    """One point with a single pair beside one with three: its bar has no error bar; same slot, one legend entry."""
+    broken = ds.copy(deep=True)
+    broken["status"].loc[{"detector": "dsa-emulated", "force_normal_ratio": 0.0, "repeat": [0, 1]}] = "failed"
+    fig = plots.saved_by_dsa(broken)
+    top = [t for t in fig.data if t.type == "bar" and t.xaxis == "x"]
+    assert [(list(t.x), t.error_y.visible) for t in top] == [
+        ([point_label({"force_normal_ratio": 0.5})], True),
+        ([point_label({"force_normal_ratio": 0.0})], False),
+    ]
+    assert len({t.offsetgroup for t in top}) == 1 and [t.showlegend for t in top] == [True, False]
+    assert list(fig.layout.xaxis.categoryarray) == [point_label({"force_normal_ratio": v}) for v in (0.5, 0.0)]
 
 
 def test_overlaid_runs_name_every_swept_parameter_on_the_x_axis(ds):
@@ -240,7 +256,7 @@ def test_run_names_are_text_not_markup(ds):
     fig = plots.saved_by_dsa({name: ds, "other": ds})
     shown = [t.name for t in fig.data] + [fig.layout.title.text]
     assert not any("<a " in s or "<b>" in s for s in shown), shown
-    assert any(s.startswith("&lt;a href=&quot;https://example.com/x&quot;&gt;click&lt;/a&gt;") for s in shown)
+    assert any(s.startswith('&lt;a href="https://example.com/x"&gt;click&lt;/a&gt;') for s in shown)
     one = plots.saved_by_dsa({name: ds})
     assert "<a " not in one.layout.title.text and "&lt;b&gt;" in one.layout.title.text
 

@@ -88,6 +88,40 @@ def saved_points(ds, dsa: str, cpu: str, metric: str) -> list[dict[str, Any]]:
     return out
 
 
+def _bars(fig: go.Figure, pts: list[dict[str, Any]], row: int, metric: str, name: str, key: str, colour: str):
+    """The bars of one run and detector pair in panel ``row``: points of two pairs or more with their error bars,
+    the others (one pair: no spread to show; none: no bar) in a second trace without, in the same slot (one legend
+    entry, ``key`` the offset and legend group)."""
+    first = True
+    for spread in (True, False):
+        some = [p for p in pts if (p["pairs"] >= 2) == spread]
+        if not some:
+            continue
+        pm = " ± %{error_y.array:.2g}" if spread else ""
+        fig.add_bar(
+            x=[p["label"] for p in some],
+            y=[p["saved"] for p in some],
+            error_y={"type": "data", "array": [p["std"] for p in some], "visible": spread},
+            text=[f"{p['pct']:.0f}%" if np.isfinite(p["pct"]) and row == 1 else "" for p in some],
+            textposition="inside",
+            insidetextanchor="start",
+            customdata=[[p["pairs"], "model" if p["model"] else "measured", f"{p['pct']:.1f}"] for p in some],
+            hovertemplate=(
+                f"%{{x}}<br>saved %{{y:.3g}} {metric_units(metric)}{pm}"
+                "<br>mean of the per-repeat savings: %{customdata[2]}%"
+                "<br>%{customdata[0]} repeat pairs, %{customdata[1]}<extra></extra>"
+            ),
+            marker={"color": colour, "pattern": {"shape": [MODEL_PATTERN if p["model"] else "" for p in some]}},
+            name=name,
+            legendgroup=key,
+            offsetgroup=key,
+            showlegend=row == 1 and first,
+            row=row,
+            col=1,
+        )
+        first = False
+
+
 def _axis_title(metric: str) -> str:
     units = metric_units(metric)
     what = "Host CPU" if metric.startswith("host_cpu") else short_metric(metric).capitalize()
@@ -124,35 +158,20 @@ def saved_by_dsa(data, metrics: Sequence[str] = SAVED_METRICS) -> go.Figure:
     trace = 0
     dims: list[str] = []  # the swept parameters of every run, in order of appearance: the x axis names them all
     unpaired: list[str] = []  # DSA points with no pair of successful trials, listed under the title
+    categories: list[str] = []  # the x axis: every run's points, in order
     for name, ds in runs:
-        shown_name = html.escape(name)  # run names come from files and attributes: text, never plotly markup
+        # run names come from files and attributes: text, never plotly markup (plotly shows &lt; &gt; &amp; as
+        # the characters, but not &quot;, and a quote outside a tag is only text)
+        shown_name = html.escape(name, quote=False)
         for dsa, cpu in saving_pairs(ds):
             for row, metric in enumerate(metrics, start=1):
                 pts = saved_points(ds, dsa, cpu, metric)
                 dims += [d for d in pts[0]["point"] if d not in dims]
-                model = [p["model"] for p in pts]
-                what = f"{dsa} vs {cpu}" + (" (model)" if all(model) else "")
+                categories += [p["label"] for p in pts if p["label"] not in categories]
+                what = f"{dsa} vs {cpu}" + (" (model)" if all(p["model"] for p in pts) else "")
                 label = f"{shown_name}: {what}" if name else what
-                fig.add_bar(
-                    x=[p["label"] for p in pts],
-                    y=[p["saved"] for p in pts],
-                    error_y={"type": "data", "array": [p["std"] for p in pts], "visible": True},
-                    text=[f"{p['pct']:.0f}%" if np.isfinite(p["pct"]) and row == 1 else "" for p in pts],
-                    textposition="inside",
-                    insidetextanchor="start",
-                    customdata=[[p["pairs"], "model" if p["model"] else "measured", f"{p['pct']:.1f}"] for p in pts],
-                    hovertemplate=(
-                        f"%{{x}}<br>saved %{{y:.3g}} {metric_units(metric)} ± %{{error_y.array:.2g}}"
-                        "<br>mean of the per-repeat savings: %{customdata[2]}%"
-                        "<br>%{customdata[0]} repeat pairs, %{customdata[1]}<extra></extra>"
-                    ),
-                    marker={"color": color(trace), "pattern": {"shape": [MODEL_PATTERN if m else "" for m in model]}},
-                    name=label,
-                    legendgroup=f"{name}|{dsa}|{cpu}",
-                    showlegend=row == 1,
-                    row=row,
-                    col=1,
-                )
+                key = f"{name}|{dsa}|{cpu}"
+                _bars(fig, pts, row, metric, label, key, color(trace))
                 missing = [p["label"] for p in pts if p["pairs"] == 0]
                 if missing:  # said on the plot, not left as a gap
                     fig.add_scatter(
@@ -163,7 +182,7 @@ def saved_by_dsa(data, metrics: Sequence[str] = SAVED_METRICS) -> go.Figure:
                         textposition="top center",
                         textfont={"color": color(trace)},
                         name=f"{label}: {NO_PAIR}",
-                        legendgroup=f"{name}|{dsa}|{cpu}",
+                        legendgroup=key,
                         showlegend=False,
                         hoverinfo="skip",
                         row=row,
@@ -176,7 +195,8 @@ def saved_by_dsa(data, metrics: Sequence[str] = SAVED_METRICS) -> go.Figure:
                 fig.add_hline(y=0, line={"color": "black", "width": 1}, row=row, col=1)
             trace += 1
     shown = ", ".join(PARAM_SHORT.get(d) or d.replace("_", " ") for d in dims)
-    fig.update_xaxes(title_text=f"parameter point ({shown})" if shown else "", type="category", row=len(metrics))
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=categories)
+    fig.update_xaxes(title_text=f"parameter point ({shown})" if shown else "", row=len(metrics))
     bars = [t for t in fig.data if t.type == "bar"]
     only = f": {bars[0].name}" if trace == 1 else ""
     text = (
@@ -189,7 +209,7 @@ def saved_by_dsa(data, metrics: Sequence[str] = SAVED_METRICS) -> go.Figure:
     if len(runs) == 1:
         title = figure_title(text, runs[0][1], ["detector", *dims])
     else:
-        names = " · ".join(html.escape(n) for n, _ in runs)
+        names = " · ".join(html.escape(n, quote=False) for n, _ in runs)
         title = {"text": f"{text}<br><sup>runs: {names}</sup>", "x": 0.02}
     fig.update_layout(
         title=title,
