@@ -25,9 +25,10 @@ CAPTIONS = {
     "scaling": "Device-count and channel scaling.",
     "break-even": "Offload minus CPU detection against the normal ratio, paired by repeat; below 0 DSA saves.",
     "saved": (
-        "Host CPU per GB and total time each DSA point saves against its CPU-detector twin (same other parameters, "
-        "same repeat), mean ± std over repeat pairs; above 0 DSA saves. The label on a top bar is the summary's "
-        "saving in percent (mean of the per-repeat percentages). Hatched bars are the model's predictions."
+        "Host CPU per GB and total time each DSA point saves against its CPU-detector twin (same guest, seed and "
+        "other parameters; the fields only DSA uses, such as batch size, ignored), mean ± std over repeat pairs "
+        "(no error bar under two pairs); above 0 DSA saves. The label on a top bar is the summary's saving in "
+        "percent (mean of the per-repeat percentages). Hatched bars are the model's predictions."
     ),
     "latency": "Total time and downtime of every successful trial, per detector.",
 }
