@@ -272,3 +272,10 @@ def test_a_combined_file_has_no_phantom_runs(ds, model_ds, folder):
     assert names == ["emu: dsa-emulated vs cpu-numba", "mod: dsa-hardware vs cpu-numba (model)"]
     bars = [t for t in fig.data if t.type == "bar"]
     assert all(all(c[0] == (3 if t.name.startswith("emu") else 1) for c in t.customdata) for t in bars)
+
+
+def test_dsa_only_fields_are_the_qemu_mappings():
+    """analysis (data layer) keeps its own copy of the DSA-only fields: it must be the engine's list."""
+    from dsalab.qemu.mapping import DSA_ONLY
+
+    assert set(analysis.DSA_ONLY) == set(DSA_ONLY)
