@@ -16,19 +16,28 @@ PROFILE ?= data/hardware/$(shell $(PYTHON) -c 'import socket; print(socket.getho
 # to data/results/<hostname>/<date>-<sweep>-<commit8>.nc, then its summary. `make run SWEEP=data/sweeps/x.toml`
 # runs another sweep file; `make bench` runs the kernel benchmark. The summary ends with the model's prediction
 # for this host with a real DSA device beside each emulated DSA point (--model $(PROFILE); the profile is made
-# with `dsalab calibrate --quick` when this host has none). Then the figures of that dataset (the file the sweep
-# says it wrote) go to data/figures/ as HTML and PNG, and its report (one self-contained HTML file: what ran, the
-# caveats, the summary, the seed's figures beside ours, every figure) to data/reports/<result name>.html; the
-# paths are printed, the report's last.
+# with `dsalab calibrate --quick` when this host has none). Then, from the file the sweep says it wrote (its last
+# `wrote` line), the report (one self-contained HTML file: what ran, the caveats, the summary, the seed's figures
+# beside ours, every figure; needs no browser) goes to data/reports/<result name>.html and the figures to
+# data/figures/ as HTML and PNG (PNG needs Chromium). Each step runs even when an earlier one failed (a failed
+# PNG export still leaves the report); the report's path is printed last, and the run fails at the end, naming
+# each step that failed with its exit status, when any did (each step's own error is printed above).
 run: setup
 	$(BIN)/dsalab info
 	@test -f $(PROFILE) || $(BIN)/dsalab calibrate --quick --out $(PROFILE)
 	@log=$$(mktemp); $(BIN)/dsalab sweep $(SWEEP) --resume --model $(PROFILE) >$$log; rc=$$?; cat $$log; \
-	  result=$$(sed -n 's/^wrote //p' $$log | tail -n 1); rm -f $$log; \
-	  if [ $$rc -ne 0 ] || [ -z "$$result" ]; then echo "make run: the sweep wrote no result file" >&2; exit 1; fi; \
-	  $(BIN)/dsalab plot "$$result" --out data/figures --formats html,png && \
-	  $(BIN)/dsalab report "$$result" -o "data/reports/$$(basename "$$result" .nc).html" >/dev/null && \
-	  echo "report: data/reports/$$(basename "$$result" .nc).html"
+	  result=$$(sed -n 's/^wrote //p' $$log | tail -n 1); rm -f $$log; failed=""; \
+	  if [ -z "$$result" ]; then \
+	    echo "make run: the sweep wrote no result file (no 'wrote' line; sweep rc $$rc)" >&2; exit 1; fi; \
+	  if [ $$rc -ne 0 ]; then echo "make run: sweep failed (rc $$rc) after writing $$result" >&2; \
+	    failed="$$failed sweep(rc $$rc)"; fi; \
+	  report="data/reports/$$(basename "$$result" .nc).html"; \
+	  $(BIN)/dsalab report "$$result" -o "$$report" >/dev/null; rc=$$?; \
+	  if [ $$rc -ne 0 ]; then failed="$$failed report(rc $$rc)"; fi; \
+	  $(BIN)/dsalab plot "$$result" --out data/figures --formats html,png; rc=$$?; \
+	  if [ $$rc -ne 0 ]; then failed="$$failed plot(rc $$rc)"; fi; \
+	  case "$$failed" in *report*) ;; *) echo "report: $$report";; esac; \
+	  if [ -n "$$failed" ]; then echo "make run: failed steps:$$failed (their errors are above)" >&2; exit 1; fi
 
 test: setup
 	$(BIN)/python -m pytest

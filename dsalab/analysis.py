@@ -43,7 +43,8 @@ class Summary:
     ----------
     best : one row per (detector, criterion): the point (other swept parameters), mean, std and count over repeats
     savings : one row per (DSA detector, CPU detector, point of the other parameters): both means of
-        ``host_cpu_ms_per_gb``, ``saved_pct`` (100 * (cpu - dsa) / cpu) mean and std over repeats, count
+        ``host_cpu_ms_per_gb`` over the repeat pairs (:func:`cpu_twin`), ``saved_pct`` (100 * (cpu - dsa) / cpu)
+        mean and std over the pairs, count
     overall : one row per (DSA detector, CPU detector): the saving over every point and repeat
     caveats : what the figures cannot tell by themselves, one sentence each (:func:`dsalab.caveats.caveats`)
     """
@@ -110,12 +111,10 @@ def _savings(ds) -> tuple[pd.DataFrame, pd.DataFrame]:
     ocols = ["dsa", "cpu", "saved_pct", "saved_pct_std", "n"]
     if "detector" not in ds["status"].dims:
         return pd.DataFrame(columns=cols), pd.DataFrame(columns=ocols)
-    metric = ok_values(ds, "host_cpu_ms_per_gb")
     rows, orows = [], []
     others = [d for d in param_dims(ds) if d != "detector"]
     for dsa, cpu in saving_pairs(ds):
-        c = metric.sel(detector=cpu)
-        d = metric.sel(detector=dsa)
+        c, d = cpu_twin(ds, dsa, cpu)  # the means below are over the pairs the saving counts
         _, saved = paired_saving(ds, dsa, cpu)  # per repeat, paired: same guest memory
         stacked = saved.stack(point=others) if others else saved.expand_dims(point=[0])
         cm, dm = summarize_over(c)[0], summarize_over(d)[0]
@@ -148,20 +147,75 @@ def saving_pairs(ds) -> list[tuple[str, str]]:
     return [(dsa, cpu) for dsa in names if is_dsa(dsa) for cpu in names if is_cpu(cpu)]
 
 
+#: Trial fields only the DSA detectors use (the engine ignores them for CPU detectors; the same list as
+#: :data:`dsalab.qemu.mapping.DSA_ONLY`, which this data-layer module cannot import)
+DSA_ONLY = ("devices", "batch_size", "completion", "cpu_fraction")
+
+
+def repeats_are_seeds(ds) -> bool:
+    """Whether repeat *r* of every point of ``ds`` ran with seed ``base.seed + r`` (a sweep or a tuning run:
+    attribute ``seed``; :func:`dsalab.explore.run_grid`: ``grid``; a dataset that records neither), rather than
+    being the *r*-th run of that point with the one trial's seed (:func:`dsalab.explore.history_dataset`, a panel's
+    history or ``results_dataset``: attribute ``trial`` alone)."""
+    return not ("trial" in ds.attrs and "seed" not in ds.attrs and "grid" not in ds.attrs)
+
+
+def _first_valid(da, dims: Sequence[str]):
+    """``da`` with each NaN replaced by the first finite value along ``dims`` (in coordinate order, the other
+    dimensions fixed); NaN stays where there is none."""
+    rest = [d for d in da.dims if d not in dims]
+    t = da.transpose(*rest, *dims)
+    arr = np.asarray(t.values, dtype=float)
+    flat = arr.reshape((*arr.shape[: len(rest)], -1))
+    ok = np.isfinite(flat)
+    first = np.take_along_axis(flat, np.argmax(ok, axis=-1)[..., None], axis=-1)
+    first = np.where(ok.any(axis=-1, keepdims=True), first, np.nan)
+    return t.copy(data=np.where(ok, flat, first).reshape(arr.shape)).transpose(*da.dims)
+
+
+def cpu_twin(ds, dsa: str, cpu: str, metric: str = "host_cpu_ms_per_gb"):
+    """(twin, dsa values) of ``metric``: for every trial of DSA detector ``dsa``, the value of its CPU-detector twin,
+    and its own value; both NaN where the pair is incomplete (either trial failed, not run, or no twin).
+
+    The twin of a DSA trial is the ``cpu`` trial with the same guest (size, normal and forced-normal ratios, seed),
+    channels, packet size, dirty rate, bandwidth and every other swept parameter, **ignoring the fields only DSA
+    uses** (:data:`DSA_ONLY`: batch_size, completion, devices, cpu_fraction), which change nothing for a CPU
+    detector:
+
+    - repeats that are seeds (:func:`repeats_are_seeds`: a sweep file, a tuning run, a grid): the ``cpu`` trial of
+      the same repeat (same seed, same guest memory) at the same DSA-only values if it succeeded, else the first
+      that succeeded at other DSA-only values, in coordinate order;
+    - repeats that are only the r-th run of a point (a panel's history, ``results_dataset``: every trial ran with
+      the trial's one seed, so every CPU trial of the point migrated the same guest): the mean of the ``cpu``
+      trials of the point that succeeded, over repeats and DSA-only values.
+
+    Returns two DataArrays over the swept parameters but ``detector``, and ``repeat``, in the metric's units.
+    """
+    values = ok_values(ds, metric)
+    c, d = values.sel(detector=cpu), values.sel(detector=dsa)
+    shared = [k for k in DSA_ONLY if k in c.dims]
+    if repeats_are_seeds(ds):
+        twin = _first_valid(c, shared) if shared else c
+    else:
+        over = [k for k in (*shared, "repeat") if k in c.dims]
+        twin = summarize_over(c, over)[0].broadcast_like(c).transpose(*c.dims) if over else c
+    both = twin.notnull() & d.notnull()
+    return twin.where(both), d.where(both)
+
+
 def paired_saving(ds, dsa: str, cpu: str, metric: str = "host_cpu_ms_per_gb"):
     """What DSA detector ``dsa`` saves against CPU detector ``cpu`` in ``metric``, per repeat: the one definition the
     summary, the report and the "saved by DSA" figure share.
 
-    The DSA point's twin is the ``cpu`` trial with every other swept parameter equal and the same repeat (same
-    guest memory, seed ``base.seed + r``); a pair counts only when both trials succeeded (else NaN).
+    Each DSA trial is paired with its CPU-detector twin (:func:`cpu_twin`: same parameters but the DSA-only ones,
+    same seed); a pair counts only when both trials succeeded (else NaN), so a DSA point with no twin has no pair.
 
     Returns
     -------
     (saved, saved_pct) : DataArrays over the other swept parameters and ``repeat``: ``saved = cpu - dsa`` in the
     metric's units (above 0: DSA saves) and ``saved_pct = 100 * saved / cpu``
     """
-    values = ok_values(ds, metric)
-    c, d = values.sel(detector=cpu), values.sel(detector=dsa)
+    c, d = cpu_twin(ds, dsa, cpu, metric)
     saved = c - d
     return saved, 100.0 * saved / c
 

@@ -7,6 +7,12 @@ imports nothing heavy, so the summary, the plots and the CLI share it without th
   over a longer wall time than a real device would cause: its host-CPU and time figures are an upper bound. The
   model (``runner = "model"``, :func:`dsalab.model.predict`) carries measured costs to real DSA hardware.
 - **The model migrates nothing.** Results of backend ``model`` are predictions from a hardware profile.
+- **QEMU under TCG.** Where QEMU ran with the TCG accelerator (no usable ``/dev/kvm``; attribute
+  ``qemu_accel_ran`` of a sweep, ``qemu_accel`` of one trial), its dirty-page tracking is TCG's, not KVM's as on
+  the seed's hosts.
+- **QEMU found zero pages elsewhere.** Where QEMU's zero-page detection (``qemu_zero_page_detection_ran``) is not
+  what the detector asked for, e.g. ``legacy`` (QEMU < 9.0: the main migration thread, not the multifd senders)
+  for ``cpu-native``, its per-thread host CPU does not compare with the seed's multifd runs.
 
 :func:`caveats` gives the sentences; :func:`format_caveats` gives them as lines to print under a table.
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 from typing import Any
 
 from dsalab.backends import Backend
@@ -41,6 +48,48 @@ def model_sentence(profile: str | None) -> str:
     """The model caveat for hardware profile ``profile`` (a name or the path of its TOML file; None: unknown)."""
     name = _profile_name(profile)
     return f"These numbers are predicted by dsalab.model from hardware profile {name}; nothing was migrated."
+
+
+#: the zero-page detection QEMU should use for each detector (:func:`dsalab.qemu.mapping.plan`'s modes)
+QEMU_DETECTION = {
+    Backend.CPU_NATIVE: ("multifd",),
+    Backend.DSA_HARDWARE: ("multifd-dsa-accel", "dsa-accel"),
+    Backend.DSA_EMULATED: ("multifd-dsa-accel", "dsa-accel"),
+}
+
+
+def _tokens(value: Any) -> list[str]:
+    """The comma-separated words of an attribute, only those that are plain names or versions (no markup)."""
+    words = [w.strip() for w in str(value or "").split(",")]
+    return [w for w in words if w and re.fullmatch(r"[A-Za-z0-9._+-]{1,40}", w)]
+
+
+def qemu_sentences(accel: Any, detection: Any, version: Any, detectors: list[str]) -> list[str]:
+    """The QEMU caveats for accelerators ``accel`` and zero-page detection modes ``detection`` (comma-separated, as
+    the sweep's ``*_ran`` attributes say), QEMU ``version`` and the ``detectors`` that ran."""
+    out = []
+    which = f"QEMU {', '.join(_tokens(version))}" if _tokens(version) else "QEMU"
+    if "tcg" in _tokens(accel):
+        out.append(
+            f"{which} ran with TCG (software emulation), not KVM (/dev/kvm not usable): the paused guest migrates "
+            "through the same multifd code, but dirty-page tracking is TCG's, not KVM's as on the seed's hosts, so "
+            "live_migration's host CPU may differ from a KVM host's."
+        )
+    modes = _tokens(detection)
+    wanted = {m for d in detectors for m in QEMU_DETECTION.get(d, ())}
+    if "legacy" in modes:
+        out.append(
+            f"{which} found zero pages in its main migration thread (zero-page-detection legacy, before QEMU 9.0), "
+            "not in the multifd sender threads: that host CPU shows under live_migration, and it does not compare "
+            "with the seed's multifd zero-page detection."
+        )
+    odd = [m for m in modes if m != "legacy" and wanted and m not in wanted]
+    if odd:
+        out.append(
+            f"{which} found zero pages with {', '.join(odd)}, not what the detectors asked for "
+            f"({', '.join(sorted(wanted))}): the detector named in the figures is not what ran."
+        )
+    return out
 
 
 def _profile_name(profile: Any) -> str:
@@ -84,6 +133,14 @@ def _result_caveats(result: Any, profile: str | None) -> list[str]:
             out.append(emulated_sentence(busy, cores))
     if backend == Backend.MODEL:
         out.append(model_sentence(profile or _trial_profile(result.trial)))
+    if backend == Backend.QEMU:
+        detector = str(getattr(result.trial, "detector", ""))
+        out += qemu_sentences(
+            getattr(result, "accel", ""),
+            getattr(result, "zero_page_detection", ""),
+            getattr(result, "qemu_version", ""),
+            [detector],
+        )
     return out
 
 
@@ -110,7 +167,29 @@ def _dataset_caveats(ds: Any, profile: str | None) -> list[str]:
             out.append(emulated_sentence(0, 0))
     if (ok & (backend == str(Backend.MODEL))).any():
         out.append(model_sentence(profile or _dataset_profile(ds)))
+    if (ok & (backend == str(Backend.QEMU))).any():
+        attrs = ds.attrs
+        out += qemu_sentences(
+            attrs.get("qemu_accel_ran") or attrs.get("qemu_accel"),
+            attrs.get("qemu_zero_page_detection_ran") or attrs.get("qemu_zero_page_detection"),
+            attrs.get("qemu_version_ran") or attrs.get("qemu_version"),
+            _detectors(ds),
+        )
     return out
+
+
+def _detectors(ds: Any) -> list[str]:
+    """The detectors of a dataset: its ``detector`` coordinate, else its base trial's."""
+    if "detector" in ds.coords:
+        return [str(d) for d in ds["detector"].values.ravel()]
+    for key in ("base_trial", "trial"):
+        try:
+            found = json.loads(ds.attrs.get(key) or "").get("detector")
+        except (ValueError, TypeError, AttributeError):
+            continue
+        if found:
+            return [str(found)]
+    return []
 
 
 def _values(ds: Any, name: str, where: Any) -> Any:

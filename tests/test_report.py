@@ -6,6 +6,7 @@ renders in headless Chromium with no console error."""
 from __future__ import annotations
 
 import html.parser
+import json
 import os
 import pathlib
 import re
@@ -22,7 +23,7 @@ from dsalab import analysis, report, results
 from dsalab.caveats import caveats
 from dsalab.cli import app
 from dsalab.errors import DsalabError, InvalidArgument, InvalidType
-from dsalab.report.figures import kinds
+from dsalab.report.figures import build_figure, kinds
 
 pytestmark = pytest.mark.timeout(300)
 cli = CliRunner()
@@ -307,3 +308,211 @@ def test_report_renders_in_chromium_without_console_errors(emulated, modelled, f
     assert drawn == ids  # plotly drew every figure (it adds js-plotly-plot to a div it has drawn)
     assert dom.stdout.count('class="main-svg"') >= len(ids)
     assert "fig-saved" in drawn
+
+
+# -- review fixes (issue 14) ----------------------------------------------------------------------------------------
+
+
+class Tables(html.parser.HTMLParser):
+    """Every table of a page: a list of rows, each a list of cell texts."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append(squash("".join(self._cell)))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def find(self, first_header: str) -> list[list[str]]:
+        return next(t for t in self.tables if t and t[0] and t[0][0] == first_header)
+
+
+def _what_ran(page: str) -> dict[str, list[str]]:
+    return {row[0]: row[1:] for row in Tables(page).tables[0][1:]}
+
+
+def test_combined_files_of_different_grids_have_no_phantom_points(emulated, modelled, folder):
+    """results.open of the engine run (cpu-numba + dsa-emulated, 3 repeats) and the model run (cpu-numba +
+    dsa-hardware, 1 repeat): each run keeps its own detectors, points and repeats."""
+    results.write(emulated[0], folder / "emu.nc")
+    results.write(modelled[0], folder / "mod.nc")
+    combined = results.open([folder / "emu.nc", folder / "mod.nc"])
+    runs = dict(report.runs_of(combined))
+    assert list(runs["emu"].detector.values) == ["cpu-numba", "dsa-emulated"] and runs["emu"].sizes["repeat"] == 3
+    assert list(runs["mod"].detector.values) == ["cpu-numba", "dsa-hardware"] and runs["mod"].sizes["repeat"] == 1
+    page = report.build(combined)
+    rows = _what_ran(page)
+    assert rows["trials"] == ["12, all succeeded", "4, all succeeded"]
+    assert rows["repeats"] == ["3", "1"]
+    assert rows["swept parameters (values)"] == ["detector (2), force_normal_ratio (2)"] * 2
+    (script,) = [s for s in Parsed(page).scripts if '"fig-saved"' in s]
+    assert set(re.findall(r'"name":"([^"]+)"', script)) == {
+        "emu: dsa-emulated vs cpu-numba",
+        "mod: dsa-hardware vs cpu-numba (model)",
+    }
+    visible = squash(Parsed(page).visible)
+    assert "(n=0)" not in visible and "no successful trial" not in visible and "no pair" not in visible
+
+
+def test_trials_not_run_are_counted_apart_from_failed(emulated):
+    ds = emulated[0].copy(deep=True)
+    at = {"detector": "dsa-emulated", "force_normal_ratio": 0.0}
+    ds["status"].loc[at] = "failed"
+    ds["error"].loc[at] = "not run"  # a sweep stopped before these trials
+    ds["status"].loc[{"detector": "cpu-numba", "force_normal_ratio": 0.0, "repeat": 0}] = "failed"
+    assert _what_ran(report.build(ds))["trials"] == ["9 (1 failed); 3 not run"]
+
+
+def _with_base(ds, **fields):
+    out = ds.copy(deep=True)
+    base = json.loads(out.attrs["base_trial"])
+    out.attrs["base_trial"] = json.dumps(base | fields)
+    return out
+
+
+def test_the_seeds_thread_figure_only_where_the_seeds_guest_ran(emulated):
+    half = _with_base(emulated[0], normal_ratio=0.5)  # quick.toml's half-random guest: not the seed's
+    assert "threads-seed" not in kinds(half)
+    page = report.build(half)
+    assert "fig-threads-seed" not in report.figure_ids(page)
+    assert "no point here migrates this guest" in Parsed(page).visible
+    # one of the two points migrates a seed guest (forced 0.5); the other (forced 0.25) is not drawn beside it
+    mixed = emulated[0].assign_coords(force_normal_ratio=[0.5, 0.25])
+    assert "threads-seed" in kinds(mixed)
+    ours = [y for y in build_figure(mixed, "threads-seed").data[0].y[0] if y.startswith("dsalab")]
+    whole = [y for y in build_figure(emulated[0], "threads-seed").data[0].y[0] if y.startswith("dsalab")]
+    assert len(ours) == 2 and len(whole) == 4  # two detectors at one point, against two at two points
+
+
+def _as_qemu(ds, accel: str, detection: str):
+    out = ds.assign_coords(detector=["cpu-native", "dsa-hardware"]).copy(deep=True)
+    out["backend"][:] = "qemu"
+    out.attrs.update(qemu_version_ran="7.2.22", qemu_accel_ran=accel, qemu_zero_page_detection_ran=detection)
+    return out
+
+
+def test_qemu_runs_show_what_qemu_did_and_its_caveats(emulated):
+    ds = _as_qemu(emulated[0], "tcg", "legacy")
+    found = caveats(ds)
+    assert len(found) == 2
+    assert found[0].startswith("QEMU 7.2.22 ran with TCG (software emulation), not KVM")
+    assert found[1].startswith("QEMU 7.2.22 found zero pages in its main migration thread")
+    page = report.build(ds)
+    rows = _what_ran(page)
+    assert rows["QEMU accelerator (kvm, tcg)"] == ["tcg"]
+    assert rows["QEMU version that ran"] == ["7.2.22"]
+    assert rows["QEMU zero-page detection"] == ["legacy"]
+    visible = squash(Parsed(page).visible)
+    for sentence in found:
+        assert squash(sentence) in visible
+    assert "No caveat applies" not in visible
+    # KVM, and each detector found its zero pages as it asked: nothing to say
+    fine = _as_qemu(emulated[0], "kvm", "multifd,multifd-dsa-accel")
+    assert caveats(fine) == []
+    odd = caveats(_as_qemu(emulated[0], "kvm", "multifd,dsa-accel,<b>x</b>"))
+    assert odd == []  # dsa-accel is one of the DSA detector's modes; markup is not a mode
+    wrong = caveats(_as_qemu(emulated[0], "kvm", "none"))
+    assert len(wrong) == 1 and "found zero pages with none, not what the detectors asked for" in wrong[0]
+
+
+def test_seed_scenarios_in_their_own_rows(emulated, page):
+    """Scenario 1 (0.5 forced normal, 22.3 %) beside our forced-0.5 point, scenario 2 (22.0 %) beside forced 0.0."""
+    ds = emulated[0]
+    table = Tables(page).find("seed scenario (100 GB guest, 8 channels)")
+    rows = {r[0][:2]: r for r in table[1:] if r[0]}
+    assert set(rows) == {"1:", "2:"}
+    for scenario, forced, pct in (("1:", 0.5, "22.3 %"), ("2:", 0.0, "22.0 %")):
+        row = rows[scenario]
+        assert row[2] == pct
+        assert row[4] == f"dsa-emulated vs cpu-numba at force_normal_ratio={forced}"
+        _, saved = analysis.paired_saving(ds.sel(force_normal_ratio=forced), "dsa-emulated", "cpu-numba")
+        mean, std, n = analysis.summarize_over(saved)
+        assert row[5] == f"{report.page.mean_std(float(mean), float(std))} % (n={int(n)})"
+
+
+def test_one_pair_shows_no_plus_minus_and_none_says_no_pair(emulated, modelled):
+    model_page = squash(Parsed(report.build(modelled[0])).visible)
+    assert "± 0 % (n=1)" not in model_page
+    assert re.search(r"-?\d[\d.,]* % \(n=1\)", model_page)
+    ds = emulated[0].copy(deep=True)
+    ds["status"].loc[{"detector": "dsa-emulated", "force_normal_ratio": 0.0}] = "failed"
+    tables = Tables(report.build(ds))
+    points = tables.find("pair")
+    (row,) = [r for r in points[1:] if r[1] == "force_normal_ratio=0.0"]
+    assert row[4:] == ["no pair", "0"]
+    seed = tables.find("seed scenario (100 GB guest, 8 channels)")
+    (row,) = [r for r in seed[1:] if r[4].endswith("force_normal_ratio=0.0")]
+    assert row[5:] == ["no pair", "no pair"]
+
+
+def test_summary_means_are_over_the_pairs(emulated):
+    """With a failed DSA trial, CPU ms/GB and DSA ms/GB are the means over the pairs the saving counts."""
+    ds = emulated[0].copy(deep=True)
+    at = {"detector": "dsa-emulated", "force_normal_ratio": 0.5, "repeat": 0}
+    ds["status"].loc[at] = "failed"
+    (row,) = [r for r in analysis.summarize(ds).savings.itertuples() if r.point == {"force_normal_ratio": 0.5}]
+    values = ds.host_cpu_ms_per_gb.sel(force_normal_ratio=0.5, repeat=[1, 2])
+    assert row.cpu_ms_per_gb == pytest.approx(float(values.sel(detector="cpu-numba").mean()))
+    assert row.dsa_ms_per_gb == pytest.approx(float(values.sel(detector="dsa-emulated").mean()))
+    assert row.n == 2
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("one.nc", "--out one.nc is the result file one.nc: it would be overwritten"),
+        ("sub/../one.nc", "is the result file one.nc"),
+        ("link.nc", "is the result file one.nc"),
+        ("one.txt", "--out one.txt is not allowed: the report is one HTML file, give a name ending in .html or .htm"),
+        ("report", "give a name ending in .html or .htm"),
+    ],
+)
+def test_cli_refuses_an_output_that_is_an_input_or_not_html(emulated, folder, monkeypatch, out, message):
+    monkeypatch.chdir(folder)
+    results.write(emulated[0], folder / "one.nc")
+    (folder / "sub").mkdir(exist_ok=True)
+    (folder / "link.nc").unlink(missing_ok=True)
+    (folder / "link.nc").symlink_to("one.nc")
+    before = (folder / "one.nc").read_bytes()
+    r = cli.invoke(app, ["report", "one.nc", "-o", out])
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert (folder / "one.nc").read_bytes() == before  # the result is untouched
+    assert not (folder / out).exists() or out.endswith(".nc")
+
+
+def test_a_qemu_trials_caveats():
+    """One QEMU trial (``dsalab run --runner qemu``): TCG and legacy zero-page detection are said; KVM with the
+    detection the detector asked for is not."""
+    from test_results import QEMU_CPU, QEMU_REPLY
+
+    from dsalab import qemu
+    from dsalab.trial import Trial
+
+    trial = Trial(guest_bytes="64MiB", normal_ratio=0.5, channels=2, detector="cpu-native", seed=3)
+
+    def one(accel: str, detection: str) -> list[str]:
+        r = qemu.qemu_result(
+            trial, QEMU_REPLY, QEMU_CPU, qemu_version="7.2.22", accel=accel, mismatched=0, zero_page_detection=detection
+        )
+        return caveats(r)
+
+    tcg = one("tcg", "legacy")
+    assert tcg[0].startswith("QEMU 7.2.22 ran with TCG (software emulation), not KVM")
+    assert tcg[1].startswith("QEMU 7.2.22 found zero pages in its main migration thread")
+    assert one("kvm", "multifd") == []

@@ -12,6 +12,18 @@ from dsalab.cli._app import app, fail
 REPORTS_DIR = pathlib.Path("data/reports")
 
 
+#: what a report's file name may end with
+REPORT_SUFFIXES = (".html", ".htm")
+
+
+def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
+    """Whether paths ``a`` and ``b`` name the same file (symlinks and hard links followed)."""
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
 def default_output(files: list[pathlib.Path], root: pathlib.Path = REPORTS_DIR) -> pathlib.Path:
     """``<root>/<result file name>.html`` for one file; ``<root>/compare-<first name>-and-<n-1>-more.html`` for
     several."""
@@ -66,6 +78,11 @@ def report(
     target = pathlib.Path(out) if out else default_output(files)
     if target.is_dir():
         fail(f"--out {target} is a directory: give the report's file name, e.g. {target / 'report.html'}")
+    clash = next((f for f in files if _same_file(f, target)), None)
+    if clash is not None:
+        fail(f"--out {target} is the result file {clash}: it would be overwritten; give another .html name")
+    if target.suffix.lower() not in REPORT_SUFFIXES:
+        fail(f"--out {target} is not allowed: the report is one HTML file, give a name ending in .html or .htm")
     datasets = []
     for f in files:
         try:

@@ -18,31 +18,14 @@ import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from dsalab.errors import InvalidArgument, InvalidType
+from dsalab.plots.runs import ran_only, split_runs
 from dsalab.report.figures import figures_section
 from dsalab.report.page import esc, html_page
 from dsalab.report.sections import backends_and_caveats, summary_tables, what_ran
 from dsalab.report.seed import seed_section
 
-__all__ = ["build", "figure_ids", "runs_of", "write"]
-
-
-def _split(ds) -> list[tuple[str, Any]]:
-    """The runs of a combined dataset (``run`` dimension), each with its own attributes back (``run_<name>``)."""
-    out = []
-    for r in ds["run"].values:
-        one = ds.sel(run=r)
-        extra = [str(v) for v in one.data_vars if str(v).startswith("run_")]
-        attrs = dict(ds.attrs)
-        for v in extra:
-            value = one[v].values
-            attrs[v.removeprefix("run_")] = value.item() if isinstance(value, np.ndarray | np.generic) else value
-        one = one.drop_vars([*extra, "run"])
-        one.attrs = attrs
-        out.append((str(r), one))
-    return out
+__all__ = ["build", "figure_ids", "ran_only", "runs_of", "write"]
 
 
 def _name(ds, i: int) -> str:
@@ -55,7 +38,7 @@ def runs_of(data: Any, names: Sequence[str] | None = None) -> list[tuple[str, An
     """(name, dataset) of each run in ``data``: one dataset (name ``""``), one with a ``run`` dimension, a sequence
     of datasets (named by ``names``, else by sweep and date) or a mapping name -> dataset."""
     if hasattr(data, "data_vars"):  # first: a Dataset is a Mapping too
-        runs = _split(data) if "run" in data.dims else [("", data)]
+        runs = split_runs(data) if "run" in data.dims else [("", data)]
     elif isinstance(data, Mapping):
         runs = [(str(k), v) for k, v in data.items()]
     elif isinstance(data, Sequence) and not isinstance(data, str | bytes):

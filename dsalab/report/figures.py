@@ -11,19 +11,24 @@ from dsalab.analysis import saving_pairs
 from dsalab.errors import DsalabError
 from dsalab.plots import REGISTRY, saved_by_dsa, thread_cpu
 from dsalab.report.page import esc, figure_div
+from dsalab.report.seed import matches, seed_scenarios
 
 #: what each figure shows, one sentence under its heading
 CAPTIONS = {
     "threads": "Host CPU of each source-side thread, stacked, mean over repeats.",
-    "threads-seed": "Per-thread host CPU per GB of guest RAM, ours beside the seed's published runs.",
+    "threads-seed": (
+        "Per-thread host CPU per GB of guest RAM beside the seed's published runs: ours only at the points that "
+        "migrate the seed's guests (all zero pages, 0 or 0.5 of them forced normal)."
+    ),
     "batch-packet": "A metric against batch size and packet size, mean ± std over repeats.",
     "heatmap": "Host CPU per GB over batch size × packet size (mean ± std over repeats in each cell).",
     "scaling": "Device-count and channel scaling.",
     "break-even": "Offload minus CPU detection against the normal ratio, paired by repeat; below 0 DSA saves.",
     "saved": (
-        "Host CPU per GB and total time each DSA point saves against its CPU-detector twin (same other parameters, "
-        "same repeat), mean ± std over repeat pairs; above 0 DSA saves. The label on a top bar is the summary's "
-        "saving in percent (mean of the per-repeat percentages). Hatched bars are the model's predictions."
+        "Host CPU per GB and total time each DSA point saves against its CPU-detector twin (same guest, seed and "
+        "other parameters; the fields only DSA uses, such as batch size, ignored), mean ± std over repeat pairs "
+        "(no error bar under two pairs); above 0 DSA saves. The label on a top bar is the summary's saving in "
+        "percent (mean of the per-repeat percentages). Hatched bars are the model's predictions."
     ),
     "latency": "Total time and downtime of every successful trial, per detector.",
 }
@@ -45,22 +50,34 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
+def seed_points(ds):
+    """``ds`` with only the points that migrate one of the seed's guests (:func:`dsalab.report.seed.matches`; every
+    detector kept), or None when none does. The seed's guests are all-zero with 0 or 0.5 of them forced normal, so
+    the matching points are a grid: every value of the other parameters at each matching guest."""
+    found = [p for sc in seed_scenarios() for p in matches(ds, sc)]
+    if not found:
+        return None
+    keep = {d: [v for v in ds[d].values if any(p[d] == v for p in found)] for d in found[0]}
+    return ds.sel(keep) if keep else ds
+
+
 def kinds(ds) -> list[str]:
     """The figure kinds the report shows for one run, in order: the registry's that apply, and ``threads-seed``
-    (after ``threads``) when the run compares a DSA and a CPU detector, as the seed did."""
+    (after ``threads``) when the run compares a DSA and a CPU detector, as the seed did, at a point that migrates
+    one of the seed's guests (:func:`seed_points`)."""
     out = []
     for name, kind in REGISTRY.items():
         if kind.applies(ds):
             out.append(name)
-            if name == "threads" and saving_pairs(ds):
+            if name == "threads" and saving_pairs(ds) and seed_points(ds) is not None:
                 out.append("threads-seed")
     return out
 
 
 def build_figure(ds, kind: str):
-    """The figure of ``kind`` (a registry kind or ``threads-seed``) for one run."""
+    """The figure of ``kind`` (a registry kind or ``threads-seed``: ours at the seed's guests only) for one run."""
     if kind == "threads-seed":
-        return thread_cpu(ds, reference=True)
+        return thread_cpu(seed_points(ds), reference=True)
     return REGISTRY[kind].build(ds)
 
 

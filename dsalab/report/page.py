@@ -24,7 +24,10 @@ tr.differs td { background: #fff6dd; }
 pre { background: #f7f7f7; border: 1px solid #ddd; padding: 8px; overflow-x: auto; font-size: 13px; }
 .caveat { background: #fff3cd; border-left: 4px solid #e0a800; padding: 6px 10px; margin: 6px 0; }
 .note { color: #555; font-size: 14px; }
-.facets { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 16px; }
+.facets { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 16px; }
+.facets > div { min-width: 0; }
+@media (max-width: 1100px) { .facets { grid-template-columns: minmax(0, 1fr); } }
+td { overflow-wrap: anywhere; }
 .figure { width: 100%; min-height: 200px; }
 nav ul { columns: 2; } details { margin: 8px 0; }
 """
@@ -54,10 +57,12 @@ def number(value: Any) -> str:
     return f"{value:.2f}" if magnitude >= 0.01 else f"{value:.2g}"
 
 
-def mean_std(mean: Any, std: Any, unit: str = "") -> str:
-    """``mean ± std unit``, both in :func:`number`'s format (no ± part when std is NaN)."""
+def mean_std(mean: Any, std: Any, unit: str = "", n: int | None = None) -> str:
+    """``mean ± std unit``, both in :func:`number`'s format; no ± part when std is NaN or when the count ``n`` (if
+    given) is below 2: one value has no spread to show, and "± 0" would read as exact."""
     out = number(mean)
-    if isinstance(std, int | float) and math.isfinite(std) and math.isfinite(float(mean)):
+    few = n is not None and n < 2
+    if not few and isinstance(std, int | float) and math.isfinite(std) and math.isfinite(float(mean)):
         out += f" ± {number(std)}"
     return out + (f" {esc(unit)}" if unit and out != "–" else "")
 
@@ -118,14 +123,23 @@ def plotly_js() -> str:
     return get_plotlyjs()
 
 
+#: once the page has loaded, every figure takes its container's final width (a figure drawn while the page was
+#: still being parsed saw its container before the rest of the layout existed; plotly follows window resizes only)
+RESIZE_ON_LOAD = (
+    'window.addEventListener("load", function () { document.querySelectorAll(".js-plotly-plot")'
+    ".forEach(function (d) { Plotly.Plots.resize(d); }); });"
+)
+
+
 def html_page(title: str, body: Sequence[str], *, with_plotly: bool = True) -> str:
     """The whole self-contained page: ``title`` (escaped here), the ``body`` parts (HTML) in order."""
     script = f'<script type="text/javascript">{plotly_js()}</script>' if with_plotly else ""
+    resize = f'<script type="text/javascript">{RESIZE_ON_LOAD}</script>' if with_plotly else ""
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{CSS}</style>{script}</head>\n<body>\n"
         + "\n".join(body)
-        + "\n</body></html>\n"
+        + f"\n{resize}\n</body></html>\n"
     )

@@ -12,6 +12,7 @@ import numpy as np
 from dsalab import analysis
 from dsalab.backends import Backend
 from dsalab.caveats import caveats
+from dsalab.plots.runs import NOT_RUN
 from dsalab.report.page import Row, esc, mean_std, number, table
 from dsalab.schema import units
 from dsalab.units import format_bytes
@@ -29,6 +30,8 @@ BACKEND_NOTES = {
     Backend.MODEL: "predicted by dsalab.model from a hardware profile: nothing was migrated",
 }
 NOT_RECORDED = "not recorded"
+#: a saving with no pair of successful trials (the DSA point has no CPU-detector twin that succeeded)
+NO_PAIR = "no pair"
 
 #: (row label, attribute) of the "what ran" table; values not in the attributes say "not recorded"
 SWEEP_FIELDS = (
@@ -55,6 +58,15 @@ MACHINE_FIELDS = (
     ("uncommitted changes", "git_dirty"),
 )
 
+#: (row label, attributes): what the QEMU runner recorded (the first attribute present: a sweep's ``*_ran``, what
+#: its trials' QEMUs did, else one trial's own); rows no run recorded are left out
+QEMU_FIELDS = (
+    ("QEMU binary", ("qemu_binary",)),
+    ("QEMU version that ran", ("qemu_version_ran", "qemu_version")),
+    ("QEMU accelerator (kvm, tcg)", ("qemu_accel_ran", "qemu_accel")),
+    ("QEMU zero-page detection", ("qemu_zero_page_detection_ran", "qemu_zero_page_detection")),
+)
+
 
 #: attributes shown as words: value as text -> shown
 READABLE = {"git_dirty": {"0": "no", "1": "yes"}, "machine_dsa_devices": {"[]": "none found"}}
@@ -70,6 +82,11 @@ def _attr(ds, key: str) -> str:
     return READABLE.get(key, {}).get(str(value), str(value))
 
 
+def _first_attr(ds, keys: Sequence[str]) -> str:
+    """The first of attributes ``keys`` that ``ds`` recorded, as text (``not recorded`` when none)."""
+    return next((v for v in (_attr(ds, k) for k in keys) if v != NOT_RECORDED), NOT_RECORDED)
+
+
 def backends(ds) -> list[str]:
     """The backends that produced the successful trials of ``ds`` (all of them when none succeeded)."""
     values = np.asarray(ds["backend"].values).astype(str).ravel()
@@ -82,14 +99,20 @@ def derived(ds) -> list[tuple[str, str]]:
     """Facts read from the data rather than the attributes: backends, swept parameters, repeats, trials, memory."""
     swept = ", ".join(f"{d} ({ds.sizes[d]})" for d in analysis.swept_dims(ds)) or "nothing"
     status = np.asarray(ds["status"].values).astype(str)
-    failed = int((status != "ok").sum())
+    error = np.asarray(ds["error"].values).astype(str) if "error" in ds else np.full(status.shape, "")
+    not_run = int(((status != "ok") & (error == NOT_RUN)).sum())
+    failed = int((status != "ok").sum()) - not_run
+    ran = status.size - not_run
+    trials = f"{ran} ({failed} failed)" if failed else f"{ran}, all succeeded" if ran else "0"
+    if not_run:
+        trials += f"; {not_run} not run"
     cpus = _attr(ds, "machine_cpu_affinity")
     memory = ds.attrs.get("machine_memory_bytes")
     return [
         ("backends", ", ".join(backends(ds)) or NOT_RECORDED),
         ("swept parameters (values)", swept),
         ("repeats", str(ds.sizes.get("repeat", 1))),
-        ("trials", f"{status.size} ({failed} failed)" if failed else f"{status.size}, all succeeded"),
+        ("trials", trials),
         ("CPUs this process could use", cpus),
         ("memory", format_bytes(float(memory)) if isinstance(memory, int | float | np.number) else NOT_RECORDED),
     ]
@@ -109,6 +132,7 @@ def _rows(runs: Sequence[tuple[str, Any]]) -> list[tuple[str, list[str]]]:
     per_run = [dict(derived(ds)) for _, ds in runs]
     rows += [(label, [p[label] for p in per_run]) for label in per_run[0]]
     rows += [(label, [_attr(ds, key) for _, ds in runs]) for label, key in MACHINE_FIELDS]
+    rows += [(label, [_first_attr(ds, keys) for _, ds in runs]) for label, keys in QEMU_FIELDS]
     names = sorted({n for _, ds in runs for n, _ in versions(ds)})
     vers = [dict(versions(ds)) for _, ds in runs]
     rows += [(f"{n} version", [v.get(n, NOT_RECORDED) for v in vers]) for n in names]
@@ -121,8 +145,8 @@ def what_ran(runs: Sequence[tuple[str, Any]]) -> str:
     header = ["", *(name or "this run" for name, _ in runs)]
     rows = []
     for label, values in _rows(runs):
-        if len(runs) == 1 and values[0] == NOT_RECORDED:
-            continue  # one run: leave out what it did not record
+        if all(v == NOT_RECORDED for v in values):
+            continue  # leave out what no run recorded
         cells = [label, *values]
         rows.append(Row(cells, "differs") if len(set(values)) > 1 else cells)
     out = ['<h2 id="what-ran">What ran</h2>', table(header, rows)]
@@ -196,10 +220,10 @@ def summary_tables(runs: Sequence[tuple[str, Any]]) -> str:
         texts.append((name, analysis.format_summary(s, ds)))
         for _, r in s.best.iterrows():
             unit = units(r.metric)
-            value = mean_std(r["mean"], r["std"], unit) if r.n else "no successful trial"
+            value = mean_std(r["mean"], r["std"], unit, r.n) if r.n else "no successful trial"
             best.append([*([name] if many else []), r.detector, r.criterion, value, r.n, _point(r.point)])
         for _, r in s.overall.iterrows():
-            value = f"{mean_std(r.saved_pct, r.saved_pct_std)} %" if r.n else "no pair of successful trials"
+            value = f"{mean_std(r.saved_pct, r.saved_pct_std, n=r.n)} %" if r.n else NO_PAIR
             overall.append([*([name] if many else []), r.dsa, r.cpu, value, r.n])
         for _, r in s.savings.iterrows():
             points.append(
@@ -209,7 +233,7 @@ def summary_tables(runs: Sequence[tuple[str, Any]]) -> str:
                     _point(r.point),
                     number(r.cpu_ms_per_gb),
                     number(r.dsa_ms_per_gb),
-                    f"{mean_std(r.saved_pct, r.saved_pct_std)} %" if r.n else "–",
+                    f"{mean_std(r.saved_pct, r.saved_pct_std, n=r.n)} %" if r.n else NO_PAIR,
                     r.n,
                 ]
             )

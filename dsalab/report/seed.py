@@ -100,6 +100,11 @@ def _ours(ds, dsa: str, cpu: str, metric: str, point: dict[str, Any]) -> tuple[f
     return float(mean.sel(sel)), float(std.sel(sel)), int(n.sel(sel))
 
 
+def _saving(mean: float, std: float, n: int) -> str:
+    """A saving in percent over ``n`` repeat pairs: ``mean ± std % (n=N)`` (no ± below two pairs; "no pair")."""
+    return f"{mean_std(mean, std, n=n)} % (n={n})" if n else "no pair"
+
+
 def _where(fields: dict[str, float]) -> str:
     forced = fields.get("force_normal_ratio", 0.0)
     return f"all-zero guest, {forced:g} of it forced normal" if forced else "all-zero guest"
@@ -133,13 +138,7 @@ def seed_section(runs: Sequence[tuple[str, Any]]) -> str:
                     time_pct = _ours(ds, dsa, cpu, "total_time_ms", point)
                     what = ", ".join(f"{k}={v}" for k, v in point.items()) or "every point"
                     where = f"{name}: " if name else ""
-                    ours.append(
-                        [
-                            f"{where}{dsa} vs {cpu} at {what}",
-                            f"{mean_std(cpu_pct[0], cpu_pct[1])} % (n={cpu_pct[2]})",
-                            f"{mean_std(time_pct[0], time_pct[1])} % (n={time_pct[2]})",
-                        ]
-                    )
+                    ours.append([f"{where}{dsa} vs {cpu} at {what}", _saving(*cpu_pct), _saving(*time_pct)])
         if not ours:
             ours = [["no point here migrates this guest", "–", "–"]]
         for i, o in enumerate(ours):
