@@ -127,13 +127,9 @@ def cpu_and_dsa():
 
 #: the one axis-title rule: "Name (units)" for numbers (a category axis may have no units)
 AXIS_TITLE = __import__("re").compile(r"[A-Z][^()]*( \([^()]+\))?")
-#: saved.py is another helper's (its x title "parameter point (batch, ...)": lowercase, no units in brackets)
-SAVED_PENDING = pytest.mark.xfail(strict=True, reason="dsalab/plots/saved.py x-axis title, fixed separately")
 
 
-@pytest.mark.parametrize(
-    "kind", ["threads", "batch-packet", "break-even", "latency", pytest.param("saved", marks=SAVED_PENDING)]
-)
+@pytest.mark.parametrize("kind", ["threads", "batch-packet", "break-even", "latency", "saved"])
 def test_axis_title_rule_on_a_cpu_and_dsa_dataset(cpu_and_dsa, kind):
     fig = plots.overview(cpu_and_dsa)[kind]
     titles = [(n, fig.layout[n].title.text) for n in dir(fig.layout) if n.startswith(("xaxis", "yaxis"))]

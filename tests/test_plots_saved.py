@@ -75,7 +75,7 @@ def test_zero_line_axis_titles_with_units(ds):
     assert len(zeros) == 2  # one per panel
     assert fig.layout.yaxis.title.text == "Host CPU saved (ms/GB)"
     assert fig.layout.yaxis2.title.text == "Total time saved (ms)"
-    assert fig.layout.xaxis2.title.text.startswith("parameter point (")
+    assert fig.layout.xaxis2.title.text.startswith("Parameter point: ")
     assert "above 0: DSA saves" in fig.layout.title.text
 
 
@@ -248,7 +248,7 @@ def test_error_bars_only_where_two_pairs_or_more(ds):
 def test_overlaid_runs_name_every_swept_parameter_on_the_x_axis(ds):
     other = ds.rename({"force_normal_ratio": "normal_ratio"})  # a run that sweeps the normal ratio instead
     fig = plots.saved_by_dsa({"a": ds, "b": other})
-    assert fig.layout.xaxis2.title.text == "parameter point (force normal ratio, normal)"
+    assert fig.layout.xaxis2.title.text == "Parameter point: force normal ratio, normal"
 
 
 def test_run_names_are_text_not_markup(ds):

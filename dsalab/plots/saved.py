@@ -196,7 +196,7 @@ def saved_by_dsa(data, metrics: Sequence[str] = SAVED_METRICS) -> go.Figure:
             trace += 1
     shown = ", ".join(PARAM_SHORT.get(d) or d.replace("_", " ") for d in dims)
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=categories)
-    fig.update_xaxes(title_text=f"parameter point ({shown})" if shown else "", row=len(metrics))
+    fig.update_xaxes(title_text=f"Parameter point: {shown}" if shown else "", row=len(metrics))
     bars = [t for t in fig.data if t.type == "bar"]
     only = f": {bars[0].name}" if trace == 1 else ""
     text = (
