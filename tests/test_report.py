@@ -516,3 +516,19 @@ def test_a_qemu_trials_caveats():
     assert tcg[0].startswith("QEMU 7.2.22 ran with TCG (software emulation), not KVM")
     assert tcg[1].startswith("QEMU 7.2.22 found zero pages in its main migration thread")
     assert one("kvm", "multifd") == []
+
+
+def test_summary_of_combined_files_of_different_grids_shows_only_what_each_ran(emulated, modelled, folder):
+    """dsalab summary of a glob of two result files: each run's own detectors, no phantom dsa-hardware points in
+    the engine run (the joined grid's other detector, never run there)."""
+    from typer.testing import CliRunner
+
+    from dsalab.cli import app
+
+    results.write(emulated[0], folder / "sum-emu.nc")
+    results.write(modelled[0], folder / "sum-mod.nc")
+    out = CliRunner().invoke(app, ["summary", str(folder / "sum-*.nc")])
+    assert out.exit_code == 0, out.output
+    emu, mod = out.output.split("== sum-mod")
+    assert "dsa-emulated" in emu and "dsa-hardware" not in emu
+    assert "dsa-hardware" in mod and "dsa-emulated" not in mod

@@ -157,11 +157,14 @@ def summary_cmd(
         ds = results.open(path)
     except (OSError, ValueError) as exc:
         fail(f"{path}: {exc}")
-    runs = [(str(r), ds.sel(run=r)) for r in ds["run"].values] if "run" in ds.dims else [(path, ds)]
+    if "run" in ds.dims:  # several files: each run with only what it ran (not the joined grid's other points)
+        from dsalab.plots.runs import split_runs
+
+        runs = split_runs(ds)
+    else:
+        runs = [(path, ds)]
     blocks = []
     for name, one in runs:
-        if "run" in ds.dims:
-            one = one.drop_vars([v for v in one.data_vars if str(v).startswith("run_")] + ["run"])
         text = analysis.format_summary(analysis.summarize(one), one)
         if profile is not None:
             text += "\n" + _beside(one, profile)
