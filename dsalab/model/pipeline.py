@@ -5,12 +5,10 @@ The round takes as long as its slowest stage (every stage works on packets in pa
 time one packet needs to pass through all of them, and no less than the CPU it needs divided by the cores it may
 use. A stage faster than the slowest one waits: a ``live_migration`` that outruns its senders blocks once per
 packet, senders that outrun ``live_migration`` are woken once per packet, and each blocking wait costs the profile's
-``host.wakeup`` CPU. A hand-off takes that long in wall time too (a ping-pong's wall time per hand-off equals its
-CPU), so when ``live_migration`` outruns its senders and blocks, each sender idles two hand-offs per packet
-(``live_migration`` woken to give it the next packet, then the sender woken). Two or more senders cost
-``host.send_parallel`` times a lone sender's CPU per normal page. On one host (``network.same_host``, loopback) each
-channel's stream is its own writer and reader, so ``network.bandwidth`` (one stream's) is per channel; the streams
-share the cores.
+``host.wakeup`` CPU (the engine queues several packets per channel, so a busy sender finds its next packet waiting
+and does not idle between packets). Two or more senders cost ``host.send_parallel`` times a lone sender's CPU per
+normal page. On one host (``network.same_host``, loopback) each channel's stream is its own writer and reader, so
+``network.bandwidth`` (one stream's) is per channel; the streams share the cores.
 
 With DSA, a sender fills and submits ``ceil(packet / batch_size)`` batches per packet and sleeps until the
 ``dsa_completion`` thread sees each finish (``completion = "thread"``), or polls itself (``poll``, ``umwait``: on
@@ -238,10 +236,6 @@ def round_costs(trial: Trial, profile: HardwareProfile, pages: Pages, *, check_f
     if dsa and trial.completion == "thread":
         sender_waits += batches
     sender_cpu_all = sender_cpu_work + sender_waits * wake
-    # a blocking hand-off takes wall time as well as CPU (a ping-pong's wall time per hand-off equals its CPU): when
-    # live_migration outruns the senders and blocks, a sender idles per packet while live_migration is woken to
-    # hand it the next packet and while it is woken itself
-    stages["multifdsend"] += packets / lanes * 2 * wake * main_share
     # one packet through every stage: the pipeline's fill and drain
     fill = (main_work + sender_cpu_work + recv_work) / packets + batches / packets * batch_ns + net_stage / packets
     time_ns = max(stages.values()) + fill
