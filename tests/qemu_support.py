@@ -12,6 +12,21 @@ import time
 
 import pytest
 
+from dsalab import qemu
+from dsalab.trial import Trial
+
+#: this machine's QEMU version, or None
+VERSION = qemu.qemu_version()
+#: the marks of a module whose tests start QEMUs: skipped without QEMU >= 9.0, each test bounded
+QEMU_9_MODULE = [
+    pytest.mark.skipif(
+        VERSION is None or VERSION < (9, 0, 0), reason=f"QEMU >= 9.0 not installed (qemu-system-x86_64: {VERSION})"
+    ),
+    pytest.mark.timeout(300),
+]
+#: a trial small enough that a QEMU pair migrates it in well under a second
+SMALL_TRIAL = Trial(guest_bytes="16MiB", normal_ratio=0.5, detector="cpu-native", seed=1)
+
 #: seconds a test's QEMUs have to be gone after it ends
 GONE_TIMEOUT_S = 15.0
 

@@ -13,23 +13,26 @@ import textwrap
 import time
 
 import pytest
-from qemu_support import cmdline, gone, kill_all, no_qemu_outlives_the_test, qemu_children, wait_gone
+from qemu_support import (
+    QEMU_9_MODULE,
+    SMALL_TRIAL,
+    VERSION,
+    cmdline,
+    gone,
+    kill_all,
+    no_qemu_outlives_the_test,
+    qemu_children,
+    wait_gone,
+)
 
 from dsalab import qemu
 from dsalab.migration import GuestMemory
 from dsalab.qemu import capabilities, process, qmp, runner
 from dsalab.qemu.process import QemuFailed, QemuProcess, find_binary
-from dsalab.trial import Trial
 
-version = qemu.qemu_version()
-pytestmark = [
-    pytest.mark.skipif(
-        version is None or version < (9, 0, 0), reason=f"QEMU >= 9.0 not installed (qemu-system-x86_64: {version})"
-    ),
-    pytest.mark.timeout(300),
-]
+pytestmark = QEMU_9_MODULE
 __all__ = ["no_qemu_outlives_the_test"]  # the autouse fixture, used by being imported
-TRIAL = Trial(guest_bytes="16MiB", normal_ratio=0.5, detector="cpu-native", seed=1)
+TRIAL = SMALL_TRIAL
 
 
 def _trial_pair(child: subprocess.Popen, deadline: float) -> set[int]:
@@ -130,7 +133,7 @@ def test_run_trial_and_probe_work_inside_a_running_event_loop():
         return capabilities.probe(), qemu.run_trial(TRIAL)
 
     caps, r = asyncio.run(cell())
-    assert caps.version == version and r.verified and r.backend == "qemu"
+    assert caps.version == VERSION and r.verified and r.backend == "qemu"
     guest = GuestMemory(TRIAL.guest_bytes, normal_ratio=0.5, seed=1, shared=True)
     assert (r.zero_pages, r.normal_pages) == (guest.zero_pages, guest.normal_pages)
     assert qemu.live_pids() == set()

@@ -8,23 +8,16 @@ import os
 import signal
 
 import pytest
-from qemu_support import gone, no_qemu_outlives_the_test
+from qemu_support import QEMU_9_MODULE, SMALL_TRIAL, gone, no_qemu_outlives_the_test
 
 from dsalab import qemu
 from dsalab.migration import GuestMemory
 from dsalab.qemu import capabilities, mapping, qmp, runner
 from dsalab.qemu.process import QemuProcess, find_binary
-from dsalab.trial import Trial
 
-version = qemu.qemu_version()
-pytestmark = [
-    pytest.mark.skipif(
-        version is None or version < (9, 0, 0), reason=f"QEMU >= 9.0 not installed (qemu-system-x86_64: {version})"
-    ),
-    pytest.mark.timeout(300),
-]
+pytestmark = QEMU_9_MODULE
 __all__ = ["no_qemu_outlives_the_test"]  # the autouse fixture, used by being imported
-TRIAL = Trial(guest_bytes="16MiB", normal_ratio=0.5, detector="cpu-native", seed=1)
+TRIAL = SMALL_TRIAL
 
 
 @pytest.mark.parametrize("at", ["migrate", "query-migrate", "migrate-set-parameters"])
