@@ -5,6 +5,7 @@ kills them, PR_SET_PDEATHSIG), nor a stop interrupted half-way; ``run_trial`` wo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -47,53 +48,49 @@ def _trial_pair(child: subprocess.Popen, deadline: float) -> set[int]:
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_qemus_die_with_a_python_process_killed_mid_trial(sig):
-    """SIGTERM or SIGKILL to the Python process (no finally block runs): the kernel kills both QEMUs."""
-    script = textwrap.dedent(
-        """
-        from dsalab import qemu
-        from dsalab.trial import Trial
-        qemu.run_trial(Trial(guest_bytes="256MiB", detector="cpu-native", max_bandwidth_bytes="16MiB", seed=2))
-        """
-    )
-    child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+#: a child Python process running a slow trial (256 MiB at 16 MiB/s), for the tests that signal it mid-migration
+SLOW_TRIAL_SCRIPT = textwrap.dedent(
+    """
+    from dsalab import qemu
+    from dsalab.trial import Trial
+    qemu.run_trial(Trial(guest_bytes="256MiB", detector="cpu-native", max_bandwidth_bytes="16MiB", seed=2))
+    """
+)
+
+
+@contextlib.contextmanager
+def _slow_trial_child():
+    """(child, the PIDs of its trial's two QEMUs once both are up); the child and those QEMUs are killed on the way
+    out whatever happened."""
+    child = subprocess.Popen([sys.executable, "-c", SLOW_TRIAL_SCRIPT], stderr=subprocess.PIPE, text=True)
     seen: set[int] = set()
     try:
-        seen = _trial_pair(child, time.monotonic() + 120)
-        child.send_signal(sig)
-        child.wait(timeout=30)
-        left = wait_gone(seen, 10.0)
+        seen |= _trial_pair(child, time.monotonic() + 120)
+        yield child, seen
     finally:
         if child.poll() is None:
             child.kill()
             child.wait(timeout=10)
         kill_all(seen)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_qemus_die_with_a_python_process_killed_mid_trial(sig):
+    """SIGTERM or SIGKILL to the Python process (no finally block runs): the kernel kills both QEMUs."""
+    with _slow_trial_child() as (child, seen):
+        child.send_signal(sig)
+        child.wait(timeout=30)
+        left = wait_gone(seen, 10.0)
     assert child.returncode == -sig
     assert len(seen) == 2 and left == set(), f"QEMUs {sorted(left)} outlived their parent"
 
 
 def test_sigint_mid_migration_leaves_no_qemu():
     """A real Ctrl-C (SIGINT to the Python process only) while the trial's own two QEMUs migrate."""
-    script = textwrap.dedent(
-        """
-        from dsalab import qemu
-        from dsalab.trial import Trial
-        qemu.run_trial(Trial(guest_bytes="256MiB", detector="cpu-native", max_bandwidth_bytes="16MiB", seed=2))
-        """
-    )
-    child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
-    seen: set[int] = set()
-    try:
-        seen = _trial_pair(child, time.monotonic() + 120)
+    with _slow_trial_child() as (child, seen):
         child.send_signal(signal.SIGINT)
         _, err = child.communicate(timeout=60)
         left = wait_gone(seen, 10.0)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(timeout=10)
-        kill_all(seen)
     assert child.returncode != 0 and "KeyboardInterrupt" in err
     assert len(seen) == 2 and left == set()
 

@@ -69,8 +69,8 @@ def time_by_repeat(rows: Sequence[dict]) -> go.Figure:
                 row=1,
                 col=col,
             )
-        fig.update_xaxes(title_text="repeat", type="category", row=1, col=col)
-    fig.update_yaxes(title_text="total time (ms)", row=1, col=1)
+        fig.update_xaxes(title_text="Repeat", type="category", row=1, col=col)
+    fig.update_yaxes(title_text="Total time (ms)", row=1, col=1)
     fig.update_layout(barmode="group", title=_title("Total migration time, engine vs QEMU", rows), height=HEIGHT)
     return fig
 
@@ -126,7 +126,7 @@ def ratios(
                 col=col,
             )
         fig.add_hline(y=1.0, line_dash="dot", line_color="#7f7f7f", row=1, col=col)
-        fig.update_xaxes(title_text="repeat", type="category", row=1, col=col)
-    fig.update_yaxes(title_text="engine / QEMU", rangemode="tozero", row=1, col=1)
+        fig.update_xaxes(title_text="Repeat", type="category", row=1, col=col)
+    fig.update_yaxes(title_text="Engine / QEMU (ratio)", rangemode="tozero", row=1, col=1)
     fig.update_layout(title=_title("Engine/QEMU ratio per repeat", rows), height=HEIGHT)
     return fig
